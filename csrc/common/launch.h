@@ -1,0 +1,17 @@
+// Host side of a row-parallel op: the same GFN_HD functor runs here through parallel_for and
+// on the GPU through launch_rows (common/launch_cuda.cuh).
+#pragma once
+#include "common/macros.h"
+#include "common/parallel.h"
+
+namespace gfn {
+
+template <typename F>
+unsigned long long run_rows_cpu(int64_t n, int64_t grain, F f) {
+  unsigned long long slot = kNoError;
+  f.err = ErrorSink{&slot};
+  parallel_for(n, grain, [&](int64_t i) { f(i); });
+  return slot;
+}
+
+}  // namespace gfn

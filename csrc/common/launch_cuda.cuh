@@ -1,0 +1,43 @@
+// Device side of a row-parallel op: a grid-stride loop over the same GFN_HD functor the CPU runs.
+#pragma once
+#include <cuda_runtime.h>
+
+#include "common/check.h"
+#include "common/macros.h"
+
+namespace gfn {
+
+inline void cuda_check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw std::runtime_error(str("gfncore CUDA error in ", what, ": ", cudaGetErrorString(e)));
+}
+
+template <typename F>
+__global__ void rows_kernel(int64_t n, F f) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    f(i);
+}
+
+// Runs f over n rows on `stream` and returns the first error a row reported (kNoError if none).
+// Reading the error back synchronises the stream: bad input must raise, not pass silently.
+template <typename F>
+unsigned long long run_rows_cuda(int64_t n, F f, void* stream_ptr, const char* what) {
+  if (n == 0) return kNoError;
+  auto stream = static_cast<cudaStream_t>(stream_ptr);
+  unsigned long long* slot = nullptr;
+  cuda_check(cudaMallocAsync(reinterpret_cast<void**>(&slot), sizeof(unsigned long long), stream), what);
+  cuda_check(cudaMemsetAsync(slot, 0xff, sizeof(unsigned long long), stream), what);
+  f.err = ErrorSink{slot};
+  const int threads = 256;
+  int64_t blocks = (n + threads - 1) / threads;
+  if (blocks > 65535 * 8) blocks = 65535 * 8;
+  rows_kernel<<<static_cast<unsigned>(blocks), threads, 0, stream>>>(n, f);
+  cuda_check(cudaGetLastError(), what);
+  unsigned long long host = kNoError;
+  cuda_check(cudaMemcpyAsync(&host, slot, sizeof(host), cudaMemcpyDeviceToHost, stream), what);
+  cuda_check(cudaFreeAsync(slot, stream), what);
+  cuda_check(cudaStreamSynchronize(stream), what);
+  return host;
+}
+
+}  // namespace gfn

@@ -1,0 +1,68 @@
+#include "common/launch.h"
+#include "common/registry.h"
+#include "common/tensor_arg.h"
+#include "ops/softmax_gather.h"
+
+namespace gfn {
+
+// Forward when grad_out is None (writes out [N]); backward otherwise (writes grad_logits [N, A]).
+static void masked_log_softmax_gather(py::handle logits_o, py::handle mask_o, py::handle actions_o, py::handle out_o,
+                                      py::handle grad_out_o, py::handle grad_logits_o, intptr_t stream) {
+  TensorArg logits = tensor_arg(logits_o, "logits"), mask = tensor_arg(mask_o, "mask"),
+            actions = tensor_arg(actions_o, "actions");
+  check_cuda_built(logits);
+  check_float(logits);
+  check_dim(logits, 2);
+  const int64_t N = logits.size(0), A = logits.size(1);
+  check_dtype(mask, DType::kBool);
+  check_dim(mask, 2);
+  check_size(mask, 0, N, "rows of logits");
+  check_size(mask, 1, A, "columns of logits");
+  check_dtype(actions, DType::kInt64);
+  check_dim(actions, 1);
+  check_size(actions, 0, N, "rows of logits");
+  check_same_device(logits, mask);
+  check_same_device(logits, actions);
+  const bool backward = !grad_out_o.is_none();
+  auto run = [&](auto tag) {
+    using scalar_t = decltype(tag);
+    GatherParams<scalar_t> p{logits.data<scalar_t>(), mask.data<bool>(), actions.data<int64_t>(), A, nullptr, nullptr, nullptr};
+    if (!backward) {
+      TensorArg out = tensor_arg(out_o, "out");
+      check_same_dtype(out, logits);
+      check_same_device(logits, out);
+      GFN_CHECK(out.numel == N, "out must have N elements");
+      p.out = out.data<scalar_t>();
+    } else {
+      TensorArg g = tensor_arg(grad_out_o, "grad_out"), gl = tensor_arg(grad_logits_o, "grad_logits");
+      check_same_dtype(g, logits);
+      check_same_dtype(gl, logits);
+      check_same_device(logits, g);
+      check_same_device(logits, gl);
+      GFN_CHECK(g.numel == N && gl.numel == N * A, "grad_out / grad_logits have the wrong sizes");
+      p.grad_out = g.data<scalar_t>();
+      p.grad_logits = gl.data<scalar_t>();
+    }
+    unsigned long long e = kNoError;
+    if (logits.cuda) {
+#if GFN_WITH_CUDA
+      e = backward ? gather_cuda<scalar_t, true>(p, N, reinterpret_cast<void*>(stream))
+                   : gather_cuda<scalar_t, false>(p, N, reinterpret_cast<void*>(stream));
+#endif
+    } else {
+      py::gil_scoped_release nogil;
+      e = backward ? run_rows_cpu(N, 1024, GatherRow<scalar_t, true>{p, ErrorSink{nullptr}})
+                   : run_rows_cpu(N, 1024, GatherRow<scalar_t, false>{p, ErrorSink{nullptr}});
+    }
+    raise_kernel_error(e, "masked_log_softmax_gather", "row");
+  };
+  if (logits.dtype == DType::kFloat32) run(float{});
+  else run(double{});
+}
+
+GFN_BINDINGS(bind_softmax_gather) {
+  m.def("masked_log_softmax_gather", &masked_log_softmax_gather, py::arg("logits"), py::arg("mask"), py::arg("actions"),
+        py::arg("out"), py::arg("grad_out"), py::arg("grad_logits"), py::arg("stream") = 0);
+}
+
+}  // namespace gfn

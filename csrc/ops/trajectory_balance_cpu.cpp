@@ -1,0 +1,90 @@
+#include "common/launch.h"
+#include "common/registry.h"
+#include "common/tensor_arg.h"
+#include "ops/trajectory_balance.h"
+
+namespace gfn {
+
+// Forward when grad_out is None (writes out [B]); backward otherwise (writes the four grads).
+static void trajectory_balance(py::handle log_pf_o, py::handle log_pb_o, py::handle offsets_o, py::handle log_reward_o,
+                               py::handle log_z_o, py::handle out_o, py::handle grad_out_o, py::handle grad_pf_o,
+                               py::handle grad_pb_o, py::handle grad_reward_o, py::handle grad_z_o, intptr_t stream) {
+  TensorArg pf = tensor_arg(log_pf_o, "log_pf"), pb = tensor_arg(log_pb_o, "log_pb"), off = tensor_arg(offsets_o, "offsets"),
+            lr = tensor_arg(log_reward_o, "log_reward"), lz = tensor_arg(log_z_o, "log_z");
+  check_cuda_built(pf);
+  check_float(pf);
+  check_dim(pf, 1);
+  const int64_t T = pf.size(0);
+  check_same_dtype(pb, pf);
+  check_dim(pb, 1);
+  check_size(pb, 0, T, "one row per transition, like log_pf");
+  check_dtype(off, DType::kInt64);
+  check_dim(off, 1);
+  GFN_CHECK(off.size(0) >= 1, "offsets must have B + 1 >= 1 elements, got shape ", off.shape_str());
+  const int64_t B = off.size(0) - 1;
+  check_same_dtype(lr, pf);
+  check_dim(lr, 1);
+  check_size(lr, 0, B, "one log-reward per trajectory (len(offsets) - 1)");
+  check_same_dtype(lz, pf);
+  GFN_CHECK(lz.dim() == 0 || (lz.dim() == 1 && lz.size(0) == B), "log_z must be a scalar or have shape [B] = [", B,
+            "], got ", lz.shape_str());
+  for (const TensorArg* t : {&pb, &off, &lr, &lz}) check_same_device(pf, *t);
+  if (B == 0) GFN_CHECK(T == 0, "offsets describes no trajectory but log_pf has ", T, " rows");
+  const bool backward = !grad_out_o.is_none();
+  auto run = [&](auto tag) {
+    using scalar_t = decltype(tag);
+    TBParams<scalar_t> p{};
+    p.log_pf = pf.data<scalar_t>();
+    p.log_pb = pb.data<scalar_t>();
+    p.offsets = off.data<int64_t>();
+    p.log_reward = lr.data<scalar_t>();
+    p.log_z = lz.data<scalar_t>();
+    p.z_stride = lz.dim() == 0 ? 0 : 1;
+    p.B = B;
+    p.T = T;
+    if (!backward) {
+      TensorArg out = tensor_arg(out_o, "out");
+      check_same_dtype(out, pf);
+      check_same_device(pf, out);
+      GFN_CHECK(out.numel == B, "out must have B elements");
+      p.out = out.data<scalar_t>();
+    } else {
+      TensorArg g = tensor_arg(grad_out_o, "grad_out"), gpf = tensor_arg(grad_pf_o, "grad_log_pf"),
+                gpb = tensor_arg(grad_pb_o, "grad_log_pb"), gr = tensor_arg(grad_reward_o, "grad_log_reward"),
+                gz = tensor_arg(grad_z_o, "grad_log_z");
+      for (const TensorArg* t : {&g, &gpf, &gpb, &gr, &gz}) {
+        check_same_dtype(*t, pf);
+        check_same_device(pf, *t);
+      }
+      GFN_CHECK(g.numel == B && gpf.numel == T && gpb.numel == T && gr.numel == B && gz.numel == B,
+                "gradient buffers have the wrong sizes");
+      p.grad_out = g.data<scalar_t>();
+      p.grad_pf = gpf.data<scalar_t>();
+      p.grad_pb = gpb.data<scalar_t>();
+      p.grad_reward = gr.data<scalar_t>();
+      p.grad_z = gz.data<scalar_t>();
+    }
+    unsigned long long e = kNoError;
+    if (pf.cuda) {
+#if GFN_WITH_CUDA
+      e = backward ? tb_cuda<scalar_t, true>(p, reinterpret_cast<void*>(stream))
+                   : tb_cuda<scalar_t, false>(p, reinterpret_cast<void*>(stream));
+#endif
+    } else {
+      py::gil_scoped_release nogil;
+      e = backward ? run_rows_cpu(B, 512, TBRow<scalar_t, true>{p, ErrorSink{nullptr}})
+                   : run_rows_cpu(B, 512, TBRow<scalar_t, false>{p, ErrorSink{nullptr}});
+    }
+    raise_kernel_error(e, "trajectory_balance", "trajectory");
+  };
+  if (pf.dtype == DType::kFloat32) run(float{});
+  else run(double{});
+}
+
+GFN_BINDINGS(bind_trajectory_balance) {
+  m.def("trajectory_balance", &trajectory_balance, py::arg("log_pf"), py::arg("log_pb"), py::arg("offsets"),
+        py::arg("log_reward"), py::arg("log_z"), py::arg("out"), py::arg("grad_out"), py::arg("grad_log_pf"),
+        py::arg("grad_log_pb"), py::arg("grad_log_reward"), py::arg("grad_log_z"), py::arg("stream") = 0);
+}
+
+}  // namespace gfn

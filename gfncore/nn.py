@@ -1,0 +1,73 @@
+"""Policies: forward-policy logits P_F(.|s), a backward policy P_B (uniform or learned), a state
+flow log F(s) where a loss needs one, and the learned log Z."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .envs.base import Env
+
+
+def mlp(n_in: int, hidden: int, layers: int, n_out: int) -> nn.Sequential:
+    mods: list[nn.Module] = []
+    d = n_in
+    for _ in range(layers):
+        mods += [nn.Linear(d, hidden), nn.ReLU()]
+        d = hidden
+    mods.append(nn.Linear(d, n_out))
+    return nn.Sequential(*mods)
+
+
+@dataclass
+class PolicyOutput:
+    pf_logits: torch.Tensor
+    pb_logits: torch.Tensor | None = None
+    log_flow: torch.Tensor | None = None
+
+
+class MLPPolicy(nn.Module):
+    """MLP over the environment's encoded states.
+
+    pb: "uniform" (P_B(s|s') = 1/#parents(s'), nothing learned), "learned" (its own MLP) or
+    "shared" (a P_B head on the P_F trunk). flow=True adds a log F(s) head (DB, SubTB).
+    """
+
+    def __init__(self, env: Env, hidden: int = 256, layers: int = 2, pb: str = "uniform", flow: bool = False,
+                 log_z_init: float = 0.0):
+        super().__init__()
+        if pb not in ("uniform", "learned", "shared"):
+            raise ValueError(f"pb must be 'uniform', 'learned' or 'shared', got {pb!r}")
+        if layers < 1 or hidden < 1:
+            raise ValueError("layers and hidden must be >= 1")
+        self.pb, self.has_flow = pb, flow
+        self.n_actions, self.n_backward = env.n_actions, env.n_backward_actions
+        self.trunk = mlp(env.feature_dim, hidden, layers - 1, hidden) if layers > 1 else nn.Linear(env.feature_dim, hidden)
+        self.act = nn.ReLU()
+        self.pf_head = nn.Linear(hidden, env.n_actions)
+        self.pb_head = nn.Linear(hidden, env.n_backward_actions) if pb == "shared" else None
+        self.pb_net = mlp(env.feature_dim, hidden, layers, env.n_backward_actions) if pb == "learned" else None
+        self.flow_head = nn.Linear(hidden, 1) if flow else None
+        self.log_z = nn.Parameter(torch.tensor(float(log_z_init)))
+
+    def forward_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """P_F logits only: what a rollout needs."""
+        return self.pf_head(self.act(self.trunk(features)))
+
+    def forward(self, features: torch.Tensor) -> PolicyOutput:
+        h = self.act(self.trunk(features))
+        out = PolicyOutput(self.pf_head(h))
+        if self.pb_head is not None:
+            out.pb_logits = self.pb_head(h)
+        elif self.pb_net is not None:
+            out.pb_logits = self.pb_net(features)
+        if self.flow_head is not None:
+            out.log_flow = self.flow_head(h).squeeze(-1)
+        return out
+
+    def log_z_parameters(self) -> list[nn.Parameter]:
+        return [self.log_z]
+
+    def network_parameters(self) -> list[nn.Parameter]:
+        return [p for n, p in self.named_parameters() if n != "log_z"]

@@ -1,0 +1,203 @@
+"""Plain-PyTorch twins of every compiled op: short, obviously right, used by the tests and as
+the fallback on a device that has no compiled kernel. Each one mirrors the math in csrc/ops/*.h."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+_M32 = 0xFFFFFFFF
+
+
+# ---------------------------------------------------------------------------------------------
+# Philox4x32-10 on int64 tensors (values kept in [0, 2^32)), identical to csrc/common/philox.h.
+def _mulhilo(a: int, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    ah, al = a >> 16, a & 0xFFFF
+    bh, bl = b >> 16, b & 0xFFFF
+    mid = ah * bl + al * bh
+    low = al * bl + ((mid & 0xFFFF) << 16)
+    lo = low & _M32
+    hi = (ah * bh + (mid >> 16) + (low >> 32)) & _M32
+    return hi, lo
+
+
+def philox(seed: int, subsequence: torch.Tensor, offset: int) -> torch.Tensor:
+    """Four uint32 words (as int64) per subsequence: Philox4x32-10 keyed by seed, counter
+    (offset_lo, offset_hi, subsequence_lo, subsequence_hi)."""
+    sub = subsequence.to(torch.int64)
+    c0 = torch.full_like(sub, offset & _M32)
+    c1 = torch.full_like(sub, (offset >> 32) & _M32)
+    c2 = sub & _M32
+    c3 = (sub >> 32) & _M32
+    k0, k1 = seed & _M32, (seed >> 32) & _M32
+    for _ in range(10):
+        hi0, lo0 = _mulhilo(0xD2511F53, c0)
+        hi1, lo1 = _mulhilo(0xCD9E8D57, c2)
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+        k0 = (k0 + 0x9E3779B9) & _M32
+        k1 = (k1 + 0xBB67AE85) & _M32
+    return torch.stack([c0, c1, c2, c3], dim=-1)
+
+
+def uniform53(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return ((a >> 5) * 67108864 + (b >> 6)).to(torch.float64) * (1.0 / 9007199254740992.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# HyperGrid as vectorised torch ops (csrc/envs/hypergrid.h).
+class HyperGridReference:
+    """HyperGrid's state space, masks, steps, encoding and reward as batched torch ops."""
+
+    def __init__(self, ndim: int, height: int, R0: float, R1: float, R2: float):
+        self.ndim, self.height, self.R0, self.R1, self.R2 = ndim, height, R0, R1, R2
+        self.n_actions = ndim + 1
+        self.n_backward_actions = ndim
+        self.state_dim = ndim
+        self.feature_dim = ndim * height
+
+    def valid(self, s: torch.Tensor) -> torch.Tensor:
+        return ((s >= 0) & (s < self.height)).all(-1)
+
+    def _check(self, s: torch.Tensor) -> None:
+        if s.numel() and not bool(self.valid(s).all()):
+            raise ValueError("states holds a row that is not in the environment's state space")
+
+    def initial(self, n: int, device=None) -> torch.Tensor:
+        return torch.zeros(n, self.ndim, dtype=torch.int32, device=device)
+
+    def forward_mask(self, s: torch.Tensor) -> torch.Tensor:
+        self._check(s)
+        stop = torch.ones(*s.shape[:-1], 1, dtype=torch.bool, device=s.device)
+        return torch.cat([s < self.height - 1, stop], -1)
+
+    def backward_mask(self, s: torch.Tensor) -> torch.Tensor:
+        self._check(s)
+        return s > 0
+
+    def n_parents(self, s: torch.Tensor) -> torch.Tensor:
+        self._check(s)
+        return (s > 0).sum(-1).to(torch.int64)
+
+    def is_initial(self, s: torch.Tensor) -> torch.Tensor:
+        self._check(s)
+        return (s == 0).all(-1)
+
+    def step(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        legal = self.forward_mask(s).gather(-1, a.clamp(0, self.ndim).unsqueeze(-1)).squeeze(-1)
+        if a.numel() and not bool(((a >= 0) & (a <= self.ndim) & legal).all()):
+            raise ValueError("actions holds an action that is out of range or masked out")
+        move = a < self.ndim
+        inc = torch.nn.functional.one_hot(a.clamp(max=self.ndim - 1), self.ndim).to(s.dtype) * move.unsqueeze(-1)
+        return s + inc
+
+    def backward_step(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        ok = (a >= 0) & (a < self.ndim)
+        if a.numel() and not bool(ok.all()):
+            raise ValueError("actions holds an action that is out of range or masked out")
+        if a.numel() and not bool(self.backward_mask(s).gather(-1, a.unsqueeze(-1)).all()):
+            raise ValueError("actions holds an action that is out of range or masked out")
+        return s - torch.nn.functional.one_hot(a, self.ndim).to(s.dtype)
+
+    def encode(self, s: torch.Tensor) -> torch.Tensor:
+        self._check(s)
+        return torch.nn.functional.one_hot(s.long(), self.height).reshape(*s.shape[:-1], -1).to(torch.float32)
+
+    def log_reward(self, s: torch.Tensor) -> torch.Tensor:
+        self._check(s)
+        ax = (s.to(torch.float64) / (self.height - 1) - 0.5).abs()
+        outer = (0.25 < ax).all(-1)
+        ring = ((0.3 < ax) & (ax < 0.4)).all(-1)
+        return torch.log(self.R0 + outer * self.R1 + ring * self.R2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ops (csrc/ops/*.h).
+def rollout_step(
+    env_ref,
+    states: torch.Tensor,
+    mask: torch.Tensor,
+    logits: torch.Tensor,
+    ids: torch.Tensor | None,
+    seed: int,
+    offset: int,
+    temperature: float,
+    epsilon: float,
+):
+    """Masked sampling (temperature, epsilon-uniform) with the kernel's Philox draws, then the
+    environment step. Returns (actions, log_prob, next_states, next_mask, features, done)."""
+    if not (0.0 < temperature < math.inf):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
+    if not (0.0 <= epsilon <= 1.0):
+        raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+    n, A = logits.shape
+    env_ref._check(states)
+    z = logits.to(torch.float64) / temperature
+    if bool(torch.isnan(z).masked_fill(~mask, False).any()):
+        raise ValueError("rollout_step: logits contain NaN at a legal action")
+    k = mask.sum(-1)
+    if bool((k == 0).any()):
+        raise ValueError("rollout_step: mask allows no action")
+    zm = z.masked_fill(~mask, -math.inf)
+    zmax = zm.max(-1, keepdim=True).values
+    if bool((~torch.isfinite(zmax)).any()):
+        raise ValueError("rollout_step: logits of every legal action are -inf/inf")
+    e = torch.exp(zm - zmax)
+    cum = torch.cumsum(e, -1)
+    total = cum[:, -1:]
+    sub = ids if ids is not None else torch.arange(n, device=states.device)
+    r = philox(seed, sub.cpu(), offset).to(states.device)
+    u0, u1 = uniform53(r[:, 0], r[:, 3]), uniform53(r[:, 1], r[:, 2])
+    # softmax branch: first legal a with target < cumsum; fallback the last legal action
+    target = (u1.unsqueeze(-1) * total)
+    hit = (target < cum) & mask
+    last_legal = (mask * torch.arange(A, device=mask.device)).argmax(-1)
+    a_soft = torch.where(hit.any(-1), hit.to(torch.int8).argmax(-1), last_legal)
+    # explore branch: the floor(u1 * k)-th legal action
+    j = torch.clamp((u1 * k).floor().to(torch.int64), max=k - 1)
+    rank = torch.cumsum(mask.to(torch.int64), -1) - 1
+    a_unif = ((rank == j.unsqueeze(-1)) & mask).to(torch.int8).argmax(-1)
+    explore = (u0 < epsilon) if epsilon > 0 else torch.zeros_like(u0, dtype=torch.bool)
+    actions = torch.where(explore, a_unif, a_soft).to(torch.int64)
+    lp = zm.gather(-1, actions.unsqueeze(-1)).squeeze(-1) - zmax.squeeze(-1) - torch.log(total.squeeze(-1))
+    if epsilon > 0:
+        lp = torch.log((1 - epsilon) * torch.exp(lp) + epsilon / k)
+    done = actions == A - 1
+    next_states = torch.where(done.unsqueeze(-1), states, env_ref.step(states, actions))
+    next_mask = env_ref.forward_mask(next_states) & ~done.unsqueeze(-1)
+    features = env_ref.encode(next_states)
+    return actions, lp.to(logits.dtype), next_states.to(torch.int32), next_mask, features, done
+
+
+def masked_log_softmax_gather(logits: torch.Tensor, mask: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits restricted to mask)[actions], per row."""
+    if actions.numel():
+        if bool(((actions < 0) | (actions >= logits.shape[-1])).any()):
+            raise ValueError("masked_log_softmax_gather: actions holds an action that is out of range")
+        if not bool(mask.gather(-1, actions.unsqueeze(-1)).all()):
+            raise ValueError("masked_log_softmax_gather: actions holds an action that is masked out")
+    if bool(torch.isnan(logits).masked_fill(~mask, False).any()):
+        raise ValueError("masked_log_softmax_gather: logits contain NaN at a legal action")
+    lp = torch.log_softmax(logits.masked_fill(~mask, -math.inf), dim=-1)
+    return lp.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+
+
+def segment_sum(values: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Sum of values over each trajectory's rows [offsets[i], offsets[i+1])."""
+    lengths = offsets[1:] - offsets[:-1]
+    idx = torch.repeat_interleave(torch.arange(len(lengths), device=values.device), lengths)
+    return torch.zeros(len(lengths), dtype=values.dtype, device=values.device).index_add(0, idx, values)
+
+
+def check_offsets(offsets: torch.Tensor, T: int) -> None:
+    if offsets.dim() != 1 or offsets.numel() < 1:
+        raise ValueError("offsets must be a 1-D tensor with B + 1 >= 1 elements")
+    ok = int(offsets[0]) == 0 and int(offsets[-1]) == T and bool((offsets[1:] > offsets[:-1]).all())
+    if not ok:
+        raise ValueError("offsets must start at 0, increase strictly and end at T")
+
+
+def trajectory_balance(log_pf, log_pb, offsets, log_reward, log_z) -> torch.Tensor:
+    """(log Z + sum log P_F - log R - sum log P_B)^2 per trajectory."""
+    check_offsets(offsets, log_pf.shape[0])
+    r = log_z + segment_sum(log_pf - log_pb, offsets) - log_reward
+    return r * r

@@ -1,0 +1,65 @@
+"""masked_log_softmax_gather as a torch custom op with a fused forward and a fused backward."""
+from __future__ import annotations
+
+import torch
+
+from .. import _C
+from . import reference
+from ._dispatch import compiled_for, stream, warn_fallback
+
+
+@torch.library.custom_op("gfncore::masked_log_softmax_gather", mutates_args=())
+def _gather(logits: torch.Tensor, mask: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    if not compiled_for(logits):
+        warn_fallback("masked_log_softmax_gather", logits)
+        return reference.masked_log_softmax_gather(logits, mask, actions)
+    logits, mask, actions = logits.contiguous(), mask.contiguous(), actions.contiguous()
+    out = logits.new_empty(logits.shape[:1])
+    _C.masked_log_softmax_gather(logits, mask, actions, out, None, None, stream(logits))
+    return out
+
+
+@_gather.register_fake
+def _(logits, mask, actions):
+    return logits.new_empty(logits.shape[:1])
+
+
+@torch.library.custom_op("gfncore::masked_log_softmax_gather_backward", mutates_args=())
+def _gather_backward(grad: torch.Tensor, logits: torch.Tensor, mask: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    if not compiled_for(logits):
+        with torch.enable_grad():
+            x = logits.detach().requires_grad_(True)
+            y = reference.masked_log_softmax_gather(x, mask, actions)
+            (g,) = torch.autograd.grad(y, x, grad)
+        return g
+    logits, mask, actions, grad = logits.contiguous(), mask.contiguous(), actions.contiguous(), grad.contiguous()
+    grad_logits = torch.empty_like(logits)
+    _C.masked_log_softmax_gather(logits, mask, actions, None, grad, grad_logits, stream(logits))
+    return grad_logits
+
+
+@_gather_backward.register_fake
+def _(grad, logits, mask, actions):
+    return torch.empty_like(logits)
+
+
+def _setup(ctx, inputs, output):
+    logits, mask, actions = inputs
+    ctx.save_for_backward(logits, mask, actions)
+
+
+def _backward(ctx, grad):
+    logits, mask, actions = ctx.saved_tensors
+    return _gather_backward(grad, logits, mask, actions), None, None
+
+
+_gather.register_autograd(_backward, setup_context=_setup)
+
+
+def masked_log_softmax_gather(logits: torch.Tensor, mask: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """log P(a_n | s_n) = log softmax(logits_n over the legal actions mask_n)[actions_n], for each row n.
+
+    ``logits`` [N, A] float, ``mask`` [N, A] bool, ``actions`` [N] int64. Raises ValueError if an
+    action is out of range or masked out, or a legal logit is NaN. Differentiable in ``logits``.
+    """
+    return _gather(logits, mask, actions)
