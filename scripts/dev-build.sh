@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# In-place development build: compiles gfncore/_C*.so next to the Python sources, so that
+# `python -m pytest` from the repository root imports this tree (no pip install needed).
+# GFN_CUDA=ON|OFF|AUTO (default OFF here: fast CPU-only rebuilds), BUILD_DIR to choose the folder.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${BUILD_DIR:-build/dev}
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DGFN_CUDA="${GFN_CUDA:-OFF}" \
+  -Dpybind11_DIR="$(python -c 'import pybind11; print(pybind11.get_cmake_dir())')" \
+  -DPython_EXECUTABLE="$(command -v python)" >/dev/null
+cmake --build "$build" -j"${JOBS:-2}"
+cp "$build"/_C*.so gfncore/
