@@ -48,11 +48,211 @@ def trajectory_balance_loss(env: Env, policy, traj: Trajectories) -> torch.Tenso
     return ops.trajectory_balance(log_pf, log_pb, traj.offsets, traj.log_reward.to(log_pf.dtype), log_z).mean()
 
 
-LOSSES = {"tb": trajectory_balance_loss}
+# ---------------------------------------------------------------------------------------------
+# Objectives with options and a log Z estimate, as the Trainer uses them.
+
+def _importance_weights(traj: Trajectories, log_pf: torch.Tensor) -> torch.Tensor | None:
+    """Self-normalised per-trajectory weights P_F(tau) / P_behaviour(tau) (detached), for
+    exploratory (tempered / epsilon-mixed) samples whose behaviour log-probs were recorded."""
+    if traj.log_prob is None:
+        return None
+    from .ops.reference import segment_sum
+
+    lw = segment_sum((log_pf.detach() - traj.log_prob.to(log_pf.dtype)), traj.offsets)
+    w = torch.softmax(lw, 0) * traj.n
+    return w
 
 
-def get_loss(name: str):
+def _weighted_mean(per_traj: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+    return per_traj.mean() if w is None else (per_traj * w).mean()
+
+
+class Objective:
+    """A GFlowNet training objective: a scalar loss over a batch of packed trajectories, and the
+    estimate of log Z it implies. With importance_weights=True, per-trajectory terms are weighted
+    by P_F(tau)/P_behaviour(tau) (self-normalised over the batch); without (the default), the
+    objective is used off-policy as is, which every balance objective allows since its fixed
+    point does not depend on the sampling distribution (only its full support matters)."""
+
+    name = "objective"
+    needs_flow = False
+
+    def __init__(self, importance_weights: bool = False):
+        self.importance_weights = bool(importance_weights)
+
+    def check_policy(self, policy) -> None:
+        if self.needs_flow and not getattr(policy, "has_flow", False):
+            raise ValueError(f"loss {self.name!r} needs a state flow log F(s): build the policy with "
+                             f"MLPPolicy(env, flow=True)")
+
+    def weights(self, traj: Trajectories, log_pf: torch.Tensor) -> torch.Tensor | None:
+        return _importance_weights(traj, log_pf) if self.importance_weights else None
+
+    def __call__(self, env: Env, policy, traj: Trajectories) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def log_z(self, env: Env, policy) -> float:
+        return float(policy.log_z.detach())
+
+
+def _s0_output(env: Env, policy) -> PolicyOutput:
+    dev = next(policy.parameters()).device
+    return policy(env.encode(env.initial_states(1)).to(dev))
+
+
+class TrajectoryBalance(Objective):
+    """TB (Malkin et al. 2022): (log Z + Σ log P_F - log R(x) - Σ log P_B)^2 per trajectory."""
+
+    name = "tb"
+
+    def __call__(self, env, policy, traj):
+        log_pf, log_pb, _ = log_probs(env, policy, traj)
+        log_z = policy.log_z.to(log_pf.dtype)
+        per = ops.trajectory_balance(log_pf, log_pb, traj.offsets, traj.log_reward.to(log_pf.dtype), log_z)
+        return _weighted_mean(per, self.weights(traj, log_pf))
+
+
+class DetailedBalance(Objective):
+    """DB (Bengio et al. 2023): F(s) P_F(s'|s) = F(s') P_B(s|s') on every move, and
+    F(x) P_F(stop|x) = R(x) on every stop row; log Z = log F(s0)."""
+
+    name = "db"
+    needs_flow = True
+
+    def __call__(self, env, policy, traj):
+        log_pf, log_pb, out = log_probs(env, policy, traj)
+        rows = ops.detailed_balance(log_pf, log_pb, out.log_flow.to(log_pf.dtype), traj.offsets,
+                                    traj.log_reward.to(log_pf.dtype))
+        w = self.weights(traj, log_pf)
+        return rows.mean() if w is None else (rows * w[traj.traj_index]).mean()
+
+    @torch.no_grad()
+    def log_z(self, env, policy):
+        return float(_s0_output(env, policy).log_flow[0])
+
+
+class SubTrajectoryBalance(Objective):
+    """SubTB(λ) (Madan et al. 2023): balance of every sub-trajectory s_j -> s_k, weighted λ^(k-j)
+    and normalised per trajectory; log Z = log F(s0)."""
+
+    name = "subtb"
+    needs_flow = True
+
+    def __init__(self, lam: float = 0.9, importance_weights: bool = False):
+        super().__init__(importance_weights)
+        if not (lam > 0):
+            raise ValueError(f"lam (λ) must be > 0, got {lam}")
+        self.lam = float(lam)
+
+    def __call__(self, env, policy, traj):
+        log_pf, log_pb, out = log_probs(env, policy, traj)
+        per = ops.subtrajectory_balance(log_pf, log_pb, out.log_flow.to(log_pf.dtype), traj.offsets,
+                                        traj.log_reward.to(log_pf.dtype), self.lam)
+        return _weighted_mean(per, self.weights(traj, log_pf))
+
+    @torch.no_grad()
+    def log_z(self, env, policy):
+        return float(_s0_output(env, policy).log_flow[0])
+
+
+class FlowMatching(Objective):
+    """FM (Bengio et al. 2021) with the policy's P_F logits read as log edge flows log F(s->s'):
+    for every visited state, log Σ_parents F(p->s) = log Σ_children F(s->·) (stop edge included),
+    and F(x->stop) = R(x) at every finished object. In-flows come from one batched forward over
+    all parents (gfncore.ops.parents); log Z = log Σ_a F(s0->a)."""
+
+    name = "fm"
+
+    def __call__(self, env, policy, traj):
+        feats = traj.features if traj.features is not None else env.encode(traj.states)
+        mask = traj.mask if traj.mask is not None else env.forward_mask(traj.states)
+        log_out = policy.forward_logits(feats)
+        par, par_act, counts = ops.parents(env, traj.states)
+        P = par.shape[1]
+        valid = torch.arange(P, device=counts.device).unsqueeze(0) < counts.unsqueeze(1)
+        par_logits = policy.forward_logits(env.encode(par[valid]))
+        in_vals = par_logits.gather(1, par_act[valid].unsqueeze(1)).squeeze(1)
+        log_in = torch.full((traj.T, P), -float("inf"), dtype=log_out.dtype, device=log_out.device)
+        log_in = log_in.masked_scatter(valid, in_vals)
+        rows = ops.flow_matching(log_in, counts, log_out, mask)
+        n_inner = int((counts > 0).sum())
+        fm_term = rows.sum() / max(n_inner, 1)
+        stop = env.stop_action
+        last = traj.last_rows
+        rm_term = ((log_out[last, stop] - traj.log_reward.to(log_out.dtype)) ** 2).mean()
+        return fm_term + rm_term
+
+    @torch.no_grad()
+    def log_z(self, env, policy):
+        s0 = env.initial_states(1)
+        lo = policy.forward_logits(env.encode(s0).to(next(policy.parameters()).device))
+        return float(torch.logsumexp(lo.masked_fill(~env.forward_mask(s0).to(lo.device), -float("inf")), -1)[0])
+
+
+class LogPartitionVariance(Objective):
+    """ZVar (Zhang et al. 2023): the variance over the batch of
+    ζ(τ) = log R(x) + Σ log P_B - Σ log P_F, which is log Z for every τ at the optimum;
+    log Z is estimated by the batch mean of ζ (no learned log Z)."""
+
+    name = "zvar"
+
+    def __init__(self, importance_weights: bool = False):
+        super().__init__(importance_weights)
+        self._log_z = 0.0
+
+    def __call__(self, env, policy, traj):
+        log_pf, log_pb, _ = log_probs(env, policy, traj)
+        lr = traj.log_reward.to(log_pf.dtype)
+        per = ops.log_partition_variance(log_pf, log_pb, traj.offsets, lr)
+        with torch.no_grad():
+            from .ops.reference import segment_sum
+
+            zeta = lr + segment_sum(log_pb - log_pf, traj.offsets)
+            if zeta.numel():
+                self._log_z = float(zeta.mean())
+        return _weighted_mean(per, self.weights(traj, log_pf))
+
+    def log_z(self, env, policy):
+        return self._log_z
+
+
+class ModifiedDetailedBalance(Objective):
+    """Modified DB (Deleu et al. 2022) for environments where every state may terminate:
+    R(s') P_B(s|s') P_F(stop|s) = R(s) P_F(s'|s) P_F(stop|s') on every move; the per-state reward
+    and P_F(stop|s) stand in for the flow. log Z = log R(s0) - log P_F(stop|s0)."""
+
+    name = "mdb"
+
+    def __call__(self, env, policy, traj):
+        log_pf, log_pb, out = log_probs(env, policy, traj)
+        mask = traj.mask if traj.mask is not None else env.forward_mask(traj.states)
+        stop = torch.full_like(traj.actions, env.stop_action)
+        if traj.T and not bool(mask[:, env.stop_action].all()):
+            raise ValueError("loss 'mdb' needs an environment in which every state may terminate")
+        log_pf_stop = ops.masked_log_softmax_gather(out.pf_logits, mask, stop)
+        log_r = env.log_reward(traj.states).to(log_pf.dtype)
+        rows = ops.modified_detailed_balance(log_pf, log_pb, log_pf_stop, log_r, traj.offsets)
+        n_moves = max(traj.T - traj.n, 1)
+        w = self.weights(traj, log_pf)
+        return rows.sum() / n_moves if w is None else (rows * w[traj.traj_index]).sum() / n_moves
+
+    @torch.no_grad()
+    def log_z(self, env, policy):
+        s0 = env.initial_states(1)
+        lo = _s0_output(env, policy).pf_logits
+        lp = torch.log_softmax(lo.masked_fill(~env.forward_mask(s0).to(lo.device), -float("inf")), -1)
+        return float(env.log_reward(s0)[0]) - float(lp[0, env.stop_action])
+
+
+LOSSES = {c.name: c for c in (TrajectoryBalance, DetailedBalance, SubTrajectoryBalance, FlowMatching,
+                              LogPartitionVariance, ModifiedDetailedBalance)}
+
+
+def get_loss(name: str, **options) -> Objective:
+    """The objective called `name` (tb, db, subtb, fm, zvar, mdb), built with its options."""
     try:
-        return LOSSES[name]
+        cls = LOSSES[name]
     except KeyError:
         raise ValueError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}") from None
+    return cls(**options)

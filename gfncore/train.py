@@ -12,6 +12,8 @@ import torch
 from . import metrics as M
 from .envs.base import Env
 from .losses import get_loss
+from .nn import MLPPolicy
+from .replay import ReplayBuffer
 from .sampler import Sampler
 from .trajectories import Trajectories
 
@@ -20,7 +22,13 @@ from .trajectories import Trajectories
 class TrainConfig:
     """Training settings; the CLI's flags are generated from these fields."""
 
-    loss: str = field(default="tb", metadata={"help": "objective: tb"})
+    loss: str = field(default="tb", metadata={"help": "objective: tb, db, subtb, fm, zvar or mdb"})
+    lam: float = field(default=0.9, metadata={"help": "SubTB lambda: weight lambda^(k-j) of sub-trajectory j..k"})
+    importance_weights: bool = field(default=False, metadata={
+        "help": "weight exploratory samples by P_F(tau)/P_behaviour(tau) (self-normalised)"})
+    replay_capacity: int = field(default=0, metadata={"help": "replay buffer size (0: no replay)"})
+    replay_fraction: float = field(default=0.5, metadata={"help": "share of each batch drawn from the replay buffer"})
+    prioritized: bool = field(default=False, metadata={"help": "replay objects with probability proportional to R(x)"})
     batch_size: int = field(default=64, metadata={"help": "trajectories per step"})
     steps: int = field(default=1000, metadata={"help": "training steps"})
     lr: float = field(default=1e-3, metadata={"help": "Adam learning rate of the networks"})
@@ -44,12 +52,19 @@ class Trainer:
     """
 
     def __init__(self, env: Env, policy, loss: str = "tb", batch_size: int = 64, lr: float = 1e-3,
-                 lr_log_z: float = 0.1, temperature: float = 1.0, epsilon: float = 0.0, seed: int = 0):
+                 lr_log_z: float = 0.1, temperature: float = 1.0, epsilon: float = 0.0, seed: int = 0,
+                 loss_options: dict | None = None, replay: ReplayBuffer | None = None, replay_fraction: float = 0.5):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0.0 <= replay_fraction < 1.0:
+            raise ValueError(f"replay_fraction must be in [0, 1), got {replay_fraction}")
         self.env, self.policy = env, policy
-        self.loss_name, self.loss_fn = loss, get_loss(loss)
+        self.loss_name = loss
+        self.objective = self.loss_fn = get_loss(loss, **(loss_options or {}))
+        self.objective.check_policy(policy)
         self.batch_size = int(batch_size)
+        self.replay, self.replay_fraction = replay, float(replay_fraction)
+        self.train_seconds = 0.0
         self.sampler = Sampler(env, policy, temperature=temperature, epsilon=epsilon)
         self.optimizer = torch.optim.Adam([
             {"params": policy.network_parameters(), "lr": lr},
@@ -60,26 +75,52 @@ class Trainer:
         self.history: list[dict] = []
         self._modes: set[tuple] = set()
 
+    @classmethod
+    def from_config(cls, env: Env, policy, cfg: TrainConfig) -> "Trainer":
+        opts = {"importance_weights": cfg.importance_weights}
+        if cfg.loss == "subtb":
+            opts["lam"] = cfg.lam
+        replay = ReplayBuffer(env, cfg.replay_capacity, prioritized=cfg.prioritized) if cfg.replay_capacity > 0 else None
+        return cls(env, policy, loss=cfg.loss, batch_size=cfg.batch_size, lr=cfg.lr, lr_log_z=cfg.lr_log_z,
+                   temperature=cfg.temperature, epsilon=cfg.epsilon, seed=cfg.seed, loss_options=opts,
+                   replay=replay, replay_fraction=cfg.replay_fraction)
+
     @property
     def log_z(self) -> float:
-        return float(self.policy.log_z.detach())
+        """The objective's current estimate of log Z (learned log Z for TB, log F(s0) for DB/SubTB, ...)."""
+        return float(self.objective.log_z(self.env, self.policy))
 
     def sample_trajectories(self, n: int | None = None) -> Trajectories:
         return self.sampler.sample(n or self.batch_size, generator=self.generator)
 
+    def _batch(self) -> Trajectories:
+        if self.replay is None or len(self.replay) == 0:
+            return self.sample_trajectories()
+        k = int(round(self.batch_size * self.replay_fraction))
+        fresh = self.sample_trajectories(self.batch_size - k)
+        if k == 0:
+            return fresh
+        old = self.replay.sample(k, self.policy, generator=self.generator).to(fresh.states.device)
+        return Trajectories.cat([fresh, old])
+
     def train_step(self) -> dict:
-        """One step: sample a batch, recompute log-probs in one forward, fused loss, Adam."""
-        traj = self.sample_trajectories()
+        """One step: sample a batch (plus replayed objects, re-expanded backward), recompute
+        log-probs in one forward, fused loss, Adam."""
+        t0 = time.perf_counter()
+        traj = self._batch()
         loss = self.loss_fn(self.env, self.policy, traj)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.step_count += 1
+        if self.replay is not None:
+            self.replay.add(traj.terminal_states, traj.log_reward)
         if hasattr(self.env, "mode_mask"):
             x = traj.terminal_states
             for row in x[self.env.mode_mask(x)].tolist():
                 self._modes.add(tuple(row))
-        return {"step": self.step_count, "loss": float(loss.detach()), "log_z": self.log_z}
+        self.train_seconds += time.perf_counter() - t0
+        return {"step": self.step_count, "loss": float(loss.detach())}
 
     @property
     def modes_found(self) -> int:
@@ -91,6 +132,7 @@ class Trainer:
         x = self.sample(n_samples) if n_samples else None
         out = M.evaluate(self.env, self.policy, self.log_z, x)
         out["modes_found_train"] = self.modes_found
+        out["log_z"] = self.log_z
         return out
 
     def fit(self, steps: int, *, progress: bool = True, eval_every: int = 0, log_path: str | None = None,
@@ -107,16 +149,17 @@ class Trainer:
             for i in range(steps):
                 rec = self.train_step()
                 if i % 10 == 0 or i == steps - 1:
+                    rec["log_z"] = self.log_z
                     bar.set_postfix(loss=f"{rec['loss']:.3g}", log_z=f"{rec['log_z']:.3f}", refresh=False)
                 bar.update(1)
                 if can_eval and eval_every and (self.step_count % eval_every == 0 or i == steps - 1):
                     ev = self.evaluate()
-                    ev.update(rec, seconds=time.perf_counter() - t0)
+                    ev.update(rec, log_z=self.log_z, seconds=time.perf_counter() - t0)
                     self.history.append(ev)
                     if log:
                         log.write(json.dumps(ev) + "\n")
                         log.flush()
-                    bar.set_postfix(loss=f"{rec['loss']:.3g}", log_z=f"{rec['log_z']:.3f}", l1=f"{ev['l1']:.3f}")
+                    bar.set_postfix(loss=f"{rec['loss']:.3g}", log_z=f"{ev['log_z']:.3f}", l1=f"{ev['l1']:.3f}")
         finally:
             bar.close()
             if log:
@@ -148,6 +191,11 @@ class Trainer:
 
     def resume(self, path: str) -> None:
         self.load_state_dict(torch.load(path, weights_only=False))
+
+
+def policy_for(env: Env, cfg: TrainConfig) -> MLPPolicy:
+    """The MLP policy a config asks for (with a state-flow head when the loss needs one)."""
+    return MLPPolicy(env, hidden=cfg.hidden, layers=cfg.layers, pb=cfg.pb, flow=cfg.loss in ("db", "subtb"))
 
 
 def _enumerable(env: Env) -> bool:
