@@ -160,7 +160,7 @@ def rollout_step(
     actions = torch.where(explore, a_unif, a_soft).to(torch.int64)
     lp = zm.gather(-1, actions.unsqueeze(-1)).squeeze(-1) - zmax.squeeze(-1) - torch.log(total.squeeze(-1))
     if epsilon > 0:
-        lp = torch.log((1 - epsilon) * torch.exp(lp) + epsilon / k)
+        lp = torch.log((1 - epsilon) * torch.exp(lp) + epsilon / k.to(torch.float64))  # float64, as the kernel
     done = actions == A - 1
     next_states = torch.where(done.unsqueeze(-1), states, env_ref.step(states, actions))
     next_mask = env_ref.forward_mask(next_states) & ~done.unsqueeze(-1)
