@@ -185,3 +185,21 @@ def test_uniform_pb_is_uniform_over_paths(env, x, n_paths):
     skewed = counts.clone()
     skewed[0] += 0.5 * counts[0]
     assert _chi2_pvalue(skewed) < 1e-3
+
+
+@pytest.mark.skipif(not (torch.cuda.is_available() and gfn.build_info()["with_cuda"]), reason="needs a CUDA build and GPU")
+@pytest.mark.parametrize("make_env", [hypergrid, ising])
+def test_cuda(make_env):
+    env = make_env()
+    x = objects(env, 64, seed=8)
+    cpu = BackwardSampler(env).sample(x, seed=4)
+    gpu = BackwardSampler(env).sample(x.cuda(), seed=4)
+    assert gpu[0].states.is_cuda and torch.equal(gpu[0].states.cpu(), cpu[0].states)
+    torch.testing.assert_close(gpu[1].cpu(), cpu[1])
+    torch.manual_seed(0)
+    policy = gfn.nn.MLPPolicy(env, hidden=32, pb="learned").cuda()
+    traj, log_pb = BackwardSampler(env, policy).sample(x, seed=4)
+    assert log_pb.is_cuda
+    check_valid(env, traj.to("cpu"), x)
+    with torch.no_grad():
+        torch.testing.assert_close(log_pb, learned_log_pb(env, traj, policy(traj.features).pb_logits), rtol=1e-5, atol=1e-5)

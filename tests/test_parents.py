@@ -136,3 +136,15 @@ def test_opcheck():
     kind, ints, floats = env.spec
     torch.library.opcheck(torch.ops.gfncore.parents.default, (kind, list(ints), list(floats), s),
                           test_utils=("test_schema", "test_faketensor"))
+
+
+@pytest.mark.skipif(not (torch.cuda.is_available() and gfn.build_info()["with_cuda"]), reason="needs a CUDA build and GPU")
+@pytest.mark.parametrize("env", ENVS, ids=repr)
+def test_cuda_matches_cpu(env):
+    s = random_states(env, 513, seed=6)
+    for a, b in zip(gfn.ops.parents(env, s.cuda()), gfn.ops.parents(env, s)):
+        assert torch.equal(a.cpu(), b)
+    bad = s.clone()
+    bad[7, 0] = 9
+    with pytest.raises(ValueError, match="row 7"):
+        gfn.ops.parents(env, bad.cuda())
