@@ -12,6 +12,7 @@ def build_info() -> dict:
 
 
 from . import envs, metrics, nn, ops  # noqa: E402
+from . import backward  # noqa: E402
 from .losses import LOSSES, trajectory_balance_loss  # noqa: E402
 from .sampler import Sampler  # noqa: E402
 from .train import TrainConfig, Trainer  # noqa: E402

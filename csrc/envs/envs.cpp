@@ -19,3 +19,24 @@ HyperGrid HyperGrid::from_spec(const EnvSpec& s) {
 }
 
 }  // namespace gfn
+
+namespace gfn {
+
+Ising Ising::from_spec(const EnvSpec& s) {
+  Ising e;
+  GFN_CHECK(s.kind == kKind, "Ising: wrong environment kind ", s.kind);
+  GFN_CHECK(s.ints[0] >= 1 && s.ints[0] <= kMaxSide, "Ising: n must be in [1, ", kMaxSide, "], got ", s.ints[0]);
+  e.n = static_cast<int>(s.ints[0]);
+  e.J = s.floats[0];
+  e.h = s.floats[1];
+  e.beta = s.floats[2];
+  GFN_CHECK(std::isfinite(e.J), "Ising: J must be finite, got ", e.J);
+  GFN_CHECK(std::isfinite(e.h), "Ising: h must be finite, got ", e.h);
+  GFN_CHECK(std::isfinite(e.beta) && e.beta >= 0.0, "Ising: beta (inverse temperature) must be finite and >= 0, got ", e.beta);
+  // The largest |log R| is beta * (2 |J| + |h|) * n^2: it must be a finite float64.
+  GFN_CHECK(std::isfinite(e.beta * (2.0 * std::fabs(e.J) + std::fabs(e.h)) * e.sites()),
+            "Ising: beta * (2|J| + |h|) * n^2 overflows; log-rewards would not be finite");
+  return e;
+}
+
+}  // namespace gfn

@@ -1,8 +1,11 @@
 """gfncore ops: each a torch custom op (schema, fake kernel, autograd) over the compiled core,
 with a plain-PyTorch twin in gfncore.ops.reference."""
 from . import reference
+from .backward_rollout import backward_rollout_step
 from .balance import trajectory_balance
+from .parents import parents
 from .rollout import draw_seed, rollout_step
 from .softmax_gather import masked_log_softmax_gather
 
-__all__ = ["reference", "rollout_step", "draw_seed", "masked_log_softmax_gather", "trajectory_balance"]
+__all__ = ["reference", "rollout_step", "draw_seed", "masked_log_softmax_gather", "trajectory_balance",
+           "parents", "backward_rollout_step"]

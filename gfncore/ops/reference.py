@@ -160,7 +160,7 @@ def rollout_step(
     actions = torch.where(explore, a_unif, a_soft).to(torch.int64)
     lp = zm.gather(-1, actions.unsqueeze(-1)).squeeze(-1) - zmax.squeeze(-1) - torch.log(total.squeeze(-1))
     if epsilon > 0:
-        lp = torch.log((1 - epsilon) * torch.exp(lp) + epsilon / k)
+        lp = torch.log((1 - epsilon) * torch.exp(lp) + epsilon / k.to(torch.float64))  # float64, as the kernel
     done = actions == A - 1
     next_states = torch.where(done.unsqueeze(-1), states, env_ref.step(states, actions))
     next_mask = env_ref.forward_mask(next_states) & ~done.unsqueeze(-1)
@@ -201,3 +201,139 @@ def trajectory_balance(log_pf, log_pb, offsets, log_reward, log_z) -> torch.Tens
     check_offsets(offsets, log_pf.shape[0])
     r = log_z + segment_sum(log_pf - log_pb, offsets) - log_reward
     return r * r
+
+
+# ---------------------------------------------------------------------------------------------
+# Ising as vectorised torch ops (csrc/envs/ising.h).
+class IsingReference:
+    """Ising lattice's state space, masks, steps, encoding and energy-based reward as batched torch ops."""
+
+    def __init__(self, n: int, J: float, h: float, beta: float):
+        self.n, self.J, self.h, self.beta = n, J, h, beta
+        self.sites = n * n
+        self.n_actions = 2 * self.sites + 1
+        self.n_backward_actions = 2 * self.sites
+        self.state_dim = self.sites
+        self.feature_dim = 3 * self.sites
+
+    def valid(self, s: torch.Tensor) -> torch.Tensor:
+        return ((s >= -1) & (s <= 1)).all(-1)
+
+    def _check(self, s: torch.Tensor) -> None:
+        if s.numel() and not bool(self.valid(s).all()):
+            raise ValueError("states holds a row that is not in the environment's state space")
+
+    def initial(self, n: int, device=None) -> torch.Tensor:
+        return torch.zeros(n, self.sites, dtype=torch.int32, device=device)
+
+    def forward_mask(self, s: torch.Tensor) -> torch.Tensor:
+        self._check(s)
+        unset = s == 0
+        return torch.cat([unset, unset, (~unset).all(-1, keepdim=True)], -1)
+
+    def backward_mask(self, s: torch.Tensor) -> torch.Tensor:
+        self._check(s)
+        return torch.cat([s == -1, s == 1], -1)
+
+    def n_parents(self, s: torch.Tensor) -> torch.Tensor:
+        self._check(s)
+        return (s != 0).sum(-1).to(torch.int64)
+
+    def is_initial(self, s: torch.Tensor) -> torch.Tensor:
+        self._check(s)
+        return (s == 0).all(-1)
+
+    def forward_action_of(self, b: torch.Tensor) -> torch.Tensor:
+        return b
+
+    def _legal(self, mask: torch.Tensor, a: torch.Tensor) -> bool:
+        in_range = (a >= 0) & (a < mask.shape[-1])
+        ok = in_range & mask.gather(-1, a.clamp(0, mask.shape[-1] - 1).unsqueeze(-1)).squeeze(-1)
+        return not a.numel() or bool(ok.all())
+
+    def step(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        if not self._legal(self.forward_mask(s), a):
+            raise ValueError("actions holds an action that is out of range or masked out")
+        N = self.sites
+        move = a < 2 * N
+        site = torch.nn.functional.one_hot(a.clamp(max=2 * N - 1) % N, N).bool() & move.unsqueeze(-1)
+        value = torch.where(a < N, -1, 1).to(s.dtype).unsqueeze(-1)
+        return torch.where(site, value, s)
+
+    def backward_step(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        if not self._legal(self.backward_mask(s), a):
+            raise ValueError("actions holds an action that is out of range or masked out")
+        site = torch.nn.functional.one_hot(a % self.sites, self.sites).bool()
+        return s.masked_fill(site, 0)
+
+    def encode(self, s: torch.Tensor) -> torch.Tensor:
+        self._check(s)
+        return torch.nn.functional.one_hot(s.long() + 1, 3).reshape(*s.shape[:-1], -1).to(torch.float32)
+
+    def log_reward(self, s: torch.Tensor) -> torch.Tensor:
+        """-beta E(s), E = -J sum_<ij> s_i s_j - h sum_i s_i; unset sites count as 0. Torus for
+        n >= 3, open boundaries for n <= 2 (a wrap-around pair would repeat an in-lattice pair)."""
+        self._check(s)
+        x = s.to(torch.float64).reshape(*s.shape[:-1], self.n, self.n)
+        if self.n >= 3:
+            pairs = (x * x.roll(-1, -1)).sum((-2, -1)) + (x * x.roll(-1, -2)).sum((-2, -1))
+        else:
+            pairs = (x[..., :, :-1] * x[..., :, 1:]).sum((-2, -1)) + (x[..., :-1, :] * x[..., 1:, :]).sum((-2, -1))
+        return self.beta * (self.J * pairs + self.h * x.sum((-2, -1)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Parents and backward sampling (csrc/ops/parents.h, csrc/ops/backward_rollout.h).
+def parents(env_ref, states: torch.Tensor, max_parents: int):
+    """Every parent of each state, compacted in increasing backward-action order:
+    (parent_states [n, P, D] 0-padded, parent_actions [n, P] forward actions, -1-padded, counts [n])."""
+    env_ref._check(states)
+    n, D = states.shape
+    bmask = env_ref.backward_mask(states)
+    counts = bmask.sum(-1).to(torch.int64)
+    if n and int(counts.max()) > max_parents:
+        raise ValueError("parents: an index is out of range (more parents than max_parents)")
+    rows, b = bmask.nonzero(as_tuple=True)  # row-major: increasing b within a row
+    slot = (torch.cumsum(bmask.to(torch.int64), -1) - 1)[rows, b]
+    out_states = torch.zeros(n, max_parents, D, dtype=torch.int32, device=states.device)
+    out_actions = torch.full((n, max_parents), -1, dtype=torch.int64, device=states.device)
+    forward_action_of = getattr(env_ref, "forward_action_of", None)
+    fwd = forward_action_of(b) if forward_action_of is not None else b  # HyperGrid: b undoes forward action b
+    out_states[rows, slot] = env_ref.backward_step(states[rows], b).to(torch.int32)
+    out_actions[rows, slot] = fwd
+    return out_states, out_actions, counts
+
+
+class _BackwardViewReference:
+    """The reference twin of BackwardView<Env>: an env's backward moves dressed as forward actions
+    (plus one never-legal column where rollout_step expects stop), so reference.rollout_step draws
+    exactly what the kernel's sample_action draws."""
+
+    def __init__(self, env_ref):
+        self.env_ref = env_ref
+
+    def _check(self, s):
+        self.env_ref._check(s)
+
+    def step(self, s, b):
+        return self.env_ref.backward_step(s, b)
+
+    def forward_mask(self, s):
+        m = self.env_ref.backward_mask(s)
+        return torch.cat([m, torch.zeros_like(m[:, :1])], -1)
+
+    def encode(self, s):
+        return torch.empty(s.shape[0], 0, dtype=torch.float32, device=s.device)
+
+
+def backward_rollout_step(env_ref, states, logits, ids, seed: int, offset: int, temperature: float, epsilon: float):
+    """One backward step from each state (none of them s0): b ~ masked softmax of backward logits
+    (Philox draws as the kernel), then the parent. Returns
+    (actions, log_pb, forward_actions, parents, done)."""
+    view = _BackwardViewReference(env_ref)
+    mask = view.forward_mask(states)
+    padded = torch.cat([logits, torch.zeros_like(logits[:, :1])], -1)
+    b, lp, par, _, _, _ = rollout_step(view, states, mask, padded, ids, seed, offset, temperature, epsilon)
+    forward_action_of = getattr(env_ref, "forward_action_of", None)
+    fwd = forward_action_of(b) if forward_action_of is not None else b
+    return b, lp, fwd, par.to(torch.int32), env_ref.is_initial(par)

@@ -1,0 +1,83 @@
+#include <cmath>
+
+#include "common/launch.h"
+#include "common/registry.h"
+#include "common/tensor_arg.h"
+#include "envs/envs.h"
+#include "ops/backward_rollout.h"
+
+namespace gfn {
+
+// The functional backward step behind torch.ops.gfncore.backward_rollout_step: every row is written.
+static void backward_rollout_step(py::handle env_obj, py::handle states_o, py::handle logits_o, py::handle ids_o,
+                                  uint64_t seed, uint64_t offset, double temperature, double epsilon, py::handle mask_o,
+                                  py::handle actions_o, py::handle log_pb_o, py::handle fwd_o, py::handle parents_o,
+                                  py::handle done_o, intptr_t stream) {
+  EnvSpec spec = env_spec_arg(env_obj);
+  GFN_CHECK(temperature > 0.0 && temperature < INFINITY, "temperature must be a finite number > 0, got ", temperature);
+  GFN_CHECK(epsilon >= 0.0 && epsilon <= 1.0, "epsilon must be in [0, 1], got ", epsilon);
+  GFN_DISPATCH_ENV(spec, Env, [&] {
+    Env env = Env::from_spec(spec);
+    const int64_t D = env.state_dim(), nb = env.n_backward_actions();
+    TensorArg states = tensor_arg(states_o, "states"), logits = tensor_arg(logits_o, "logits");
+    check_cuda_built(states);
+    check_dtype(states, DType::kInt32);
+    check_dim(states, 2);
+    check_size(states, 1, D, "the environment's state_dim");
+    const int64_t n = states.size(0);
+    check_float(logits);
+    check_dim(logits, 2);
+    check_size(logits, 0, n, "one row per state");
+    check_size(logits, 1, nb, "the environment's n_backward_actions");
+    check_same_device(states, logits);
+    const int64_t* ids = nullptr;
+    if (!ids_o.is_none()) {
+      TensorArg t = tensor_arg(ids_o, "ids");
+      check_dtype(t, DType::kInt64);
+      check_dim(t, 1);
+      check_size(t, 0, n, "one id per state");
+      check_same_device(states, t);
+      ids = t.data<int64_t>();
+    }
+    TensorArg mask = tensor_arg(mask_o, "mask"), actions = tensor_arg(actions_o, "actions"),
+              log_pb = tensor_arg(log_pb_o, "log_pb"), fwd = tensor_arg(fwd_o, "forward_actions"),
+              parents = tensor_arg(parents_o, "parents"), done = tensor_arg(done_o, "done");
+    check_dtype(mask, DType::kBool);
+    check_dtype(actions, DType::kInt64);
+    check_same_dtype(log_pb, logits);
+    check_dtype(fwd, DType::kInt64);
+    check_dtype(parents, DType::kInt32);
+    check_dtype(done, DType::kBool);
+    GFN_CHECK(actions.numel == n && log_pb.numel == n && fwd.numel == n && done.numel == n,
+              "per-row outputs must have n elements");
+    GFN_CHECK(mask.numel == n * nb && parents.numel == n * D, "mask, parents have the wrong sizes");
+    for (const TensorArg* t : {&mask, &actions, &log_pb, &fwd, &parents, &done}) check_same_device(states, *t);
+    auto run = [&](auto tag) {
+      using scalar_t = decltype(tag);
+      BackwardStepParams<scalar_t> p{states.data<int32_t>(), logits.data<scalar_t>(), ids, seed, offset, temperature,
+                                     epsilon, mask.data<bool>(), actions.data<int64_t>(), log_pb.data<scalar_t>(),
+                                     fwd.data<int64_t>(), parents.data<int32_t>(), done.data<bool>()};
+      unsigned long long e = kNoError;
+      if (states.cuda) {
+#if GFN_WITH_CUDA
+        e = backward_step_cuda(env, p, n, reinterpret_cast<void*>(stream));
+#endif
+      } else {
+        py::gil_scoped_release nogil;
+        e = run_rows_cpu(n, 256, BackwardStepRow<Env, scalar_t>{env, p, ErrorSink{nullptr}});
+      }
+      raise_kernel_error(e, "backward_rollout_step", "row");
+    };
+    if (logits.dtype == DType::kFloat32) run(float{});
+    else run(double{});
+  });
+}
+
+GFN_BINDINGS(bind_backward_rollout) {
+  m.def("backward_rollout_step", &backward_rollout_step, py::arg("env"), py::arg("states"), py::arg("logits"),
+        py::arg("ids"), py::arg("seed"), py::arg("offset"), py::arg("temperature"), py::arg("epsilon"), py::arg("mask"),
+        py::arg("actions"), py::arg("log_pb"), py::arg("forward_actions"), py::arg("parents"), py::arg("done"),
+        py::arg("stream") = 0);
+}
+
+}  // namespace gfn

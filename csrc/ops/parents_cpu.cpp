@@ -1,0 +1,51 @@
+#include "common/launch.h"
+#include "common/registry.h"
+#include "common/tensor_arg.h"
+#include "envs/envs.h"
+#include "ops/parents.h"
+
+namespace gfn {
+
+// parents(env, states [n, D] int32, parents [n, P, D] int32, actions [n, P] int64, counts [n] int64, stream)
+static void parents(py::handle env_obj, py::handle states_o, py::handle parents_o, py::handle actions_o,
+                    py::handle counts_o, intptr_t stream) {
+  EnvSpec spec = env_spec_arg(env_obj);
+  GFN_DISPATCH_ENV(spec, Env, [&] {
+    Env env = Env::from_spec(spec);
+    const int64_t D = env.state_dim(), P = env.max_parents();
+    TensorArg states = tensor_arg(states_o, "states"), par = tensor_arg(parents_o, "parent_states"),
+              act = tensor_arg(actions_o, "parent_actions"), cnt = tensor_arg(counts_o, "counts");
+    check_cuda_built(states);
+    check_dtype(states, DType::kInt32);
+    check_dim(states, 2);
+    check_size(states, 1, D, "the environment's state_dim");
+    const int64_t n = states.size(0);
+    check_dtype(par, DType::kInt32);
+    check_dtype(act, DType::kInt64);
+    check_dtype(cnt, DType::kInt64);
+    GFN_CHECK(par.numel == n * P * D, "parent_states must hold [n, max_parents, state_dim] = [", n, ", ", P, ", ", D,
+              "] elements, got shape ", par.shape_str());
+    GFN_CHECK(act.numel == n * P, "parent_actions must hold [n, max_parents] = [", n, ", ", P, "] elements, got shape ",
+              act.shape_str());
+    GFN_CHECK(cnt.numel == n, "counts must hold n = ", n, " elements, got shape ", cnt.shape_str());
+    for (const TensorArg* t : {&par, &act, &cnt}) check_same_device(states, *t);
+    ParentsParams p{states.data<int32_t>(), par.data<int32_t>(), act.data<int64_t>(), cnt.data<int64_t>()};
+    unsigned long long e = kNoError;
+    if (states.cuda) {
+#if GFN_WITH_CUDA
+      e = parents_cuda(env, p, n, reinterpret_cast<void*>(stream));
+#endif
+    } else {
+      py::gil_scoped_release nogil;
+      e = run_rows_cpu(n, 1024, ParentsRow<Env>{env, p, ErrorSink{nullptr}});
+    }
+    raise_kernel_error(e, "parents", "row");
+  });
+}
+
+GFN_BINDINGS(bind_parents) {
+  m.def("parents", &parents, py::arg("env"), py::arg("states"), py::arg("parent_states"), py::arg("parent_actions"),
+        py::arg("counts"), py::arg("stream") = 0);
+}
+
+}  // namespace gfn
