@@ -100,7 +100,7 @@ class HyperGridReference:
 
     def encode(self, s: torch.Tensor) -> torch.Tensor:
         self._check(s)
-        return torch.nn.functional.one_hot(s.long(), self.height).reshape(*s.shape[:-1], -1).to(torch.float32)
+        return torch.nn.functional.one_hot(s.long(), self.height).reshape(*s.shape[:-1], self.feature_dim).to(torch.float32)
 
     def log_reward(self, s: torch.Tensor) -> torch.Tensor:
         self._check(s)
@@ -160,7 +160,8 @@ def rollout_step(
     actions = torch.where(explore, a_unif, a_soft).to(torch.int64)
     lp = zm.gather(-1, actions.unsqueeze(-1)).squeeze(-1) - zmax.squeeze(-1) - torch.log(total.squeeze(-1))
     if epsilon > 0:
-        lp = torch.log((1 - epsilon) * torch.exp(lp) + epsilon / k)
+        # k in float64: epsilon / (an int64 tensor) would be computed in torch's default float32
+        lp = torch.log((1 - epsilon) * torch.exp(lp) + epsilon / k.to(torch.float64))
     done = actions == A - 1
     next_states = torch.where(done.unsqueeze(-1), states, env_ref.step(states, actions))
     next_mask = env_ref.forward_mask(next_states) & ~done.unsqueeze(-1)

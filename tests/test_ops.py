@@ -1,0 +1,374 @@
+"""Every compiled op against its plain-PyTorch twin (gfncore.ops.reference): values, gradients,
+gradcheck, opcheck, empty / single / odd / non-contiguous inputs, float32 and float64."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from conftest import cpu_and_cuda, float32_error_ok, packed_offsets, random_legal_actions, random_mask
+
+import gfncore
+from gfncore.ops import reference as R
+
+DTYPES = [torch.float32, torch.float64]
+
+
+# ---------------------------------------------------------------------------------------------
+# masked_log_softmax_gather
+def _gather_inputs(N, A, dtype, seed=0, scale=3.0, device="cpu"):
+    gen = torch.Generator().manual_seed(seed)
+    logits = (scale * torch.randn(N, A, generator=gen, dtype=torch.float64)).to(dtype)
+    mask = random_mask(N, A, gen)
+    actions = random_legal_actions(mask, gen)
+    return logits.to(device), mask.to(device), actions.to(device)
+
+
+def _gather_value_and_grad(fn, logits, mask, actions, seed=1):
+    x = logits.detach().clone().requires_grad_(True)
+    y = fn(x, mask, actions)
+    g = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(y)
+    (gx,) = torch.autograd.grad(y, x, g) if y.numel() else (torch.zeros_like(x),)
+    return y.detach(), gx
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("N,A", [(0, 3), (1, 1), (1, 4), (7, 3), (33, 5), (257, 9)])
+def test_gather_matches_reference(N, A, dtype, device):
+    logits, mask, actions = _gather_inputs(N, A, dtype, seed=N * 31 + A, device=device)
+    y, g = _gather_value_and_grad(gfncore.ops.masked_log_softmax_gather, logits, mask, actions)
+    assert y.shape == (N,) and y.dtype == dtype and g.dtype == dtype
+    y64, g64 = _gather_value_and_grad(R.masked_log_softmax_gather, logits.double(), mask, actions)
+    if dtype == torch.float64:
+        torch.testing.assert_close(y, y64, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(g, g64, rtol=1e-12, atol=1e-12)
+    else:
+        y32, g32 = _gather_value_and_grad(R.masked_log_softmax_gather, logits, mask, actions)
+        for kern, plain, ref in ((y, y32, y64), (g, g32, g64)):
+            ok, k_err, t_err = float32_error_ok(kern.cpu(), plain.cpu(), ref.cpu())
+            assert ok, f"float32 kernel error {k_err:.3g} > 2 x plain-PyTorch float32 error {t_err:.3g}"
+    # masked-out logits get exactly zero gradient
+    assert bool((g[~mask] == 0).all())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gather_large_logits_are_stable(dtype):
+    # a log-sum-exp without max-subtraction overflows at these magnitudes
+    logits, mask, actions = _gather_inputs(64, 6, dtype, seed=3, scale=300.0)
+    y, g = _gather_value_and_grad(gfncore.ops.masked_log_softmax_gather, logits, mask, actions)
+    y64, g64 = _gather_value_and_grad(R.masked_log_softmax_gather, logits.double(), mask, actions)
+    assert bool(torch.isfinite(y).all()) and bool(torch.isfinite(g).all())
+    torch.testing.assert_close(y.double(), y64, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(g.double(), g64, rtol=1e-5, atol=1e-5)
+
+
+def test_gather_minus_inf_at_masked_entries():
+    logits, mask, actions = _gather_inputs(20, 5, torch.float64, seed=4)
+    logits = logits.masked_fill(~mask, -math.inf)
+    y, g = _gather_value_and_grad(gfncore.ops.masked_log_softmax_gather, logits, mask, actions)
+    y64, g64 = _gather_value_and_grad(R.masked_log_softmax_gather, logits, mask, actions)
+    torch.testing.assert_close(y, y64)
+    torch.testing.assert_close(g, g64)
+
+
+def test_gather_single_legal_action_has_log_prob_zero():
+    logits = torch.randn(5, 4, dtype=torch.float64)
+    mask = torch.zeros(5, 4, dtype=torch.bool)
+    actions = torch.tensor([0, 1, 2, 3, 3])
+    mask[torch.arange(5), actions] = True
+    y = gfncore.ops.masked_log_softmax_gather(logits, mask, actions)
+    assert bool((y == 0).all())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gather_non_contiguous(dtype):
+    gen = torch.Generator().manual_seed(5)
+    N, A = 11, 6
+    logits_t = torch.randn(A, N, generator=gen, dtype=torch.float64).to(dtype)  # transposed view below
+    mask_t = random_mask(N, A, gen).t().contiguous()
+    actions_wide = torch.zeros(2 * N, dtype=torch.int64)
+    logits, mask = logits_t.t(), mask_t.t()
+    actions_wide[::2] = random_legal_actions(mask, gen)
+    actions = actions_wide[::2]
+    assert not logits.is_contiguous() and not mask.is_contiguous() and not actions.is_contiguous()
+    x = logits.detach().clone().requires_grad_(True)  # clone keeps the transposed strides
+    y = gfncore.ops.masked_log_softmax_gather(x, mask, actions)
+    y.backward(torch.arange(N, dtype=dtype))
+    xr = logits.contiguous().double().requires_grad_(True)
+    yr = R.masked_log_softmax_gather(xr, mask.contiguous(), actions.contiguous())
+    yr.backward(torch.arange(N, dtype=torch.float64))
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(y.double(), yr.detach(), **tol)
+    torch.testing.assert_close(x.grad.double(), xr.grad, **tol)
+
+
+def test_gather_gradcheck():
+    logits, mask, actions = _gather_inputs(9, 5, torch.float64, seed=6)
+    logits.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda z: gfncore.ops.masked_log_softmax_gather(z, mask, actions), (logits,))
+
+
+def test_gather_opcheck():
+    logits, mask, actions = _gather_inputs(9, 5, torch.float64, seed=7)
+    torch.library.opcheck(torch.ops.gfncore.masked_log_softmax_gather.default,
+                          (logits.requires_grad_(True), mask, actions))
+    torch.library.opcheck(torch.ops.gfncore.masked_log_softmax_gather.default, (logits.detach().float(), mask, actions))
+    grad = torch.randn(9, dtype=torch.float64)
+    torch.library.opcheck(torch.ops.gfncore.masked_log_softmax_gather_backward.default,
+                          (grad, logits.detach(), mask, actions))
+
+
+def test_gather_empty_opcheck():
+    logits, mask, actions = _gather_inputs(0, 4, torch.float32)
+    torch.library.opcheck(torch.ops.gfncore.masked_log_softmax_gather.default, (logits, mask, actions))
+
+
+# ---------------------------------------------------------------------------------------------
+# trajectory_balance
+def _tb_inputs(lengths, dtype, per_traj_z: bool, seed=0, device="cpu"):
+    gen = torch.Generator().manual_seed(seed)
+    offsets = packed_offsets(lengths)
+    T, B = int(offsets[-1]), len(lengths)
+
+    def r(*shape):
+        return torch.randn(*shape, generator=gen, dtype=torch.float64).to(dtype).to(device)
+
+    log_pf, log_pb, log_reward = -r(T).abs(), -r(T).abs(), r(B)
+    log_z = r(B) if per_traj_z else r(())
+    return log_pf, log_pb, offsets.to(device), log_reward, log_z
+
+
+def _tb_value_and_grads(fn, log_pf, log_pb, offsets, log_reward, log_z):
+    xs = [t.detach().clone().requires_grad_(True) for t in (log_pf, log_pb, log_reward, log_z)]
+    y = fn(xs[0], xs[1], offsets, xs[2], xs[3])
+    g = torch.randn(y.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64).to(y)
+    grads = torch.autograd.grad(y, xs, g, allow_unused=True)
+    grads = [gi if gi is not None else torch.zeros_like(x) for gi, x in zip(grads, xs)]
+    return [y.detach(), *grads]
+
+
+LENGTHS = {
+    "empty": [],
+    "single": [4],
+    "single_stop_only": [1],
+    "odd_mixed": [1, 3, 1, 7, 2, 1, 5],
+    "many": [((i * 7) % 11) + 1 for i in range(130)],
+}
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
+@pytest.mark.parametrize("per_traj_z", [False, True], ids=["logz_scalar", "logz_per_traj"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", list(LENGTHS))
+def test_tb_matches_reference(case, dtype, per_traj_z, device):
+    inputs = _tb_inputs(LENGTHS[case], dtype, per_traj_z, seed=len(LENGTHS[case]), device=device)
+    out = _tb_value_and_grads(gfncore.ops.trajectory_balance, *inputs)
+    B, T = len(LENGTHS[case]), sum(LENGTHS[case])
+    assert out[0].shape == (B,) and out[1].shape == (T,) and out[4].shape == inputs[4].shape
+    assert all(o.dtype == dtype for o in out)
+    ref64 = _tb_value_and_grads(R.trajectory_balance, *[t.double() if t.is_floating_point() else t for t in inputs])
+    if dtype == torch.float64:
+        for o, r in zip(out, ref64):
+            torch.testing.assert_close(o, r, rtol=1e-12, atol=1e-12)
+    else:
+        ref32 = _tb_value_and_grads(R.trajectory_balance, *inputs)
+        for name, o, p, r in zip(["loss", "log_pf", "log_pb", "log_reward", "log_z"], out, ref32, ref64):
+            ok, k_err, t_err = float32_error_ok(o.cpu(), p.cpu(), r.cpu(), floor=1e-5)
+            assert ok, f"{name}: float32 kernel error {k_err:.3g} > 2 x plain-PyTorch float32 error {t_err:.3g}"
+
+
+def test_tb_python_float_log_z():
+    log_pf, log_pb, offsets, log_reward, _ = _tb_inputs([2, 3], torch.float64, False)
+    y = gfncore.ops.trajectory_balance(log_pf, log_pb, offsets, log_reward, 1.5)
+    torch.testing.assert_close(y, R.trajectory_balance(log_pf, log_pb, offsets, log_reward, torch.tensor(1.5, dtype=torch.float64)))
+
+
+def test_tb_matches_hand_computation():
+    # one trajectory of three rows: (log Z + sum pf - log R - sum pb)^2 written out
+    pf = torch.tensor([-1.0, -0.5, -0.25], dtype=torch.float64)
+    pb = torch.tensor([-0.7, -0.1, 0.0], dtype=torch.float64)
+    y = gfncore.ops.trajectory_balance(pf, pb, torch.tensor([0, 3]), torch.tensor([0.3], dtype=torch.float64),
+                                       torch.tensor(2.0, dtype=torch.float64))
+    r = 2.0 + (-1.0 - 0.5 - 0.25) - 0.3 - (-0.7 - 0.1)
+    assert float(y[0]) == pytest.approx(r * r, rel=1e-14)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tb_non_contiguous(dtype):
+    lengths = [1, 3, 1, 7, 2]
+    B, T = len(lengths), sum(lengths)
+    gen = torch.Generator().manual_seed(8)
+    pf_wide = torch.randn(2 * T, generator=gen, dtype=torch.float64).to(dtype)
+    both = torch.randn(T, 2, generator=gen, dtype=torch.float64).to(dtype)  # pb is a column of this
+    lr_wide = torch.randn(3 * B, generator=gen, dtype=torch.float64).to(dtype)
+    z_wide = torch.randn(2 * B, generator=gen, dtype=torch.float64).to(dtype)
+    off_wide = torch.zeros(2 * (B + 1), dtype=torch.int64)
+    off_wide[::2] = packed_offsets(lengths)
+    pf, pb, lr, lz, off = pf_wide[::2], both[:, 1], lr_wide[1::3], z_wide[::2], off_wide[::2]
+    assert not any(t.is_contiguous() for t in (pf, pb, lr, lz, off))
+    kern = _tb_value_and_grads(gfncore.ops.trajectory_balance, pf, pb, off, lr, lz)
+    ref = _tb_value_and_grads(R.trajectory_balance, *(t.contiguous().double() if t.is_floating_point() else t.contiguous()
+                                                     for t in (pf, pb, off, lr, lz)))
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
+    for k, r in zip(kern, ref):
+        torch.testing.assert_close(k.double(), r, **tol)
+
+
+@pytest.mark.parametrize("per_traj_z", [False, True], ids=["logz_scalar", "logz_per_traj"])
+def test_tb_gradcheck(per_traj_z):
+    log_pf, log_pb, offsets, log_reward, log_z = _tb_inputs([1, 3, 2, 1, 4], torch.float64, per_traj_z, seed=9)
+    xs = tuple(t.requires_grad_(True) for t in (log_pf, log_pb, log_reward, log_z))
+    assert torch.autograd.gradcheck(lambda a, b, c, d: gfncore.ops.trajectory_balance(a, b, offsets, c, d), xs)
+
+
+@pytest.mark.parametrize("per_traj_z", [False, True], ids=["logz_scalar", "logz_per_traj"])
+def test_tb_opcheck(per_traj_z):
+    log_pf, log_pb, offsets, log_reward, log_z = _tb_inputs([1, 3, 2, 1, 4], torch.float64, per_traj_z, seed=10)
+    args = (log_pf.requires_grad_(True), log_pb.requires_grad_(True), offsets, log_reward.requires_grad_(True),
+            log_z.requires_grad_(True))
+    torch.library.opcheck(torch.ops.gfncore.trajectory_balance.default, args)
+    grad = torch.randn(5, dtype=torch.float64)
+    torch.library.opcheck(torch.ops.gfncore.trajectory_balance_backward.default,
+                          (grad, *(a.detach() for a in args)))
+
+
+def test_tb_empty_opcheck():
+    args = _tb_inputs([], torch.float32, False)
+    torch.library.opcheck(torch.ops.gfncore.trajectory_balance.default, args)
+
+
+# ---------------------------------------------------------------------------------------------
+# rollout_step (and through it the compiled Philox generator)
+def _random_states(env, n, gen, allow_top=True):
+    hi = env.height if allow_top else env.height - 1
+    return torch.randint(0, hi, (n, env.ndim), generator=gen, dtype=torch.int32)
+
+
+def _rollout_inputs(env, n, dtype, seed):
+    gen = torch.Generator().manual_seed(seed)
+    states = _random_states(env, n, gen)
+    mask = env.forward_mask(states)
+    logits = (2 * torch.randn(n, env.n_actions, generator=gen, dtype=torch.float64)).to(dtype)
+    return states, mask, logits
+
+
+def _assert_rollout_equal(out, ref, dtype):
+    names = ["actions", "log_prob", "next_states", "next_mask", "features", "done"]
+    for name, o, r in zip(names, out, ref):
+        assert o.shape == r.shape and o.dtype == r.dtype, name
+        if name == "log_prob":
+            tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=2e-6, atol=2e-6)
+            torch.testing.assert_close(o.cpu(), r.cpu(), **tol)
+        else:
+            assert torch.equal(o.cpu(), r.cpu()), name
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("temperature,epsilon", [(1.0, 0.0), (0.5, 0.0), (2.5, 0.3), (1.0, 1.0), (0.8, 0.05)])
+@pytest.mark.parametrize("ndim,height,n", [(1, 5, 7), (2, 4, 1), (2, 4, 0), (3, 6, 301)])
+def test_rollout_step_matches_reference(ndim, height, n, temperature, epsilon, dtype, device):
+    env = gfncore.envs.HyperGrid(ndim, height)
+    states, mask, logits = _rollout_inputs(env, n, dtype, seed=n + ndim)
+    states, mask, logits = states.to(device), mask.to(device), logits.to(device)
+    kw = dict(seed=1234567 + n, offset=17, temperature=temperature, epsilon=epsilon)
+    out = gfncore.ops.rollout_step(env, states, mask, logits, **kw)
+    ref = R.rollout_step(env.reference(), states.cpu(), mask.cpu(), logits.cpu(), None, kw["seed"], kw["offset"],
+                         temperature, epsilon)
+    _assert_rollout_equal(out, ref, dtype)
+
+
+def test_rollout_step_with_ids_and_64bit_counters():
+    # large seeds, offsets and ids exercise the high words of Philox's key and counter
+    env = gfncore.envs.HyperGrid(3, 5)
+    states, mask, logits = _rollout_inputs(env, 200, torch.float64, seed=11)
+    ids = torch.randperm(200, generator=torch.Generator().manual_seed(1)).to(torch.int64) * (2**40 + 3) + 2**33
+    for seed, offset in [(0, 0), (2**62 + 12345, 2**40 + 7), (2**32 + 1, 2**32 - 1)]:
+        out = gfncore.ops.rollout_step(env, states, mask, logits, seed=seed, offset=offset, ids=ids,
+                                       temperature=1.3, epsilon=0.2)
+        ref = R.rollout_step(env.reference(), states, mask, logits, ids, seed, offset, 1.3, 0.2)
+        _assert_rollout_equal(out, ref, torch.float64)
+
+
+def test_rollout_step_non_contiguous():
+    env = gfncore.envs.HyperGrid(2, 6)
+    states, mask, logits = _rollout_inputs(env, 40, torch.float32, seed=12)
+    s_nc, m_nc, l_nc = states.t().contiguous().t(), mask.t().contiguous().t(), logits.t().contiguous().t()
+    ids_wide = torch.arange(80, dtype=torch.int64)
+    ids = ids_wide[::2]
+    assert not (s_nc.is_contiguous() or m_nc.is_contiguous() or l_nc.is_contiguous() or ids.is_contiguous())
+    out = gfncore.ops.rollout_step(env, s_nc, m_nc, l_nc, seed=3, offset=2, ids=ids, temperature=0.9, epsilon=0.1)
+    ref = R.rollout_step(env.reference(), states, mask, logits, ids.contiguous(), 3, 2, 0.9, 0.1)
+    _assert_rollout_equal(out, ref, torch.float32)
+
+
+def test_rollout_step_ids_make_draws_independent_of_batch_order():
+    env = gfncore.envs.HyperGrid(2, 8)
+    states, mask, logits = _rollout_inputs(env, 64, torch.float64, seed=13)
+    ids = torch.arange(64) + 1000
+    perm = torch.randperm(64, generator=torch.Generator().manual_seed(2))
+    a = gfncore.ops.rollout_step(env, states, mask, logits, seed=9, offset=4, ids=ids)
+    b = gfncore.ops.rollout_step(env, states[perm], mask[perm], logits[perm], seed=9, offset=4, ids=ids[perm])
+    for x, y in zip(a, b):
+        assert torch.equal(x[perm], y)
+
+
+def test_rollout_step_log_prob_is_the_sampling_distribution():
+    # log_prob equals log((1 - eps) softmax(z / T)[a] + eps / k) computed here directly
+    env = gfncore.envs.HyperGrid(3, 4)
+    states, mask, logits = _rollout_inputs(env, 50, torch.float64, seed=14)
+    T, eps = 1.7, 0.35
+    a, lp, *_ = gfncore.ops.rollout_step(env, states, mask, logits, seed=5, temperature=T, epsilon=eps)
+    p = torch.softmax((logits / T).masked_fill(~mask, -math.inf), -1)
+    k = mask.sum(-1).double()
+    expect = torch.log((1 - eps) * p.gather(1, a[:, None]).squeeze(1) + eps / k)
+    torch.testing.assert_close(lp, expect, rtol=1e-12, atol=1e-12)
+
+
+def test_philox_known_answers():
+    # Random123's published Philox4x32-10 known-answer vectors (kat_vectors), in our counter layout
+    # (offset_lo, offset_hi, subsequence_lo, subsequence_hi) and key (seed_lo, seed_hi).
+    cases = [
+        (0, 0, 0, [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8]),
+        (2**64 - 1, -1, 2**64 - 1, [0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD]),
+        (0x299F31D0A4093822, 0x0370734413198A2E, 0x85A308D3243F6A88, [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1]),
+    ]
+    for seed, sub, offset, words in cases:
+        assert R.philox(seed, torch.tensor([sub]), offset)[0].tolist() == words
+
+
+def test_philox_compiled_matches_reference_bits():
+    # With epsilon = 1 the action is the floor(u1 * k)-th legal action; with 64 legal actions each
+    # draw exposes the top 6 bits of u1, and whether it explored at all exposes u0 < epsilon.
+    env = gfncore.envs.HyperGrid(63, 2)
+    n = 500
+    states = torch.zeros(n, 63, dtype=torch.int32)
+    mask = env.forward_mask(states)
+    logits = torch.zeros(n, 64)
+    for seed, offset in [(7, 0), (2**61 + 5, 3), (12345, 2**35)]:
+        a = gfncore.ops.rollout_step(env, states, mask, logits, seed=seed, offset=offset, epsilon=1.0)[0]
+        r = R.philox(seed, torch.arange(n), offset)
+        u1 = R.uniform53(r[:, 1], r[:, 2])
+        assert torch.equal(a, (u1 * 64).floor().long())
+        assert len(torch.unique(a)) > 50  # the draws really vary
+    # u0 decides exploration: a stop-only softmax (logit +inf-like gap) versus uniform exploration
+    logits = torch.full((n, 64), -50.0)
+    logits[:, -1] = 50.0
+    eps = 0.5
+    a = gfncore.ops.rollout_step(env, states, mask, logits, seed=99, offset=1, epsilon=eps)[0]
+    r = R.philox(99, torch.arange(n), 1)
+    explore = R.uniform53(r[:, 0], r[:, 3]) < eps
+    u1 = R.uniform53(r[:, 1], r[:, 2])
+    expect = torch.where(explore, (u1 * 64).floor().long(), torch.full_like(a, 63))
+    assert torch.equal(a, expect)
+
+
+def test_rollout_step_opcheck():
+    env = gfncore.envs.HyperGrid(2, 4)
+    states, mask, logits = _rollout_inputs(env, 9, torch.float32, seed=15)
+    kind, ints, floats = env.spec
+    ids = torch.arange(9, dtype=torch.int64) * 3
+    for ids_arg in (None, ids):
+        args = (kind, list(ints), list(floats), states, mask, logits, ids_arg, 5, 2, 0.7, 0.1)
+        torch.library.opcheck(torch.ops.gfncore.rollout_step.default, args)
