@@ -372,3 +372,196 @@ def test_rollout_step_opcheck():
     for ids_arg in (None, ids):
         args = (kind, list(ints), list(floats), states, mask, logits, ids_arg, 5, 2, 0.7, 0.1)
         torch.library.opcheck(torch.ops.gfncore.rollout_step.default, args)
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input: a clear ValueError / TypeError naming the argument, never a crash
+def _ok_gather(N=4, A=3):
+    logits = torch.randn(N, A)
+    mask = torch.ones(N, A, dtype=torch.bool)
+    actions = torch.zeros(N, dtype=torch.int64)
+    return logits, mask, actions
+
+
+def _nan_logits():
+    logits, mask, actions = _ok_gather()
+    logits[2, 1] = math.nan
+    return logits, mask, actions
+
+
+def _nan_at_masked_entry_is_fine():
+    logits, mask, actions = _ok_gather()
+    logits[2, 1] = math.nan
+    mask[2, 1] = False
+    return logits, mask, actions
+
+
+GATHER_BAD = {
+    "logits_int": (lambda: (torch.zeros(4, 3, dtype=torch.int32), *_ok_gather()[1:]), TypeError, "logits must be float32 or float64"),
+    "logits_half": (lambda: (torch.zeros(4, 3, dtype=torch.float16), *_ok_gather()[1:]), TypeError, "logits must be float32 or float64"),
+    "logits_rank3": (lambda: (torch.zeros(4, 3, 1), *_ok_gather()[1:]), ValueError, "logits must have 2 dimension"),
+    "logits_rank1": (lambda: (torch.zeros(4), *_ok_gather()[1:]), ValueError, "logits must have 2 dimension"),
+    "mask_uint8": (lambda: (_ok_gather()[0], torch.ones(4, 3, dtype=torch.uint8), _ok_gather()[2]), TypeError, "mask must be bool"),
+    "mask_shape": (lambda: (_ok_gather()[0], torch.ones(4, 2, dtype=torch.bool), _ok_gather()[2]), ValueError, "mask must have size 3"),
+    "mask_rows": (lambda: (_ok_gather()[0], torch.ones(5, 3, dtype=torch.bool), _ok_gather()[2]), ValueError, "mask must have size 4"),
+    "actions_int32": (lambda: (*_ok_gather()[:2], torch.zeros(4, dtype=torch.int32)), TypeError, "actions must be int64"),
+    "actions_float": (lambda: (*_ok_gather()[:2], torch.zeros(4)), TypeError, "actions must be int64"),
+    "actions_rank2": (lambda: (*_ok_gather()[:2], torch.zeros(4, 1, dtype=torch.int64)), ValueError, "actions must have 1 dimension"),
+    "actions_len": (lambda: (*_ok_gather()[:2], torch.zeros(3, dtype=torch.int64)), ValueError, "actions must have size 4"),
+    "action_too_big": (lambda: (*_ok_gather()[:2], torch.tensor([0, 3, 0, 0])), ValueError, "row 1: actions holds an action that is out of range"),
+    "action_negative": (lambda: (*_ok_gather()[:2], torch.tensor([0, 0, -1, 0])), ValueError, "row 2: actions holds an action that is out of range"),
+    "action_masked": (lambda: (_ok_gather()[0], torch.tensor([[1, 1, 1]] * 3 + [[0, 1, 1]], dtype=torch.bool),
+                               _ok_gather()[2]), ValueError, "row 3: actions holds an action that is out of range or masked out"),
+    "nan_logit": (_nan_logits, ValueError, "row 2: logits contain NaN"),
+    "no_legal_action": (lambda: (_ok_gather()[0], torch.zeros(4, 3, dtype=torch.bool), _ok_gather()[2]), ValueError, "actions holds an action that is out of range or masked out"),
+    "all_minus_inf": (lambda: (torch.full((4, 3), -math.inf), *_ok_gather()[1:]), ValueError, "row 0: logits of every legal action are -inf"),
+    "mask_meta": (lambda: (_ok_gather()[0], torch.ones(4, 3, dtype=torch.bool, device="meta"), _ok_gather()[2]), TypeError, "mask must be on the same device"),
+    "actions_meta": (lambda: (*_ok_gather()[:2], torch.zeros(4, dtype=torch.int64, device="meta")), TypeError, "actions must be on the same device"),
+    "logits_list": (lambda: ([[0.0] * 3] * 4, *_ok_gather()[1:]), (TypeError, ValueError), "logits|Tensor"),
+}
+
+
+@pytest.mark.parametrize("case", list(GATHER_BAD))
+def test_gather_bad_input(case):
+    make, exc, match = GATHER_BAD[case]
+    with pytest.raises(exc, match=match):
+        gfncore.ops.masked_log_softmax_gather(*make())
+
+
+def test_gather_nan_at_masked_entry_is_ignored():
+    logits, mask, actions = _nan_at_masked_entry_is_fine()
+    y = gfncore.ops.masked_log_softmax_gather(logits.requires_grad_(True), mask, actions)
+    y.sum().backward()
+    assert bool(torch.isfinite(y).all()) and bool(torch.isfinite(logits.grad).all())
+
+
+def test_gather_bad_input_raises_in_backward_kernel_too():
+    # called directly, the backward op validates like the forward
+    logits, mask, actions = _ok_gather()
+    with pytest.raises(ValueError, match="actions holds an action"):
+        torch.ops.gfncore.masked_log_softmax_gather_backward(torch.ones(4), logits, mask, torch.tensor([0, 5, 0, 0]))
+    with pytest.raises(TypeError, match="grad_out and logits must have the same dtype|must have the same dtype"):
+        torch.ops.gfncore.masked_log_softmax_gather_backward(torch.ones(4, dtype=torch.float64), logits, mask, actions)
+
+
+def _ok_tb(B=3):
+    lengths = [2, 1, 3][:B]
+    T = sum(lengths)
+    return dict(log_pf=torch.randn(T), log_pb=torch.randn(T), offsets=packed_offsets(lengths), log_reward=torch.randn(B),
+                log_z=torch.tensor(0.5))
+
+
+def _tb_with(**kw):
+    d = _ok_tb()
+    d.update(kw)
+    return d
+
+
+TB_BAD = {
+    "offsets_not_increasing": (lambda: _tb_with(offsets=torch.tensor([0, 2, 2, 6])), ValueError, "offsets must start at 0, increase strictly"),
+    "offsets_decreasing": (lambda: _tb_with(offsets=torch.tensor([0, 4, 2, 6])), ValueError, "offsets must start at 0, increase strictly"),
+    "offsets_not_ending_at_T": (lambda: _tb_with(offsets=torch.tensor([0, 2, 3, 5])), ValueError, "offsets .*end at T"),
+    "offsets_past_T": (lambda: _tb_with(offsets=torch.tensor([0, 2, 3, 7])), ValueError, "offsets .*end at T"),
+    "offsets_not_starting_at_0": (lambda: _tb_with(offsets=torch.tensor([1, 2, 3, 6])), ValueError, "offsets must start at 0"),
+    "offsets_negative": (lambda: _tb_with(offsets=torch.tensor([-1, 2, 3, 6])), ValueError, "offsets must start at 0"),
+    "offsets_empty": (lambda: _tb_with(offsets=torch.zeros(0, dtype=torch.int64)), ValueError, "offsets must have B \\+ 1 >= 1"),
+    "offsets_int32": (lambda: _tb_with(offsets=torch.tensor([0, 2, 3, 6], dtype=torch.int32)), TypeError, "offsets must be int64"),
+    "offsets_rank2": (lambda: _tb_with(offsets=torch.tensor([[0, 2, 3, 6]])), ValueError, "offsets must have 1 dimension"),
+    "no_trajectories_but_rows": (lambda: _tb_with(offsets=torch.zeros(1, dtype=torch.int64), log_reward=torch.zeros(0)),
+                                 ValueError, "offsets describes no trajectory"),
+    "log_pf_int": (lambda: _tb_with(log_pf=torch.zeros(6, dtype=torch.int64)), TypeError, "log_pf must be float32 or float64"),
+    "log_pf_rank2": (lambda: _tb_with(log_pf=torch.zeros(6, 1)), ValueError, "log_pf must have 1 dimension"),
+    "log_pb_dtype": (lambda: _tb_with(log_pb=torch.zeros(6, dtype=torch.float64)), TypeError, "log_pb and log_pf must have the same dtype"),
+    "log_pb_len": (lambda: _tb_with(log_pb=torch.zeros(5)), ValueError, "log_pb must have size 6"),
+    "log_reward_len": (lambda: _tb_with(log_reward=torch.zeros(4)), ValueError, "log_reward must have size 3"),
+    "log_reward_dtype": (lambda: _tb_with(log_reward=torch.zeros(3, dtype=torch.float64)), TypeError, "log_reward and log_pf must have the same dtype"),
+    "log_z_shape": (lambda: _tb_with(log_z=torch.zeros(2)), ValueError, "log_z must be a scalar or have shape \\[B\\]"),
+    "log_z_rank2": (lambda: _tb_with(log_z=torch.zeros(3, 1)), ValueError, "log_z must be a scalar or have shape \\[B\\]"),
+    "log_z_dtype": (lambda: _tb_with(log_z=torch.tensor(0.5, dtype=torch.float64)), TypeError, "log_z and log_pf must have the same dtype"),
+    "log_z_meta": (lambda: _tb_with(log_z=torch.tensor(0.5, device="meta")), TypeError, "log_z must be on the same device"),
+    "offsets_meta": (lambda: _tb_with(offsets=torch.tensor([0, 2, 3, 6], device="meta")), TypeError, "offsets must be on the same device"),
+}
+
+
+@pytest.mark.parametrize("case", list(TB_BAD))
+def test_tb_bad_input(case):
+    make, exc, match = TB_BAD[case]
+    with pytest.raises(exc, match=match):
+        gfncore.ops.trajectory_balance(**make())
+
+
+def _ok_rollout(n=5):
+    env = gfncore.envs.HyperGrid(2, 4)
+    states = torch.zeros(n, 2, dtype=torch.int32)
+    return env, dict(states=states, mask=env.forward_mask(states), logits=torch.zeros(n, 3))
+
+
+def _rollout_with(**kw):
+    env, d = _ok_rollout()
+    d.update(kw)
+    return env, d
+
+
+def _state_outside():
+    s = torch.zeros(5, 2, dtype=torch.int32)
+    s[3, 1] = 4
+    return _rollout_with(states=s)
+
+
+def _nan_rollout_logits():
+    lg = torch.zeros(5, 3)
+    lg[4, 0] = math.nan
+    return _rollout_with(logits=lg)
+
+
+ROLLOUT_BAD = {
+    "states_int64": (lambda: _rollout_with(states=torch.zeros(5, 2, dtype=torch.int64)), {}, TypeError, "states must be int32"),
+    "states_rank1": (lambda: _rollout_with(states=torch.zeros(10, dtype=torch.int32)), {}, ValueError, "states must have 2 dimension"),
+    "states_width": (lambda: _rollout_with(states=torch.zeros(5, 3, dtype=torch.int32)), {}, ValueError, "states must have size 2"),
+    "states_outside_grid": (_state_outside, {}, ValueError, "row 3: states holds a row that is not in the environment's state space"),
+    "mask_int": (lambda: _rollout_with(mask=torch.ones(5, 3, dtype=torch.int32)), {}, TypeError, "mask must be bool"),
+    "mask_width": (lambda: _rollout_with(mask=torch.ones(5, 4, dtype=torch.bool)), {}, ValueError, "mask must have size 3"),
+    "mask_no_legal_action": (lambda: _rollout_with(mask=torch.zeros(5, 3, dtype=torch.bool)), {}, ValueError, "row 0: mask allows no action"),
+    "logits_int": (lambda: _rollout_with(logits=torch.zeros(5, 3, dtype=torch.int64)), {}, TypeError, "logits must be float32 or float64"),
+    "logits_rows": (lambda: _rollout_with(logits=torch.zeros(4, 3)), {}, ValueError, "logits must have size 5"),
+    "logits_nan": (_nan_rollout_logits, {}, ValueError, "row 4: logits contain NaN"),
+    "logits_all_minus_inf": (lambda: _rollout_with(logits=torch.full((5, 3), -math.inf)), {}, ValueError, "logits of every legal action are -inf"),
+    "logits_plus_inf": (lambda: _rollout_with(logits=torch.full((5, 3), math.inf)), {}, ValueError, "logits of every legal action are -inf/inf"),
+    "logits_meta": (lambda: _rollout_with(logits=torch.zeros(5, 3, device="meta")), {}, TypeError, "logits must be on the same device"),
+    "ids_int32": (lambda: _rollout_with(), {"ids": torch.arange(5, dtype=torch.int32)}, TypeError, "ids must be int64"),
+    "ids_len": (lambda: _rollout_with(), {"ids": torch.arange(4)}, ValueError, "ids must have size 5"),
+    "temperature_zero": (lambda: _rollout_with(), {"temperature": 0.0}, ValueError, "temperature must be a finite number > 0"),
+    "temperature_negative": (lambda: _rollout_with(), {"temperature": -1.0}, ValueError, "temperature must be a finite number > 0"),
+    "temperature_inf": (lambda: _rollout_with(), {"temperature": math.inf}, ValueError, "temperature must be a finite number > 0"),
+    "temperature_nan": (lambda: _rollout_with(), {"temperature": math.nan}, ValueError, "temperature must be a finite number > 0"),
+    "epsilon_negative": (lambda: _rollout_with(), {"epsilon": -0.01}, ValueError, "epsilon must be in \\[0, 1\\]"),
+    "epsilon_above_one": (lambda: _rollout_with(), {"epsilon": 1.01}, ValueError, "epsilon must be in \\[0, 1\\]"),
+    "epsilon_nan": (lambda: _rollout_with(), {"epsilon": math.nan}, ValueError, "epsilon must be in \\[0, 1\\]"),
+}
+
+
+@pytest.mark.parametrize("case", list(ROLLOUT_BAD))
+def test_rollout_step_bad_input(case):
+    make, kw, exc, match = ROLLOUT_BAD[case]
+    env, d = make()
+    with pytest.raises(exc, match=match):
+        gfncore.ops.rollout_step(env, d["states"], d["mask"], d["logits"], seed=1, **kw)
+
+
+def test_rollout_step_bad_sampling_args_in_reference_too():
+    env, d = _ok_rollout()
+    for kw, match in (({"temperature": 0.0}, "temperature"), ({"epsilon": 2.0}, "epsilon")):
+        args = dict(temperature=1.0, epsilon=0.0)
+        args.update(kw)
+        with pytest.raises(ValueError, match=match):
+            R.rollout_step(env.reference(), d["states"], d["mask"], d["logits"], None, 1, 0, **args)
+
+
+def test_rollout_step_mask_allowing_an_illegal_action_is_caught():
+    # a mask that is not the environment's: sampling an action the env cannot take must raise
+    env = gfncore.envs.HyperGrid(2, 4)
+    states = torch.full((6, 2), 3, dtype=torch.int32)  # at the top corner only stop is legal
+    mask = torch.ones(6, 3, dtype=torch.bool)
+    logits = torch.tensor([[10.0, 0.0, -10.0]]).repeat(6, 1)
+    with pytest.raises(ValueError, match="actions holds an action that is out of range or masked out"):
+        gfncore.ops.rollout_step(env, states, mask, logits, seed=0)

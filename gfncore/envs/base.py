@@ -46,6 +46,8 @@ class Env:
     def _states(self, states: torch.Tensor) -> torch.Tensor:
         if not isinstance(states, torch.Tensor):
             raise TypeError(f"states must be a torch.Tensor, got {type(states).__name__}")
+        if states.device.type == "meta":
+            raise TypeError("states must hold data (a CPU or CUDA tensor), got a meta tensor")
         if states.dim() != 2 or states.shape[1] != self.state_dim:
             raise ValueError(f"states must have shape [n, {self.state_dim}], got {list(states.shape)}")
         if states.dtype != torch.int32:

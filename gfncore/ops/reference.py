@@ -107,7 +107,8 @@ class HyperGridReference:
         ax = (s.to(torch.float64) / (self.height - 1) - 0.5).abs()
         outer = (0.25 < ax).all(-1)
         ring = ((0.3 < ax) & (ax < 0.4)).all(-1)
-        return torch.log(self.R0 + outer * self.R1 + ring * self.R2)
+        # bool * float would promote to float32; the compiled reward is float64
+        return torch.log(self.R0 + outer.to(torch.float64) * self.R1 + ring.to(torch.float64) * self.R2)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import torch
 
 from .. import _C
 from . import reference
-from ._dispatch import compiled_for, stream, warn_fallback
+from ._dispatch import check_same_device, compiled_for, require_tensors, stream, warn_fallback
 
 
 @torch.library.custom_op("gfncore::rollout_step", mutates_args=())
@@ -48,6 +48,7 @@ def _rollout_step(
 def _(env_kind, env_ints, env_floats, states, mask, logits, ids, seed, offset, temperature, epsilon):
     from ..envs import env_from_spec
 
+    check_same_device("rollout_step", states=states, mask=mask, logits=logits, ids=ids)
     env = env_from_spec(env_kind, env_ints, env_floats)
     n = states.shape[0]
     return (
@@ -90,6 +91,9 @@ def rollout_step(
     subsequence ``ids[i]`` (default: the row index) and counter ``offset`` (use the step index),
     so a draw does not depend on thread count, batch order or device.
     """
+    require_tensors("rollout_step", states=states, mask=mask, logits=logits)
+    if ids is not None:
+        require_tensors("rollout_step", ids=ids)
     if seed is None:
         seed = draw_seed(generator)
     kind, ints, floats = env.spec
