@@ -565,3 +565,42 @@ def test_rollout_step_mask_allowing_an_illegal_action_is_caught():
     logits = torch.tensor([[10.0, 0.0, -10.0]]).repeat(6, 1)
     with pytest.raises(ValueError, match="actions holds an action that is out of range or masked out"):
         gfncore.ops.rollout_step(env, states, mask, logits, seed=0)
+
+
+@pytest.mark.parametrize("kw,exc,match", [
+    ({"seed": -1}, ValueError, "seed must be in \\[0, 2\\*\\*63\\)"),
+    ({"seed": 2**63}, ValueError, "seed must be in"),
+    ({"seed": 1.5}, TypeError, "seed must be an int"),
+    ({"seed": 0, "offset": -1}, ValueError, "offset must be in"),
+    ({"seed": 0, "offset": "3"}, TypeError, "offset must be an int"),
+])
+def test_rollout_step_bad_seed_or_offset(kw, exc, match):
+    env, d = _ok_rollout()
+    with pytest.raises(exc, match=match):
+        gfncore.ops.rollout_step(env, d["states"], d["mask"], d["logits"], **kw)
+
+
+def test_rollout_step_largest_seed_and_offset_match_reference():
+    env, d = _ok_rollout(n=50)
+    d["logits"] = torch.randn(50, 3, generator=torch.Generator().manual_seed(0))
+    top = 2**63 - 1
+    out = gfncore.ops.rollout_step(env, d["states"], d["mask"], d["logits"], seed=top, offset=top, epsilon=0.5)
+    ref = R.rollout_step(env.reference(), d["states"], d["mask"], d["logits"], None, top, top, 1.0, 0.5)
+    _assert_rollout_equal(out, ref, torch.float32)
+
+
+def test_backward_with_expanded_grad():
+    # loss.sum() / loss.mean() hand the backward a stride-0 gradient
+    logits, mask, actions = _gather_inputs(13, 4, torch.float64, seed=21)
+    x = logits.clone().requires_grad_(True)
+    gfncore.ops.masked_log_softmax_gather(x, mask, actions).mean().backward()
+    xr = logits.clone().requires_grad_(True)
+    R.masked_log_softmax_gather(xr, mask, actions).mean().backward()
+    torch.testing.assert_close(x.grad, xr.grad, rtol=1e-12, atol=1e-12)
+    inputs = _tb_inputs([1, 3, 2], torch.float64, False, seed=3)
+    xs = [t.clone().requires_grad_(True) for t in (inputs[0], inputs[1], inputs[3], inputs[4])]
+    gfncore.ops.trajectory_balance(xs[0], xs[1], inputs[2], xs[2], xs[3]).mean().backward()
+    rs = [t.clone().requires_grad_(True) for t in (inputs[0], inputs[1], inputs[3], inputs[4])]
+    R.trajectory_balance(rs[0], rs[1], inputs[2], rs[2], rs[3]).mean().backward()
+    for a, b in zip(xs, rs):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-12, atol=1e-12)

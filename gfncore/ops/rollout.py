@@ -2,6 +2,8 @@
 epsilon-uniform), environment step, next forward mask and encoded features."""
 from __future__ import annotations
 
+import operator
+
 import torch
 
 from .. import _C
@@ -61,6 +63,17 @@ def _(env_kind, env_ints, env_floats, states, mask, logits, ids, seed, offset, t
     )
 
 
+def _counter(name: str, v) -> int:
+    # The op schema carries int64 and the kernel reads uint64: accept exactly [0, 2^63).
+    try:
+        v = operator.index(v)
+    except TypeError:
+        raise TypeError(f"rollout_step: {name} must be an int, got {type(v).__name__}") from None
+    if not 0 <= v < 2**63:
+        raise ValueError(f"rollout_step: {name} must be in [0, 2**63), got {v}")
+    return v
+
+
 def draw_seed(generator: torch.Generator | None = None) -> int:
     """A 63-bit Philox key drawn from a torch.Generator (the global one by default)."""
     return int(torch.randint(0, 2**62, (1,), generator=generator).item())
@@ -96,6 +109,7 @@ def rollout_step(
         require_tensors("rollout_step", ids=ids)
     if seed is None:
         seed = draw_seed(generator)
+    seed, offset = _counter("seed", seed), _counter("offset", offset)
     kind, ints, floats = env.spec
-    return _rollout_step(kind, list(ints), list(floats), states, mask, logits, ids, int(seed), int(offset),
+    return _rollout_step(kind, list(ints), list(floats), states, mask, logits, ids, seed, offset,
                          float(temperature), float(epsilon))
