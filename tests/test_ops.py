@@ -604,3 +604,50 @@ def test_backward_with_expanded_grad():
     R.trajectory_balance(rs[0], rs[1], inputs[2], rs[2], rs[3]).mean().backward()
     for a, b in zip(xs, rs):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_reference_fallback_path(monkeypatch):
+    # On a device without compiled kernels the ops run their reference twins (forward and
+    # backward); force that path on the CPU and compare with the kernels.
+    import gfncore.ops._dispatch as dispatch
+    import gfncore.ops.balance as balance
+    import gfncore.ops.rollout as rollout
+    import gfncore.ops.softmax_gather as softmax_gather
+
+    logits, mask, actions = _gather_inputs(17, 5, torch.float64, seed=30)
+    tb_in = _tb_inputs([1, 4, 2, 1], torch.float64, True, seed=31)
+    env = gfncore.envs.HyperGrid(3, 4)
+    r_in = _rollout_inputs(env, 40, torch.float64, seed=32)
+
+    def run_all():
+        g = _gather_value_and_grad(gfncore.ops.masked_log_softmax_gather, logits, mask, actions)
+        t = _tb_value_and_grads(gfncore.ops.trajectory_balance, *tb_in)
+        r = gfncore.ops.rollout_step(env, *r_in, seed=3, offset=1, temperature=0.8, epsilon=0.2)
+        return g, t, r
+
+    compiled = run_all()
+    monkeypatch.setattr(dispatch, "_warned", set())
+    for mod in (balance, rollout, softmax_gather):
+        monkeypatch.setattr(mod, "compiled_for", lambda t: False)
+    with pytest.warns(RuntimeWarning, match="plain-PyTorch reference"):
+        fallback = run_all()
+    for a, b in zip([*compiled[0], *compiled[1]], [*fallback[0], *fallback[1]]):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    _assert_rollout_equal(compiled[2], fallback[2], torch.float64)
+
+
+def test_reference_backwards_match_autograd_of_reference_forwards():
+    logits, mask, actions = _gather_inputs(23, 6, torch.float64, seed=40)
+    grad = torch.randn(23, dtype=torch.float64)
+    x = logits.clone().requires_grad_(True)
+    (want,) = torch.autograd.grad(R.masked_log_softmax_gather(x, mask, actions), x, grad)
+    torch.testing.assert_close(R.masked_log_softmax_gather_backward(grad, logits, mask, actions), want)
+    for per_traj_z in (False, True):
+        pf, pb, off, lr, lz = _tb_inputs([1, 4, 2, 1, 3], torch.float64, per_traj_z, seed=41)
+        grad = torch.randn(5, dtype=torch.float64)
+        xs = [t.clone().requires_grad_(True) for t in (pf, pb, lr, lz)]
+        want = torch.autograd.grad(R.trajectory_balance(xs[0], xs[1], off, xs[2], xs[3]), xs, grad)
+        got = R.trajectory_balance_backward(grad, pf, pb, off, lr, lz)
+        for g, w in zip(got, want):
+            assert g.shape == w.shape
+            torch.testing.assert_close(g, w)

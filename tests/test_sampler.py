@@ -314,3 +314,16 @@ def test_evaluate_and_empirical_metrics():
     q = env.true_distribution()
     x = env.all_terminal_states()[torch.multinomial(q, 50_000, replacement=True, generator=torch.Generator().manual_seed(0))]
     assert gfncore.metrics.empirical_l1(env, x) < 0.05
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_sampler_matches_cpu():
+    # Same Philox draws on both devices: identical trajectories (float64 logits, so the two
+    # devices' matmuls agree far below any sampling boundary).
+    env = HyperGrid(3, 5)
+    policy = _policy(env, dtype=torch.float64)
+    cpu = gfncore.Sampler(env, policy).sample(300, seed=9, epsilon=0.1)
+    gpu = gfncore.Sampler(env, policy.to("cuda")).sample(300, seed=9, epsilon=0.1)
+    for f in ("states", "actions", "offsets", "mask", "features"):
+        assert torch.equal(getattr(cpu, f), getattr(gpu, f).cpu()), f
+    torch.testing.assert_close(cpu.log_prob, gpu.log_prob.cpu(), rtol=1e-10, atol=1e-10)

@@ -32,11 +32,7 @@ def _(log_pf, log_pb, offsets, log_reward, log_z):
 def _tb_backward(grad: torch.Tensor, log_pf: torch.Tensor, log_pb: torch.Tensor, offsets: torch.Tensor,
                  log_reward: torch.Tensor, log_z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     if not compiled_for(log_pf):
-        with torch.enable_grad():
-            xs = [t.detach().requires_grad_(True) for t in (log_pf, log_pb, log_reward, log_z)]
-            y = reference.trajectory_balance(xs[0], xs[1], offsets, xs[2], xs[3])
-            gpf, gpb, gr, gz = torch.autograd.grad(y, xs, grad)
-        return gpf, gpb, gr, gz
+        return reference.trajectory_balance_backward(grad, log_pf, log_pb, offsets, log_reward, log_z)
     args = [t.contiguous() for t in (log_pf, log_pb, offsets, log_reward, log_z)]
     B = log_reward.shape[0]
     gpf, gpb = torch.empty_like(log_pf), torch.empty_like(log_pb)

@@ -183,6 +183,18 @@ def masked_log_softmax_gather(logits: torch.Tensor, mask: torch.Tensor, actions:
     return lp.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
 
 
+def masked_log_softmax_gather_backward(grad: torch.Tensor, logits: torch.Tensor, mask: torch.Tensor,
+                                      actions: torch.Tensor) -> torch.Tensor:
+    """d/d logits of sum_n grad[n] * masked_log_softmax_gather(...)[n]: grad * (onehot(a) - softmax), 0 where masked.
+
+    Written out rather than through autograd: inside a custom op's kernel the dispatcher has
+    autograd switched off, so torch.enable_grad() there builds no graph."""
+    masked_log_softmax_gather(logits, mask, actions)  # same validation as the forward
+    p = torch.softmax(logits.masked_fill(~mask, -math.inf), dim=-1)
+    onehot = torch.nn.functional.one_hot(actions, logits.shape[-1]).to(logits.dtype)
+    return (grad.unsqueeze(-1) * (onehot - p)).masked_fill(~mask, 0.0)
+
+
 def segment_sum(values: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     """Sum of values over each trajectory's rows [offsets[i], offsets[i+1])."""
     lengths = offsets[1:] - offsets[:-1]
@@ -203,3 +215,15 @@ def trajectory_balance(log_pf, log_pb, offsets, log_reward, log_z) -> torch.Tens
     check_offsets(offsets, log_pf.shape[0])
     r = log_z + segment_sum(log_pf - log_pb, offsets) - log_reward
     return r * r
+
+
+def trajectory_balance_backward(grad, log_pf, log_pb, offsets, log_reward, log_z):
+    """Gradients of sum_i grad[i] * trajectory_balance(...)[i] with respect to (log_pf, log_pb,
+    log_reward, log_z), written out (see masked_log_softmax_gather_backward for why not autograd)."""
+    check_offsets(offsets, log_pf.shape[0])
+    r = log_z + segment_sum(log_pf - log_pb, offsets) - log_reward
+    g = 2 * r * grad
+    lengths = offsets[1:] - offsets[:-1]
+    g_rows = torch.repeat_interleave(g, lengths)
+    g_z = g.sum() if log_z.dim() == 0 else g
+    return g_rows, -g_rows, -g, g_z.to(log_z.dtype)
