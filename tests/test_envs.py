@@ -186,3 +186,15 @@ def test_illegal_steps():
         env.backward_step(s, torch.tensor([1, 2]))  # 2 is stop, not a backward action
     with pytest.raises(ValueError, match="actions"):
         env.step(s, torch.tensor([0]))
+
+
+def test_actions_bad_type():
+    env = HyperGrid(2, 3)
+    s = torch.zeros(2, 2, dtype=torch.int32)
+    with pytest.raises(TypeError, match="actions"):
+        env.step(s, [0, 1])
+    with pytest.raises(TypeError, match="actions"):
+        env.step(s, torch.tensor([0.0, 1.7]))
+    with pytest.raises(TypeError, match="actions"):
+        env.backward_step(s + 1, torch.tensor([True, False]))
+    assert torch.equal(env.step(s, torch.tensor([0, 1], dtype=torch.int32)), torch.tensor([[1, 0], [0, 1]], dtype=torch.int32))
