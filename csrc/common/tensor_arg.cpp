@@ -64,6 +64,9 @@ TensorArg tensor_arg(py::handle obj, const char* name) {
     t.numel *= t.shape[i];
   }
   t.cuda = obj.attr("is_cuda").cast<bool>();
+  // Anything else (meta, mps, xpu...) would hand the kernels a pointer they cannot read.
+  GFN_CHECK_TYPE(t.cuda || obj.attr("is_cpu").cast<bool>(), name, " must be a CPU or CUDA tensor, got device ",
+                 std::string(py::str(obj.attr("device"))));
   if (t.cuda) t.device_index = obj.attr("device").attr("index").cast<int>();
   GFN_CHECK(obj.attr("is_contiguous")().cast<bool>(), name, " must be contiguous");
   t.ptr = reinterpret_cast<void*>(obj.attr("data_ptr")().cast<intptr_t>());

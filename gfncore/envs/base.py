@@ -46,6 +46,8 @@ class Env:
     def _states(self, states: torch.Tensor) -> torch.Tensor:
         if not isinstance(states, torch.Tensor):
             raise TypeError(f"states must be a torch.Tensor, got {type(states).__name__}")
+        if states.device.type == "meta":
+            raise TypeError("states must hold data (a CPU or CUDA tensor), got a meta tensor")
         if states.dim() != 2 or states.shape[1] != self.state_dim:
             raise ValueError(f"states must have shape [n, {self.state_dim}], got {list(states.shape)}")
         if states.dtype != torch.int32:
@@ -53,6 +55,14 @@ class Env:
                 raise TypeError(f"states must be an integer tensor (int32), got {states.dtype}")
             states = states.to(torch.int32)
         return states.contiguous()
+
+    @staticmethod
+    def _actions(actions: torch.Tensor) -> torch.Tensor:
+        if not isinstance(actions, torch.Tensor):
+            raise TypeError(f"actions must be a torch.Tensor, got {type(actions).__name__}")
+        if actions.dtype.is_floating_point or actions.dtype == torch.bool:
+            raise TypeError(f"actions must be an integer tensor (int64), got {actions.dtype}")
+        return actions.to(torch.int64).contiguous()
 
     def initial_states(self, n: int, device=None) -> torch.Tensor:
         """n copies of s0, the state every trajectory starts from."""
@@ -104,7 +114,7 @@ class Env:
     def step(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """The child reached by each (legal) forward action; stop leaves the state unchanged."""
         s = self._states(states)
-        a = actions.to(torch.int64).contiguous()
+        a = self._actions(actions)
         if not compiled_for(s):
             return self.reference().step(s, a)
         return self._query(_STEP, s, torch.empty_like(s), a)
@@ -112,7 +122,7 @@ class Env:
     def backward_step(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """The parent reached by each (legal) backward action."""
         s = self._states(states)
-        a = actions.to(torch.int64).contiguous()
+        a = self._actions(actions)
         if not compiled_for(s):
             return self.reference().backward_step(s, a)
         return self._query(_BACKWARD_STEP, s, torch.empty_like(s), a)

@@ -32,3 +32,26 @@ def stream(t: torch.Tensor) -> int:
     if t.device.type == "cuda":
         return torch.cuda.current_stream(t.device).cuda_stream
     return 0
+
+
+def require_tensors(op: str, **args) -> None:
+    """TypeError naming the argument that is not a tensor (torch's own schema check raises a
+    RuntimeError)."""
+    for name, t in args.items():
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"gfncore.ops.{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+
+
+def check_same_device(op: str, **tensors) -> None:
+    """Raises TypeError naming the argument whose device differs from the first one's. Fake
+    (meta) kernels call it: the dispatcher routes a mix of real and meta tensors to them, which
+    would otherwise return meta outputs for real inputs without a word."""
+    first_name, first = None, None
+    for name, t in tensors.items():
+        if t is None:
+            continue
+        if first is None:
+            first_name, first = name, t
+        elif t.device != first.device:
+            raise TypeError(f"gfncore.ops.{op}: {name} must be on the same device as {first_name} "
+                            f"({first.device}), got {t.device}")

@@ -6,7 +6,7 @@ import torch
 
 from .. import _C
 from . import reference
-from ._dispatch import compiled_for, stream, warn_fallback
+from ._dispatch import check_same_device, compiled_for, require_tensors, stream, warn_fallback
 
 
 @torch.library.custom_op("gfncore::trajectory_balance", mutates_args=())
@@ -23,6 +23,8 @@ def _tb(log_pf: torch.Tensor, log_pb: torch.Tensor, offsets: torch.Tensor, log_r
 
 @_tb.register_fake
 def _(log_pf, log_pb, offsets, log_reward, log_z):
+    check_same_device("trajectory_balance", log_pf=log_pf, log_pb=log_pb, offsets=offsets, log_reward=log_reward,
+                      log_z=log_z)
     return log_pf.new_empty(log_reward.shape[:1])
 
 
@@ -30,11 +32,7 @@ def _(log_pf, log_pb, offsets, log_reward, log_z):
 def _tb_backward(grad: torch.Tensor, log_pf: torch.Tensor, log_pb: torch.Tensor, offsets: torch.Tensor,
                  log_reward: torch.Tensor, log_z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     if not compiled_for(log_pf):
-        with torch.enable_grad():
-            xs = [t.detach().requires_grad_(True) for t in (log_pf, log_pb, log_reward, log_z)]
-            y = reference.trajectory_balance(xs[0], xs[1], offsets, xs[2], xs[3])
-            gpf, gpb, gr, gz = torch.autograd.grad(y, xs, grad)
-        return gpf, gpb, gr, gz
+        return reference.trajectory_balance_backward(grad, log_pf, log_pb, offsets, log_reward, log_z)
     args = [t.contiguous() for t in (log_pf, log_pb, offsets, log_reward, log_z)]
     B = log_reward.shape[0]
     gpf, gpb = torch.empty_like(log_pf), torch.empty_like(log_pb)
@@ -47,6 +45,8 @@ def _tb_backward(grad: torch.Tensor, log_pf: torch.Tensor, log_pb: torch.Tensor,
 
 @_tb_backward.register_fake
 def _(grad, log_pf, log_pb, offsets, log_reward, log_z):
+    check_same_device("trajectory_balance_backward", log_pf=log_pf, grad=grad, log_pb=log_pb, offsets=offsets,
+                      log_reward=log_reward, log_z=log_z)
     return torch.empty_like(log_pf), torch.empty_like(log_pb), torch.empty_like(log_reward), torch.empty_like(log_z)
 
 
@@ -72,6 +72,7 @@ def trajectory_balance(log_pf: torch.Tensor, log_pb: torch.Tensor, offsets: torc
     partition function) or ``[B]`` (one per trajectory, e.g. conditional). Gradients flow to
     log_pf, log_pb, log_reward and log_z.
     """
+    require_tensors("trajectory_balance", log_pf=log_pf, log_pb=log_pb, offsets=offsets, log_reward=log_reward)
     if not isinstance(log_z, torch.Tensor):
         log_z = torch.tensor(float(log_z), dtype=log_pf.dtype, device=log_pf.device)
     return _tb(log_pf, log_pb, offsets, log_reward, log_z)

@@ -100,14 +100,15 @@ class HyperGridReference:
 
     def encode(self, s: torch.Tensor) -> torch.Tensor:
         self._check(s)
-        return torch.nn.functional.one_hot(s.long(), self.height).reshape(*s.shape[:-1], -1).to(torch.float32)
+        return torch.nn.functional.one_hot(s.long(), self.height).reshape(*s.shape[:-1], self.feature_dim).to(torch.float32)
 
     def log_reward(self, s: torch.Tensor) -> torch.Tensor:
         self._check(s)
         ax = (s.to(torch.float64) / (self.height - 1) - 0.5).abs()
         outer = (0.25 < ax).all(-1)
         ring = ((0.3 < ax) & (ax < 0.4)).all(-1)
-        return torch.log(self.R0 + outer * self.R1 + ring * self.R2)
+        # bool * float would promote to float32; the compiled reward is float64
+        return torch.log(self.R0 + outer.to(torch.float64) * self.R1 + ring.to(torch.float64) * self.R2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,7 +161,8 @@ def rollout_step(
     actions = torch.where(explore, a_unif, a_soft).to(torch.int64)
     lp = zm.gather(-1, actions.unsqueeze(-1)).squeeze(-1) - zmax.squeeze(-1) - torch.log(total.squeeze(-1))
     if epsilon > 0:
-        lp = torch.log((1 - epsilon) * torch.exp(lp) + epsilon / k.to(torch.float64))  # float64, as the kernel
+        # k in float64: epsilon / (an int64 tensor) would be computed in torch's default float32
+        lp = torch.log((1 - epsilon) * torch.exp(lp) + epsilon / k.to(torch.float64))
     done = actions == A - 1
     next_states = torch.where(done.unsqueeze(-1), states, env_ref.step(states, actions))
     next_mask = env_ref.forward_mask(next_states) & ~done.unsqueeze(-1)
@@ -179,6 +181,18 @@ def masked_log_softmax_gather(logits: torch.Tensor, mask: torch.Tensor, actions:
         raise ValueError("masked_log_softmax_gather: logits contain NaN at a legal action")
     lp = torch.log_softmax(logits.masked_fill(~mask, -math.inf), dim=-1)
     return lp.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+
+
+def masked_log_softmax_gather_backward(grad: torch.Tensor, logits: torch.Tensor, mask: torch.Tensor,
+                                      actions: torch.Tensor) -> torch.Tensor:
+    """d/d logits of sum_n grad[n] * masked_log_softmax_gather(...)[n]: grad * (onehot(a) - softmax), 0 where masked.
+
+    Written out rather than through autograd: inside a custom op's kernel the dispatcher has
+    autograd switched off, so torch.enable_grad() there builds no graph."""
+    masked_log_softmax_gather(logits, mask, actions)  # same validation as the forward
+    p = torch.softmax(logits.masked_fill(~mask, -math.inf), dim=-1)
+    onehot = torch.nn.functional.one_hot(actions, logits.shape[-1]).to(logits.dtype)
+    return (grad.unsqueeze(-1) * (onehot - p)).masked_fill(~mask, 0.0)
 
 
 def segment_sum(values: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -201,6 +215,18 @@ def trajectory_balance(log_pf, log_pb, offsets, log_reward, log_z) -> torch.Tens
     check_offsets(offsets, log_pf.shape[0])
     r = log_z + segment_sum(log_pf - log_pb, offsets) - log_reward
     return r * r
+
+
+def trajectory_balance_backward(grad, log_pf, log_pb, offsets, log_reward, log_z):
+    """Gradients of sum_i grad[i] * trajectory_balance(...)[i] with respect to (log_pf, log_pb,
+    log_reward, log_z), written out (see masked_log_softmax_gather_backward for why not autograd)."""
+    check_offsets(offsets, log_pf.shape[0])
+    r = log_z + segment_sum(log_pf - log_pb, offsets) - log_reward
+    g = 2 * r * grad
+    lengths = offsets[1:] - offsets[:-1]
+    g_rows = torch.repeat_interleave(g, lengths)
+    g_z = g.sum() if log_z.dim() == 0 else g
+    return g_rows, -g_rows, -g, g_z.to(log_z.dtype)
 
 
 # ---------------------------------------------------------------------------------------------

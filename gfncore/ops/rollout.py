@@ -2,11 +2,13 @@
 epsilon-uniform), environment step, next forward mask and encoded features."""
 from __future__ import annotations
 
+import operator
+
 import torch
 
 from .. import _C
 from . import reference
-from ._dispatch import compiled_for, stream, warn_fallback
+from ._dispatch import check_same_device, compiled_for, require_tensors, stream, warn_fallback
 
 
 @torch.library.custom_op("gfncore::rollout_step", mutates_args=())
@@ -48,6 +50,7 @@ def _rollout_step(
 def _(env_kind, env_ints, env_floats, states, mask, logits, ids, seed, offset, temperature, epsilon):
     from ..envs import env_from_spec
 
+    check_same_device("rollout_step", states=states, mask=mask, logits=logits, ids=ids)
     env = env_from_spec(env_kind, env_ints, env_floats)
     n = states.shape[0]
     return (
@@ -58,6 +61,17 @@ def _(env_kind, env_ints, env_floats, states, mask, logits, ids, seed, offset, t
         states.new_empty(n, env.feature_dim, dtype=torch.float32),
         states.new_empty(n, dtype=torch.bool),
     )
+
+
+def _counter(name: str, v) -> int:
+    # The op schema carries int64 and the kernel reads uint64: accept exactly [0, 2^63).
+    try:
+        v = operator.index(v)
+    except TypeError:
+        raise TypeError(f"rollout_step: {name} must be an int, got {type(v).__name__}") from None
+    if not 0 <= v < 2**63:
+        raise ValueError(f"rollout_step: {name} must be in [0, 2**63), got {v}")
+    return v
 
 
 def draw_seed(generator: torch.Generator | None = None) -> int:
@@ -90,8 +104,12 @@ def rollout_step(
     subsequence ``ids[i]`` (default: the row index) and counter ``offset`` (use the step index),
     so a draw does not depend on thread count, batch order or device.
     """
+    require_tensors("rollout_step", states=states, mask=mask, logits=logits)
+    if ids is not None:
+        require_tensors("rollout_step", ids=ids)
     if seed is None:
         seed = draw_seed(generator)
+    seed, offset = _counter("seed", seed), _counter("offset", offset)
     kind, ints, floats = env.spec
-    return _rollout_step(kind, list(ints), list(floats), states, mask, logits, ids, int(seed), int(offset),
+    return _rollout_step(kind, list(ints), list(floats), states, mask, logits, ids, seed, offset,
                          float(temperature), float(epsilon))

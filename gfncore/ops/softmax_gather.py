@@ -5,7 +5,7 @@ import torch
 
 from .. import _C
 from . import reference
-from ._dispatch import compiled_for, stream, warn_fallback
+from ._dispatch import check_same_device, compiled_for, require_tensors, stream, warn_fallback
 
 
 @torch.library.custom_op("gfncore::masked_log_softmax_gather", mutates_args=())
@@ -21,17 +21,14 @@ def _gather(logits: torch.Tensor, mask: torch.Tensor, actions: torch.Tensor) -> 
 
 @_gather.register_fake
 def _(logits, mask, actions):
+    check_same_device("masked_log_softmax_gather", logits=logits, mask=mask, actions=actions)
     return logits.new_empty(logits.shape[:1])
 
 
 @torch.library.custom_op("gfncore::masked_log_softmax_gather_backward", mutates_args=())
 def _gather_backward(grad: torch.Tensor, logits: torch.Tensor, mask: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     if not compiled_for(logits):
-        with torch.enable_grad():
-            x = logits.detach().requires_grad_(True)
-            y = reference.masked_log_softmax_gather(x, mask, actions)
-            (g,) = torch.autograd.grad(y, x, grad)
-        return g
+        return reference.masked_log_softmax_gather_backward(grad, logits, mask, actions)
     logits, mask, actions, grad = logits.contiguous(), mask.contiguous(), actions.contiguous(), grad.contiguous()
     grad_logits = torch.empty_like(logits)
     _C.masked_log_softmax_gather(logits, mask, actions, None, grad, grad_logits, stream(logits))
@@ -40,6 +37,7 @@ def _gather_backward(grad: torch.Tensor, logits: torch.Tensor, mask: torch.Tenso
 
 @_gather_backward.register_fake
 def _(grad, logits, mask, actions):
+    check_same_device("masked_log_softmax_gather_backward", logits=logits, grad=grad, mask=mask, actions=actions)
     return torch.empty_like(logits)
 
 
@@ -62,4 +60,5 @@ def masked_log_softmax_gather(logits: torch.Tensor, mask: torch.Tensor, actions:
     ``logits`` [N, A] float, ``mask`` [N, A] bool, ``actions`` [N] int64. Raises ValueError if an
     action is out of range or masked out, or a legal logit is NaN. Differentiable in ``logits``.
     """
+    require_tensors("masked_log_softmax_gather", logits=logits, mask=mask, actions=actions)
     return _gather(logits, mask, actions)
