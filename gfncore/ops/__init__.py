@@ -1,8 +1,11 @@
 """gfncore ops: each a torch custom op (schema, fake kernel, autograd) over the compiled core,
 with a plain-PyTorch twin in gfncore.ops.reference."""
 from . import reference
-from .balance import trajectory_balance
+from .balance import (detailed_balance, flow_matching, log_partition_variance, modified_detailed_balance,
+                      subtrajectory_balance, trajectory_balance)
 from .rollout import draw_seed, rollout_step
 from .softmax_gather import masked_log_softmax_gather
 
-__all__ = ["reference", "rollout_step", "draw_seed", "masked_log_softmax_gather", "trajectory_balance"]
+__all__ = ["reference", "rollout_step", "draw_seed", "masked_log_softmax_gather", "trajectory_balance",
+           "detailed_balance", "modified_detailed_balance", "subtrajectory_balance", "flow_matching",
+           "log_partition_variance"]
