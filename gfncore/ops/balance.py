@@ -94,6 +94,11 @@ def _reference_grads(fn, grad, inputs, diff):
         return torch.autograd.grad(y, [xs[i] for i in diff], grad, allow_unused=True, materialize_grads=True)
 
 
+def _empty(t: torch.Tensor) -> torch.Tensor:
+    # Gradient buffers are dense row-major whatever the input's strides: the kernels index them so.
+    return torch.empty_like(t, memory_format=torch.contiguous_format)
+
+
 def _contig(*ts):
     return [t.contiguous() for t in ts]
 
@@ -126,7 +131,7 @@ def _db_backward(grad: torch.Tensor, log_pf: torch.Tensor, log_pb: torch.Tensor,
     if not compiled_for(log_pf):
         return tuple(_reference_grads(reference.detailed_balance, grad, (log_pf, log_pb, log_flow, offsets, log_reward),
                                       (0, 1, 2, 4)))
-    gpf, gpb, gf, gr = (torch.empty_like(t) for t in (log_pf, log_pb, log_flow, log_reward))
+    gpf, gpb, gf, gr = (_empty(t) for t in (log_pf, log_pb, log_flow, log_reward))
     _C.detailed_balance(*_contig(log_pf, log_pb, log_flow, offsets, log_reward), None, grad.contiguous(), gpf, gpb,
                         gf, gr, stream(log_pf))
     return gpf, gpb, gf, gr
@@ -134,7 +139,7 @@ def _db_backward(grad: torch.Tensor, log_pf: torch.Tensor, log_pb: torch.Tensor,
 
 @_db_backward.register_fake
 def _(grad, log_pf, log_pb, log_flow, offsets, log_reward):
-    return tuple(torch.empty_like(t) for t in (log_pf, log_pb, log_flow, log_reward))
+    return tuple(_empty(t) for t in (log_pf, log_pb, log_flow, log_reward))
 
 
 def _db_setup(ctx, inputs, output):
@@ -187,7 +192,7 @@ def _mdb_backward(grad: torch.Tensor, log_pf: torch.Tensor, log_pb: torch.Tensor
     if not compiled_for(log_pf):
         return tuple(_reference_grads(reference.modified_detailed_balance, grad,
                                       (log_pf, log_pb, log_pf_stop, log_reward_state, offsets), (0, 1, 2, 3)))
-    gpf, gpb, gs, gr = (torch.empty_like(t) for t in (log_pf, log_pb, log_pf_stop, log_reward_state))
+    gpf, gpb, gs, gr = (_empty(t) for t in (log_pf, log_pb, log_pf_stop, log_reward_state))
     _C.modified_detailed_balance(*_contig(log_pf, log_pb, log_pf_stop, log_reward_state, offsets), None,
                                  grad.contiguous(), gpf, gpb, gs, gr, stream(log_pf))
     return gpf, gpb, gs, gr
@@ -195,7 +200,7 @@ def _mdb_backward(grad: torch.Tensor, log_pf: torch.Tensor, log_pb: torch.Tensor
 
 @_mdb_backward.register_fake
 def _(grad, log_pf, log_pb, log_pf_stop, log_reward_state, offsets):
-    return tuple(torch.empty_like(t) for t in (log_pf, log_pb, log_pf_stop, log_reward_state))
+    return tuple(_empty(t) for t in (log_pf, log_pb, log_pf_stop, log_reward_state))
 
 
 def _mdb_bwd(ctx, grad):
@@ -249,7 +254,7 @@ def _subtb_backward(grad: torch.Tensor, log_pf: torch.Tensor, log_pb: torch.Tens
     if not compiled_for(log_pf):
         fn = lambda *a: reference.subtrajectory_balance(*a, lam)  # noqa: E731
         return tuple(_reference_grads(fn, grad, (log_pf, log_pb, log_flow, offsets, log_reward), (0, 1, 2, 4)))
-    gpf, gpb, gf, gr = (torch.empty_like(t) for t in (log_pf, log_pb, log_flow, log_reward))
+    gpf, gpb, gf, gr = (_empty(t) for t in (log_pf, log_pb, log_flow, log_reward))
     work = torch.empty(log_pf.shape[0] + log_reward.shape[0], dtype=torch.float64, device=log_pf.device)
     _C.subtrajectory_balance(*_contig(log_pf, log_pb, log_flow, offsets, log_reward), lam, None, grad.contiguous(),
                              gpf, gpb, gf, gr, work, stream(log_pf))
@@ -258,7 +263,7 @@ def _subtb_backward(grad: torch.Tensor, log_pf: torch.Tensor, log_pb: torch.Tens
 
 @_subtb_backward.register_fake
 def _(grad, log_pf, log_pb, log_flow, offsets, log_reward, lam):
-    return tuple(torch.empty_like(t) for t in (log_pf, log_pb, log_flow, log_reward))
+    return tuple(_empty(t) for t in (log_pf, log_pb, log_flow, log_reward))
 
 
 def _subtb_setup(ctx, inputs, output):
@@ -310,14 +315,14 @@ def _fm_backward(grad: torch.Tensor, log_in: torch.Tensor, in_count: torch.Tenso
                  out_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if not compiled_for(log_in):
         return tuple(_reference_grads(reference.flow_matching, grad, (log_in, in_count, log_out, out_mask), (0, 2)))
-    gi, go = torch.empty_like(log_in), torch.empty_like(log_out)
+    gi, go = _empty(log_in), _empty(log_out)
     _C.flow_matching(*_contig(log_in, in_count, log_out, out_mask), None, grad.contiguous(), gi, go, stream(log_in))
     return gi, go
 
 
 @_fm_backward.register_fake
 def _(grad, log_in, in_count, log_out, out_mask):
-    return torch.empty_like(log_in), torch.empty_like(log_out)
+    return _empty(log_in), _empty(log_out)
 
 
 def _fm_bwd(ctx, grad):
@@ -368,7 +373,7 @@ def _zvar_backward(grad: torch.Tensor, log_pf: torch.Tensor, log_pb: torch.Tenso
     if not compiled_for(log_pf):
         return tuple(_reference_grads(reference.log_partition_variance, grad, (log_pf, log_pb, offsets, log_reward),
                                       (0, 1, 3)))
-    gpf, gpb, gr = (torch.empty_like(t) for t in (log_pf, log_pb, log_reward))
+    gpf, gpb, gr = (_empty(t) for t in (log_pf, log_pb, log_reward))
     work = torch.empty(log_reward.shape[0] + 2, dtype=torch.float64, device=log_pf.device)
     _C.log_partition_variance(*_contig(log_pf, log_pb, offsets, log_reward), None, grad.contiguous(), gpf, gpb, gr,
                               work, stream(log_pf))
@@ -377,7 +382,7 @@ def _zvar_backward(grad: torch.Tensor, log_pf: torch.Tensor, log_pb: torch.Tenso
 
 @_zvar_backward.register_fake
 def _(grad, log_pf, log_pb, offsets, log_reward):
-    return tuple(torch.empty_like(t) for t in (log_pf, log_pb, log_reward))
+    return tuple(_empty(t) for t in (log_pf, log_pb, log_reward))
 
 
 def _zvar_bwd(ctx, grad):
