@@ -2,6 +2,7 @@
 forward and backward kernels."""
 from __future__ import annotations
 
+import concurrent.futures
 import math
 
 import torch
@@ -85,13 +86,22 @@ def trajectory_balance(log_pf: torch.Tensor, log_pb: torch.Tensor, offsets: torc
 # backward survives torch.compile), and a public function. On a device without a compiled
 # kernel both fall back to the reference (the backward through torch.autograd on it).
 def _reference_grads(fn, grad, inputs, diff):
-    """Gradients of reference fn(*inputs) w.r.t. inputs[i] for i in diff, weighted by grad."""
-    with torch.enable_grad():
+    """Gradients of reference fn(*inputs) w.r.t. inputs[i] for i in diff, weighted by grad.
+
+    A custom op's body runs with autograd excluded from the thread's dispatch state (so
+    torch.enable_grad alone records nothing); a fresh thread starts with autograd on."""
+    def run():
         xs = list(inputs)
         for i in diff:
             xs[i] = xs[i].detach().requires_grad_(True)
         y = fn(*xs)
-        return torch.autograd.grad(y, [xs[i] for i in diff], grad, allow_unused=True, materialize_grads=True)
+        if not y.requires_grad:  # an empty batch: the reference built no graph
+            return [torch.zeros_like(xs[i]) for i in diff]
+        gs = torch.autograd.grad(y, [xs[i] for i in diff], grad, allow_unused=True, materialize_grads=True)
+        return [g.clone() for g in gs]  # a custom op's outputs may not alias its inputs (grad)
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(run).result()
 
 
 def _empty(t: torch.Tensor) -> torch.Tensor:
