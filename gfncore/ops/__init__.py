@@ -2,10 +2,12 @@
 with a plain-PyTorch twin in gfncore.ops.reference."""
 from . import reference
 from .backward_rollout import backward_rollout_step
-from .balance import trajectory_balance
+from .balance import (detailed_balance, flow_matching, log_partition_variance, modified_detailed_balance,
+                      subtrajectory_balance, trajectory_balance)
 from .parents import parents
 from .rollout import draw_seed, rollout_step
 from .softmax_gather import masked_log_softmax_gather
 
 __all__ = ["reference", "rollout_step", "draw_seed", "masked_log_softmax_gather", "trajectory_balance",
-           "parents", "backward_rollout_step"]
+           "parents", "backward_rollout_step", "detailed_balance", "modified_detailed_balance",
+           "subtrajectory_balance", "flow_matching", "log_partition_variance"]

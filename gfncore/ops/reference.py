@@ -363,3 +363,95 @@ def backward_rollout_step(env_ref, states, logits, ids, seed: int, offset: int, 
     forward_action_of = getattr(env_ref, "forward_action_of", None)
     fwd = forward_action_of(b) if forward_action_of is not None else b
     return b, lp, fwd, par.to(torch.int32), env_ref.is_initial(par)
+
+
+# ---------------------------------------------------------------------------------------------
+# Balance objectives beyond TB (csrc/ops/{detailed_balance,modified_db,subtb,flow_matching,zvar}.h).
+def _stop_rows(offsets: torch.Tensor, T: int) -> torch.Tensor:
+    is_stop = torch.zeros(T, dtype=torch.bool, device=offsets.device)
+    is_stop[offsets[1:] - 1] = True
+    return is_stop
+
+
+def _row_trajectory(offsets: torch.Tensor) -> torch.Tensor:
+    lengths = offsets[1:] - offsets[:-1]
+    return torch.repeat_interleave(torch.arange(len(lengths), device=offsets.device), lengths)
+
+
+def detailed_balance(log_pf, log_pb, log_flow, offsets, log_reward) -> torch.Tensor:
+    """Per-row (log F(s_t) + log P_F - log F(s_{t+1}) - log P_B)^2; on stop rows the target is
+    log R(x) instead of log F(s_{t+1}) + log P_B."""
+    T = log_pf.shape[0]
+    check_offsets(offsets, T)
+    is_stop = _stop_rows(offsets, T)
+    next_flow = torch.roll(log_flow, -1)
+    target = torch.where(is_stop, log_reward[_row_trajectory(offsets)], next_flow + log_pb)
+    r = log_flow + log_pf - target
+    return r * r
+
+
+def modified_detailed_balance(log_pf, log_pb, log_pf_stop, log_reward_state, offsets) -> torch.Tensor:
+    """Per-row modified DB residual squared (Deleu et al. 2022); 0 on stop rows."""
+    T = log_pf.shape[0]
+    check_offsets(offsets, T)
+    is_stop = _stop_rows(offsets, T)
+    nxt = lambda v: torch.roll(v, -1)  # noqa: E731
+    r = nxt(log_reward_state) + log_pb + log_pf_stop - log_reward_state - log_pf - nxt(log_pf_stop)
+    r = torch.where(is_stop, torch.zeros_like(r), r)
+    return r * r
+
+
+def subtrajectory_balance(log_pf, log_pb, log_flow, offsets, log_reward, lam: float) -> torch.Tensor:
+    """SubTB(lambda) per trajectory: every sub-trajectory j -> k (0 <= j < k <= L) with residual
+    log F_j + sum_{t=j}^{k-1} (log P_F - log P_B) - log F_k and weight lam^(k-j), averaged with
+    those weights. Materialises the [B, L+1, L+1] residuals (the fused op does not)."""
+    if not (math.isfinite(lam) and lam > 0):
+        raise ValueError(f"lam must be a finite number > 0, got {lam}")
+    T = log_pf.shape[0]
+    check_offsets(offsets, T)
+    B = offsets.shape[0] - 1
+    if B == 0:
+        return log_pf.new_zeros(0)
+    lengths = offsets[1:] - offsets[:-1]
+    n = int(lengths.max()) + 1  # nodes per (padded) trajectory
+    traj = _row_trajectory(offsets)
+    pos = torch.arange(T, device=log_pf.device) - offsets[:-1][traj]
+    flows = log_pf.new_zeros(B, n).index_put((traj, pos), log_flow)
+    flows = flows.index_put((torch.arange(B, device=log_pf.device), lengths), log_reward)
+    steps = log_pf.new_zeros(B, n).index_put((traj, pos + 1), log_pf - log_pb)
+    prefix = torch.cumsum(steps, 1)  # prefix[:, k] = sum_{t<k} (log P_F - log P_B)
+    r = flows[:, :, None] + prefix[:, None, :] - prefix[:, :, None] - flows[:, None, :]  # [B, j, k]
+    k = torch.arange(n, device=log_pf.device)
+    span = (k[None, :] - k[:, None]).to(log_pf.dtype)
+    valid = (k[None, :, None] < k[None, None, :]) & (k[None, None, :] <= lengths[:, None, None])
+    w = torch.where(valid, torch.pow(torch.tensor(lam, dtype=log_pf.dtype), span), torch.zeros((), dtype=log_pf.dtype))
+    return (w * r * r).sum((1, 2)) / w.sum((1, 2))
+
+
+def flow_matching(log_in, in_count, log_out, out_mask) -> torch.Tensor:
+    """Per state (logsumexp of its in-flows - logsumexp of its legal out-flows)^2; 0 for a state
+    with no parents (in_count == 0)."""
+    N, P = log_in.shape
+    if in_count.numel() and bool(((in_count < 0) | (in_count > P)).any()):
+        raise ValueError(f"flow_matching: in_count must be in [0, P] = [0, {P}]")
+    if N and not bool(out_mask.any(-1).all()):
+        raise ValueError("flow_matching: out_mask allows no out-edge")
+    in_mask = torch.arange(P, device=log_in.device) < in_count[:, None]
+    no_parent = in_count == 0
+    # A parentless row gets finite dummy in-flows so its (discarded) log-sum-exp has no NaN gradient.
+    z_in = torch.where(in_mask, log_in, torch.full_like(log_in, -math.inf))
+    z_in = torch.where(no_parent[:, None], torch.zeros_like(log_in), z_in)
+    z_out = torch.where(out_mask, log_out, torch.full_like(log_out, -math.inf))
+    r = torch.logsumexp(z_in, 1) - torch.logsumexp(z_out, 1)
+    r = torch.where(no_parent, torch.zeros_like(r), r)
+    return r * r
+
+
+def log_partition_variance(log_pf, log_pb, offsets, log_reward) -> torch.Tensor:
+    """ZVar: (zeta_i - mean zeta)^2 with zeta_i = log R(x_i) + sum log P_B - sum log P_F."""
+    check_offsets(offsets, log_pf.shape[0])
+    zeta = log_reward + segment_sum(log_pb - log_pf, offsets)
+    if zeta.numel() == 0:
+        return zeta
+    d = zeta - zeta.mean()
+    return d * d

@@ -1,0 +1,87 @@
+#include <type_traits>
+
+#include "common/launch.h"
+#include "common/registry.h"
+#include "ops/packed_args.h"
+#include "ops/zvar.h"
+
+namespace gfn {
+
+// Forward when grad_out is None (writes out [B]); backward otherwise (writes the three grads).
+// `work` is a float64 buffer of B + 2 elements (per-trajectory zeta, the mean, the reduction).
+static void log_partition_variance(py::handle log_pf_o, py::handle log_pb_o, py::handle offsets_o,
+                                   py::handle log_reward_o, py::handle out_o, py::handle grad_out_o,
+                                   py::handle grad_pf_o, py::handle grad_pb_o, py::handle grad_reward_o,
+                                   py::handle work_o, intptr_t stream) {
+  TensorArg pf = tensor_arg(log_pf_o, "log_pf"), pb = tensor_arg(log_pb_o, "log_pb"),
+            off = tensor_arg(offsets_o, "offsets"), lr = tensor_arg(log_reward_o, "log_reward"),
+            w = tensor_arg(work_o, "work");
+  check_cuda_built(pf);
+  check_float(pf);
+  check_dim(pf, 1);
+  const int64_t T = pf.size(0);
+  check_float_array(pb, pf, T, "one row per transition, like log_pf");
+  const int64_t B = check_offsets_arg(off, pf, T);
+  check_float_array(lr, pf, B, "one log-reward per trajectory (len(offsets) - 1)");
+  check_dtype(w, DType::kFloat64);
+  check_same_device(pf, w);
+  GFN_CHECK(w.numel == B + 2, "work must have B + 2 elements, got shape ", w.shape_str());
+  if (B == 0) return;
+  const bool backward = !grad_out_o.is_none();
+  auto run = [&](auto tag) {
+    using scalar_t = decltype(tag);
+    ZVarParams<scalar_t> p{};
+    p.log_pf = pf.data<scalar_t>();
+    p.log_pb = pb.data<scalar_t>();
+    p.offsets = off.data<int64_t>();
+    p.log_reward = lr.data<scalar_t>();
+    p.B = B;
+    p.T = T;
+    p.work = w.data<double>();
+    if (!backward) {
+      TensorArg out = tensor_arg(out_o, "out");
+      check_buffer(out, pf, B);
+      p.out = out.data<scalar_t>();
+    } else {
+      TensorArg g = tensor_arg(grad_out_o, "grad_out"), gpf = tensor_arg(grad_pf_o, "grad_log_pf"),
+                gpb = tensor_arg(grad_pb_o, "grad_log_pb"), gr = tensor_arg(grad_reward_o, "grad_log_reward");
+      check_buffer(g, pf, B);
+      check_buffer(gpf, pf, T);
+      check_buffer(gpb, pf, T);
+      check_buffer(gr, pf, B);
+      p.grad_out = g.data<scalar_t>();
+      p.grad_pf = gpf.data<scalar_t>();
+      p.grad_pb = gpb.data<scalar_t>();
+      p.grad_reward = gr.data<scalar_t>();
+    }
+    unsigned long long e = kNoError;
+    if (pf.cuda) {
+#if GFN_WITH_CUDA
+      e = backward ? zvar_cuda<scalar_t, true>(p, reinterpret_cast<void*>(stream))
+                   : zvar_cuda<scalar_t, false>(p, reinterpret_cast<void*>(stream));
+#endif
+    } else {
+      py::gil_scoped_release nogil;
+      const int64_t grain = cpu_grain(B, T);
+      auto phases = [&](auto bwd) {
+        constexpr bool kB = decltype(bwd)::value;
+        unsigned long long err = run_rows_cpu(B, grain, ZVarRow<scalar_t, 0, kB>{p, ErrorSink{nullptr}});
+        if (err != kNoError) return err;
+        run_rows_cpu(1, 1, ZVarRow<scalar_t, 1, kB>{p, ErrorSink{nullptr}});
+        return run_rows_cpu(B, grain, ZVarRow<scalar_t, 2, kB>{p, ErrorSink{nullptr}});
+      };
+      e = backward ? phases(std::true_type{}) : phases(std::false_type{});
+    }
+    raise_kernel_error(e, "log_partition_variance", "trajectory");
+  };
+  if (pf.dtype == DType::kFloat32) run(float{});
+  else run(double{});
+}
+
+GFN_BINDINGS(bind_log_partition_variance) {
+  m.def("log_partition_variance", &log_partition_variance, py::arg("log_pf"), py::arg("log_pb"), py::arg("offsets"),
+        py::arg("log_reward"), py::arg("out"), py::arg("grad_out"), py::arg("grad_log_pf"), py::arg("grad_log_pb"),
+        py::arg("grad_log_reward"), py::arg("work"), py::arg("stream") = 0);
+}
+
+}  // namespace gfn
