@@ -45,11 +45,16 @@ def test_each_objective_learns_hypergrid_8x8(loss, one_thread):
         assert abs(trainer.log_z - env.true_log_z()) < 0.1, (trainer.log_z, env.true_log_z())
 
 
+# Ising 3x3: 512 objects, each reached by 9! orderings. SubTB's local constraints converge more
+# slowly there than TB; lambda = 3 weights long sub-trajectories up (see the issue note).
+ISING = {"tb": dict(steps=1000, lr=1e-3), "subtb": dict(steps=1500, lr=3e-3, loss_options={"lam": 3.0})}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("loss", ["tb", "subtb"])
 def test_ising_3x3_log_z_and_distribution(loss, one_thread):
     env = Ising(3, J=0.2)
-    trainer, before, ev = _train(env, loss, 1000 if loss == "tb" else 1000, hidden=128, batch=128, lr=1e-3)
+    trainer, before, ev = _train(env, loss, hidden=128, batch=128, **ISING[loss])
     assert before > 0.1
     assert ev["l1"] < 0.05, ev
     assert abs(trainer.log_z - env.true_log_z()) < 0.05, (trainer.log_z, env.true_log_z())
