@@ -10,8 +10,23 @@ from .nn import PolicyOutput
 from .trajectories import Trajectories
 
 
+def remember_uniform_log_pb(env: Env, traj: Trajectories, log_pb: torch.Tensor) -> None:
+    """Attach uniform_log_pb(env, traj), computed where the trajectories were packed, to traj.
+
+    uniform_log_pb returns it only while traj.states and traj.offsets are the very tensors it was
+    computed from, unmodified (same object, same version counter), and for the same environment;
+    any other Trajectories (replace, to, cat, edits in place) recomputes it.
+    """
+    traj.__dict__["_uniform_log_pb"] = (env.spec, traj.states, traj.states._version, traj.offsets,
+                                        traj.offsets._version, log_pb)
+
+
 def uniform_log_pb(env: Env, traj: Trajectories) -> torch.Tensor:
-    """log P_B(s_t | s_{t+1}) = -log #parents(s_{t+1}) on move rows, 0 on stop rows."""
+    """log P_B(s_t | s_{t+1}) = -log #parents(s_{t+1}) on move rows, 0 on stop rows (float64)."""
+    c = traj.__dict__.get("_uniform_log_pb")
+    if (c is not None and c[1] is traj.states and c[3] is traj.offsets and c[2] == traj.states._version
+            and c[4] == traj.offsets._version and c[0] == env.spec):
+        return c[5]
     n_par = env.n_parents(traj.states)
     nxt = torch.roll(n_par, -1).clamp_min(1).to(torch.float64)
     lp = -torch.log(nxt)

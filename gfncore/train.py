@@ -56,6 +56,8 @@ class Trainer:
         self.step_count = 0
         self.history: list[dict] = []
         self._modes: set[tuple] = set()
+        self._pending_x: list[torch.Tensor] = []  # terminal states of batches not yet scanned for modes
+        self._pending_rows = 0
 
     @property
     def log_z(self) -> float:
@@ -73,14 +75,25 @@ class Trainer:
         self.optimizer.step()
         self.step_count += 1
         if hasattr(self.env, "mode_mask"):
+            # Scanned in bulk when modes_found is read (or every ~64k objects): a per-step mode
+            # test, boolean index and .tolist() cost more than the rest of a small step's bookkeeping.
             x = traj.terminal_states
-            for row in x[self.env.mode_mask(x)].tolist():
-                self._modes.add(tuple(row))
+            self._pending_x.append(x)
+            self._pending_rows += x.shape[0]
+            if self._pending_rows >= 65536:
+                self._scan_modes()
         return {"step": self.step_count, "loss": float(loss.detach()), "log_z": self.log_z}
+
+    def _scan_modes(self) -> None:
+        if self._pending_x:
+            x = torch.unique(torch.cat(self._pending_x), dim=0)
+            self._pending_x, self._pending_rows = [], 0
+            self._modes.update(map(tuple, x[self.env.mode_mask(x)].tolist()))
 
     @property
     def modes_found(self) -> int:
         """Distinct highest-reward objects seen in training batches so far."""
+        self._scan_modes()
         return len(self._modes)
 
     def evaluate(self, n_samples: int = 0) -> dict:
@@ -128,8 +141,12 @@ class Trainer:
 
     def state_dict(self) -> dict:
         return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "generator": self.generator.get_state(), "step": self.step_count, "modes": sorted(self._modes),
+                "generator": self.generator.get_state(), "step": self.step_count, "modes": self._mode_list(),
                 "loss": self.loss_name}
+
+    def _mode_list(self) -> list:
+        self._scan_modes()
+        return sorted(self._modes)
 
     def load_state_dict(self, sd: dict) -> None:
         self.policy.load_state_dict(sd["policy"])
@@ -137,6 +154,7 @@ class Trainer:
         self.generator.set_state(sd["generator"])
         self.step_count = int(sd["step"])
         self._modes = set(map(tuple, sd.get("modes", [])))
+        self._pending_x, self._pending_rows = [], 0
 
     def save(self, path: str) -> None:
         """Checkpoint policy, optimizer, RNG and step count; `resume` continues bit-for-bit."""
