@@ -68,6 +68,11 @@ def train_table(batches, plain_batches, rounds: int, warmup: int, target_s: floa
             if v:
                 row[k] = statistics.median(w for w, _ in v)
                 row[k + "_cpu"] = statistics.median(c for _, c in v)
+        # ratios paired round by round (adjacent in time, so slow drifts in machine load cancel)
+        for name, num, den in (("gf_floor", "gfncore", "floor"), ("plain_gf", "plain", "gfncore")):
+            if res[num] and res[den]:
+                row[name] = statistics.median(a[0] / b[0] for a, b in zip(res[num], res[den]))
+                row[name + "_cpu"] = statistics.median(a[1] / b[1] for a, b in zip(res[num], res[den]))
         rows.append(row)
         print(f"  batch {B}: " + ", ".join(f"{k} {row[k] * 1e3:.2f} ms" for k in res if k in row), file=sys.stderr)
     return rows
@@ -138,7 +143,7 @@ def main(argv=None) -> None:
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"torch.set_num_threads({args.threads}) and gfncore kernel threads {gfn._C.num_threads()}; "
           f"median of {args.rounds} interleaved rounds of ~{args.round_seconds} s; "
-          f"wall clock (CPU-time medians in parentheses).\n")
+          f"wall clock (CPU-time medians in parentheses); ratios are medians of per-round ratios.\n")
     print("Training iterations (one iteration = rollout of `batch` trajectories + TB loss + backward + Adam):\n")
     print("| batch | floor ms/iter | gfncore ms/iter | plain-PyTorch ms/iter | floor it/s | gfncore it/s | "
           "plain it/s | gfncore / floor | plain / gfncore |")
@@ -150,9 +155,9 @@ def main(argv=None) -> None:
         def its(k):
             return f"{1 / r[k]:.1f}" if k in r else "—"
 
-        ratio_pl = f"{r['plain'] / r['gfncore']:.2f}x ({r['plain_cpu'] / r['gfncore_cpu']:.2f}x)" if "plain" in r else "—"
+        ratio_pl = f"{r['plain_gf']:.2f}x ({r['plain_gf_cpu']:.2f}x)" if "plain" in r else "—"
         print(f"| {r['batch']} | {ms('floor')} | {ms('gfncore')} | {ms('plain')} | {its('floor')} | {its('gfncore')} | "
-              f"{its('plain')} | {r['gfncore'] / r['floor']:.2f}x ({r['gfncore_cpu'] / r['floor_cpu']:.2f}x) | {ratio_pl} |")
+              f"{its('plain')} | {r['gf_floor']:.2f}x ({r['gf_floor_cpu']:.2f}x) | {ratio_pl} |")
     print("\nEnvironment-only rollouts (uniform policy: logits = 0, no network), trajectories per second:\n")
     print("| batch | gfncore traj/s | plain-PyTorch traj/s | gfncore / plain |")
     print("|---:|---:|---:|---:|")
