@@ -103,8 +103,8 @@ def rollout_table(batches, rounds: int, target_s: float) -> list[dict]:
 
 
 def peak_memory(batch: int, threads: int) -> dict:
-    """Peak resident memory each pipeline adds over an idle process with the same imports and
-    model (ru_maxrss delta), each in its own subprocess so the peaks do not mask each other."""
+    """Peak resident memory a training iteration adds (VmHWM after a reset, minus VmRSS), each
+    pipeline in its own subprocess so the peaks do not mask each other."""
     out = {}
     for name in ("gfncore", "plain", "floor"):
         r = subprocess.run([sys.executable, "-m", "bench.memory", name, str(batch), str(threads)], capture_output=True,
@@ -165,8 +165,9 @@ def main(argv=None) -> None:
         print(f"| {r['batch']} | {r['gfncore']:,.0f} | {r['plain']:,.0f} | {r['gfncore'] / r['plain']:.1f}x |")
     if mem:
         b = 1024 if 1024 in args.batches else args.batches[-1]
-        print(f"\nPeak memory at batch {b} (resident-set high-water mark added by 30 training iterations over the "
-              "same process after imports, model and optimizer: ru_maxrss delta, separate processes):\n")
+        print(f"\nPeak memory at batch {b}: resident-set high-water mark during 30 training iterations minus the "
+              "resident set before them (after 3 warm-up iterations; Linux VmHWM reset through /proc/self/clear_refs; "
+              "one process per pipeline):\n")
         print("| pipeline | peak RSS added (MiB) |")
         print("|---|---:|")
         for k, v in mem.items():

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .envs.base import Env
 
@@ -18,6 +19,12 @@ def mlp(n_in: int, hidden: int, layers: int, n_out: int) -> nn.Sequential:
         d = hidden
     mods.append(nn.Linear(d, n_out))
     return nn.Sequential(*mods)
+
+
+def _has_hooks(mods) -> bool:
+    if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in mods)
 
 
 @dataclass
@@ -53,7 +60,32 @@ class MLPPolicy(nn.Module):
 
     def forward_logits(self, features: torch.Tensor) -> torch.Tensor:
         """P_F logits only: what a rollout needs."""
-        return self.pf_head(self.act(self.trunk(features)))
+        layers = self._plain_layers()
+        if layers is None:
+            return self.pf_head(self.act(self.trunk(features)))
+        # A rollout calls this once per step on a few rows, where nn.Module dispatch of six
+        # modules costs about as much as the matmuls; the same ops without it.
+        h = features
+        for lin in layers:
+            h = torch.relu(F.linear(h, lin.weight, lin.bias))
+        return F.linear(h, self.pf_head.weight, self.pf_head.bias)
+
+    def _plain_layers(self):
+        """The trunk's Linear layers if trunk -> ReLU -> pf_head is exactly Linear/ReLU modules
+        without hooks (so calling their weights directly is the same computation); else None."""
+        key = (self.trunk, self.act, self.pf_head)
+        cache = self.__dict__.get("_plain_cache")
+        if cache is None or any(a is not b for a, b in zip(cache[0], key)):
+            mods = list(self.trunk) if isinstance(self.trunk, nn.Sequential) else [self.trunk]
+            ok = (all(type(m) in (nn.Linear, nn.ReLU) for m in mods) and type(self.act) is nn.ReLU
+                  and type(self.pf_head) is nn.Linear and type(mods[-1]) is nn.Linear
+                  and all(type(a) is nn.Linear and type(b) is nn.ReLU for a, b in zip(mods[:-1:2], mods[1::2]))
+                  and len(mods) % 2 == 1)
+            cache = (key, [m for m in mods if type(m) is nn.Linear] if ok else None, mods + [self.act, self.pf_head])
+            self.__dict__["_plain_cache"] = cache
+        if cache[1] is None or _has_hooks(cache[2]):
+            return None
+        return cache[1]
 
     def forward(self, features: torch.Tensor) -> PolicyOutput:
         h = self.act(self.trunk(features))
