@@ -26,7 +26,8 @@ def uniform_log_pb(env: Env, traj: Trajectories, dtype: torch.dtype = torch.floa
     """log P_B(s_t | s_{t+1}) = -log #parents(s_{t+1}) on move rows, 0 on stop rows."""
     c = traj.__dict__.get("_uniform_log_pb")
     if (c is not None and c[1] is traj.states and c[3] is traj.offsets and c[2] == traj.states._version
-            and c[4] == traj.offsets._version and c[0] == env.spec):
+            and c[4] == traj.offsets._version and c[0] == env.spec
+            and (c[5].dtype == dtype or c[5].dtype == torch.float64)):
         return c[5].to(dtype)
     n_par = env.n_parents(traj.states)
     nxt = torch.roll(n_par, -1).clamp_min(1).to(torch.float64)

@@ -21,10 +21,8 @@ def mlp(n_in: int, hidden: int, layers: int, n_out: int) -> nn.Sequential:
     return nn.Sequential(*mods)
 
 
-def _has_hooks(mods) -> bool:
-    if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
-        return True
-    return any(m._forward_hooks or m._forward_pre_hooks for m in mods)
+# torch's global forward-hook registries (register_module_forward_hook fills them in place)
+_GLOBAL_HOOKS = (nn.modules.module._global_forward_hooks, nn.modules.module._global_forward_pre_hooks)
 
 
 @dataclass
@@ -73,19 +71,25 @@ class MLPPolicy(nn.Module):
     def _plain_layers(self):
         """The trunk's Linear layers if trunk -> ReLU -> pf_head is exactly Linear/ReLU modules
         without hooks (so calling their weights directly is the same computation); else None."""
-        key = (self.trunk, self.act, self.pf_head)
-        cache = self.__dict__.get("_plain_cache")
-        if cache is None or any(a is not b for a, b in zip(cache[0], key)):
-            mods = list(self.trunk) if isinstance(self.trunk, nn.Sequential) else [self.trunk]
-            ok = (all(type(m) in (nn.Linear, nn.ReLU) for m in mods) and type(self.act) is nn.ReLU
-                  and type(self.pf_head) is nn.Linear and type(mods[-1]) is nn.Linear
-                  and all(type(a) is nn.Linear and type(b) is nn.ReLU for a, b in zip(mods[:-1:2], mods[1::2]))
-                  and len(mods) % 2 == 1)
-            cache = (key, [m for m in mods if type(m) is nn.Linear] if ok else None, mods + [self.act, self.pf_head])
-            self.__dict__["_plain_cache"] = cache
-        if cache[1] is None or _has_hooks(cache[2]):
+        d = self.__dict__
+        mods = d["_modules"]
+        cache = d.get("_plain_cache")
+        if cache is None or cache[0] is not mods["trunk"] or cache[1] is not mods["act"] or cache[2] is not mods["pf_head"]:
+            cache = self._plan()
+            d["_plain_cache"] = cache
+        # hook registries are dicts that registration fills in place: any() sees later hooks
+        if cache[3] is None or _GLOBAL_HOOKS[0] or _GLOBAL_HOOKS[1] or any(cache[4]):
             return None
-        return cache[1]
+        return cache[3]
+
+    def _plan(self):
+        trunk, act, head = self.trunk, self.act, self.pf_head
+        mods = list(trunk) if isinstance(trunk, nn.Sequential) else [trunk]
+        ok = (len(mods) % 2 == 1 and type(act) is nn.ReLU and type(head) is nn.Linear
+              and all(type(m) is (nn.Linear if i % 2 == 0 else nn.ReLU) for i, m in enumerate(mods)))
+        every = [trunk, *mods, act, head] if isinstance(trunk, nn.Sequential) else [*mods, act, head]
+        hooks = [h for m in every for h in (m._forward_hooks, m._forward_pre_hooks)]
+        return trunk, act, head, (mods[0::2] if ok else None), hooks
 
     def forward(self, features: torch.Tensor) -> PolicyOutput:
         h = self.act(self.trunk(features))

@@ -114,7 +114,7 @@ class Sampler:
                             offsets=empty(n + 1, dtype=torch.int64), log_reward=empty(n, dtype=dtype),
                             mask=empty(T, env.n_actions, dtype=torch.bool), features=empty(T, env.feature_dim),
                             log_prob=empty(T, dtype=dtype))
-        log_pb = empty(T, dtype=torch.float64)
+        log_pb = empty(T, dtype=dtype)  # the dtype the loss uses it in
         rec.pack(traj.states, traj.actions, traj.offsets, traj.log_reward, traj.mask, traj.features, traj.log_prob, log_pb)
         remember_uniform_log_pb(env, traj, log_pb)
         return traj

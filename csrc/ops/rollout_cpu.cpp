@@ -252,43 +252,44 @@ class RolloutRecorderImpl final : public RolloutRecorder {
     check_size(logits, 0, m_, "one row per active trajectory");
     check_size(logits, 1, A, "the environment's n_actions");
     unsigned long long slot = kNoError;
+    bool overflow = false;
     int64_t n_next = 0;
+    const int64_t base = pos_ + m_;
     {
-      py::gil_scoped_release nogil;
+      py::gil_scoped_release nogil;  // once per step: sample, compact, then write the next rows
       if (logits.dtype == DType::kFloat32) sample_rows(logits.data<float>(), &slot);
       else sample_rows(logits.data<double>(), &slot);
       if (slot == kNoError) {
         // Stable compaction of the rows that continue (serial: one pass over m flags).
         src_.clear();
-        for (int64_t i = pos_; i < pos_ + m_; ++i)
+        for (int64_t i = pos_; i < base; ++i)
           if (!env_.is_stop(ract_[static_cast<size_t>(i)])) src_.push_back(i);
         n_next = static_cast<int64_t>(src_.size());
+        overflow = base + n_next > cap_;
+      }
+      if (slot == kNoError && !overflow) {
+        int32_t* rs = rs_.data();
+        bool* rm = rm_.get();
+        int64_t* rid = rid_.data();
+        const int64_t* ract = ract_.data();
+        const int64_t* src = src_.data();
+        float* rf = rf_;
+        const Env env = env_;
+        parallel_for(n_next, 256, [&](int64_t j) {
+          const int64_t r = src[j], w = base + j;
+          bool done;
+          apply_action(env, rs + r * D, ract[r], rs + w * D, rm + w * A, rf + w * F, &done);
+          rid[w] = rid[r];
+        });
       }
     }
     if (slot != kNoError) {
       started_ = false;
       raise_kernel_error(slot, "rollout", "active row");
     }
-    const int64_t base = pos_ + m_;
-    if (base + n_next > cap_) {
+    if (overflow) {
       started_ = false;
       throw ValueError(str("rollout: trajectories are longer than the environment's max_length (", env_.max_length(), ")"));
-    }
-    {
-      py::gil_scoped_release nogil;
-      int32_t* rs = rs_.data();
-      bool* rm = rm_.get();
-      int64_t* rid = rid_.data();
-      const int64_t* ract = ract_.data();
-      const int64_t* src = src_.data();
-      float* rf = rf_;
-      const Env env = env_;
-      parallel_for(n_next, 256, [&](int64_t j) {
-        const int64_t r = src[j], w = base + j;
-        bool done;
-        apply_action(env, rs + r * D, ract[r], rs + w * D, rm + w * A, rf + w * F, &done);
-        rid[w] = rid[r];
-      });
     }
     pos_ = base, m_ = n_next, ++t_;
     return n_next;
