@@ -122,7 +122,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1, help="torch and gfncore kernel threads (default 1)")
     ap.add_argument("--batches", type=int, nargs="+", default=[16, 64, 256, 1024])
-    ap.add_argument("--plain-batches", type=int, nargs="+", default=[64])
+    ap.add_argument("--plain-batches", type=int, nargs="+", default=[16, 64])
     ap.add_argument("--rollout-batches", type=int, nargs="+", default=[64, 1024, 16384])
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--round-seconds", type=float, default=0.4)
