@@ -1,10 +1,13 @@
 """Sampler: no-grad batched rollout of a forward policy into packed trajectories."""
 from __future__ import annotations
 
+import threading
+
 import torch
 
 from . import _C, ops
 from .envs.base import Env
+from .losses import remember_uniform_log_pb
 from .trajectories import Trajectories
 
 
@@ -27,6 +30,8 @@ class Sampler:
     def __init__(self, env: Env, policy, temperature: float = 1.0, epsilon: float = 0.0):
         self.env, self.policy = env, policy
         self.temperature, self.epsilon = float(temperature), float(epsilon)
+        self._cached = None
+        self._lock = threading.Lock()
 
     @torch.no_grad()
     def sample(
@@ -65,31 +70,54 @@ class Sampler:
                             mask=mask[order], features=features[order],
                             log_prob=log_prob[order] if log_prob is not None else None)
 
+    def _recorder(self, n: int):
+        """A recorder with room for n trajectories. The last one is kept and reused (its buffers
+        are only scratch: pack copies every row out), unless it is far larger than needed."""
+        need = max(n, 1) * max(self.env.max_length, 1)
+        rec = self._cached
+        if rec is not None and need <= rec.capacity <= 4 * need:
+            return rec
+        rec = _C.RolloutRecorder(self.env.spec, torch.empty(need, self.env.feature_dim, dtype=torch.float32))
+        self._cached = rec
+        return rec
+
     def _sample_cpu(self, n: int, seed: int, temp: float, eps: float) -> Trajectories:
-        env, policy = self.env, self.policy
-        D, A, F = env.state_dim, env.n_actions, env.feature_dim
-        cap = n * (env.max_length + 1)
-        rs = torch.empty(cap, D, dtype=torch.int32)
-        rm = torch.empty(cap, A, dtype=torch.bool)
-        rf = torch.empty(cap, F, dtype=torch.float32)
-        rid = torch.empty(cap, dtype=torch.int64)
-        ract = torch.empty(cap, dtype=torch.int64)
-        s0 = env.initial_states(1)
-        rs[:n] = s0
-        rm[:n] = env.forward_mask(s0)
-        rf[:n] = env.encode(s0)
-        torch.arange(n, out=rid[:n])
-        rlp = None
-        pos, m, t = 0, n, 0
-        while m > 0:
-            logits = policy.forward_logits(rf[pos:pos + m])
-            if rlp is None:
-                rlp = torch.empty(cap, dtype=logits.dtype)
-            m_next = _C.rollout_record(env.spec, rs, rm, rf, rid, ract, rlp, logits, pos, m, seed, t, temp, eps)
-            pos, m, t = pos + m, m_next, t + 1
-        if rlp is None:
-            rlp = torch.empty(0)
-        return self._finish(rs[:pos], ract[:pos], rid[:pos], rm[:pos], rf[:pos], rlp[:pos], n)
+        # One Python iteration per step: the policy forward on the active rows' features and one
+        # call that samples, steps and compacts. A concurrent or re-entrant call gets its own buffers.
+        if not self._lock.acquire(blocking=False):
+            rec = _C.RolloutRecorder(self.env.spec, torch.empty(max(n, 1) * max(self.env.max_length, 1),
+                                                                self.env.feature_dim, dtype=torch.float32))
+            return self._rollout(rec, n, seed, temp, eps)
+        try:
+            return self._rollout(self._recorder(n), n, seed, temp, eps)
+        finally:
+            self._lock.release()
+
+    def _rollout(self, rec, n: int, seed: int, temp: float, eps: float) -> Trajectories:
+        env, forward = self.env, self.policy.forward_logits
+        feats = rec.features
+        pos, m = 0, rec.start(n, seed, temp, eps)
+        dtype = torch.float32
+        if m:
+            logits = forward(feats[:m])
+            dtype = logits.dtype
+            while True:
+                m_next = rec.step(logits)
+                pos += m
+                m = m_next
+                if not m:
+                    break
+                logits = forward(feats[pos:pos + m])
+        T = pos
+        empty = torch.empty
+        traj = Trajectories(states=empty(T, env.state_dim, dtype=torch.int32), actions=empty(T, dtype=torch.int64),
+                            offsets=empty(n + 1, dtype=torch.int64), log_reward=empty(n, dtype=dtype),
+                            mask=empty(T, env.n_actions, dtype=torch.bool), features=empty(T, env.feature_dim),
+                            log_prob=empty(T, dtype=dtype))
+        log_pb = empty(T, dtype=dtype)  # the dtype the loss uses it in
+        rec.pack(traj.states, traj.actions, traj.offsets, traj.log_reward, traj.mask, traj.features, traj.log_prob, log_pb)
+        remember_uniform_log_pb(env, traj, log_pb)
+        return traj
 
     def _sample_generic(self, n: int, seed: int, temp: float, eps: float, dev) -> Trajectories:
         env, policy = self.env, self.policy

@@ -32,9 +32,18 @@ GFN_HD int sample_action(const Env& env, const int32_t* s, const bool* m, const 
   }
   if (k == 0) return kNoLegalAction;
   if (!(zmax > -INFINITY) || zmax == INFINITY) return kNoMass;
+  // exp() dominates a CPU step: small action spaces keep each term for the cumulative pass
+  // (the same values in the same order, so the draw is unchanged).
+  constexpr int kCache = 32;
+  double e[kCache];
+  const bool cached = A <= kCache;
   double total = 0.0;
-  for (int a = 0; a < A; ++a)
-    if (m[a]) total += exp(static_cast<double>(logit[a]) / temperature - zmax);
+  for (int a = 0; a < A; ++a) {
+    if (!m[a]) continue;
+    const double v = exp(static_cast<double>(logit[a]) / temperature - zmax);
+    if (cached) e[a] = v;
+    total += v;
+  }
   Philox4 r = philox(seed, id, offset);
   double u0 = uniform53(r.x[0], r.x[3]);
   double u1 = uniform53(r.x[1], r.x[2]);
@@ -51,7 +60,7 @@ GFN_HD int sample_action(const Env& env, const int32_t* s, const bool* m, const 
     double target = u1 * total, acc = 0.0;
     for (int a = 0; a < A; ++a) {
       if (!m[a]) continue;
-      acc += exp(static_cast<double>(logit[a]) / temperature - zmax);
+      acc += cached ? e[a] : exp(static_cast<double>(logit[a]) / temperature - zmax);
       chosen = a;
       if (target < acc) break;
     }
