@@ -78,6 +78,34 @@ def train_table(batches, plain_batches, rounds: int, warmup: int, target_s: floa
     return rows
 
 
+def loss_table(batch: int, losses, rounds: int, warmup: int, target_s: float) -> list[dict]:
+    """Training it/s with each objective at the same configuration, interleaved round by round.
+    Each objective gets its own floor, replaying the rollouts it just timed (the policy forwards,
+    one batched forward + backward, Adam: no env, sampling or loss logic)."""
+    pipes = {name: W.GfncorePipeline(batch, loss=name) for name in losses}
+    floors = {name: W.FloorPipeline(batch) for name in losses}
+    for name, p in pipes.items():
+        for _ in range(warmup):
+            p.step()
+        p.record(True)
+        p.step()
+        p.record(False)
+        floors[name].set_schedule(p.take_recorded())
+    t0 = time.perf_counter()
+    pipes[losses[0]].step()
+    iters = max(1, int(target_s / max(time.perf_counter() - t0, 1e-6)))
+    res = {name: ([], []) for name in losses}
+    for _ in range(rounds):
+        for name, p in pipes.items():
+            p.record(True)
+            res[name][0].append(_time_round(p.step, iters)[0])
+            p.record(False)
+            floors[name].set_schedule(p.take_recorded())
+            res[name][1].append(_time_round(floors[name].step, iters)[0])
+    return [{"loss": name, "ms": statistics.median(g), "floor_ms": statistics.median(f),
+             "ratio": statistics.median(a / b for a, b in zip(g, f))} for name, (g, f) in res.items()]
+
+
 def rollout_table(batches, rounds: int, target_s: float) -> list[dict]:
     rows = []
     for B in batches:
@@ -129,6 +157,8 @@ def main(argv=None) -> None:
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--quick", action="store_true", help="5 rounds of ~0.2 s")
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--losses", nargs="*", default=["tb", "db", "subtb", "fm", "zvar", "mdb"],
+                    help="objectives for the end-to-end per-loss table (at batch 64); none to skip")
     args = ap.parse_args(argv)
     if args.quick:
         args.rounds, args.round_seconds, args.warmup = 5, 0.2, 5
@@ -139,6 +169,7 @@ def main(argv=None) -> None:
     train = train_table(args.batches, set(args.plain_batches), args.rounds, args.warmup, args.round_seconds)
     print("rollouts ...", file=sys.stderr)
     roll = rollout_table(args.rollout_batches, max(3, args.rounds // 2), args.round_seconds)
+    per_loss = loss_table(64, args.losses, args.rounds, args.warmup, args.round_seconds) if args.losses else []
     mem = None if args.no_memory else peak_memory(1024 if 1024 in args.batches else args.batches[-1], args.threads)
 
     print(f"### gfncore benchmark: HyperGrid {W.NDIM}-D, height {W.HEIGHT}, R0={W.R0}; MLP {W.HIDDEN}x{W.LAYERS}; "
@@ -166,6 +197,13 @@ def main(argv=None) -> None:
     print("|---:|---:|---:|---:|")
     for r in roll:
         print(f"| {r['batch']} | {r['gfncore']:,.0f} | {r['plain']:,.0f} | {r['gfncore'] / r['plain']:.1f}x |")
+    if per_loss:
+        print("\nEnd to end with each objective at batch 64 (same network; db and subtb add a 1-unit flow head; "
+              "fm also runs the network over every parent state, which its floor does not count):\n")
+        print("| loss | ms/iter | it/s | floor ms/iter | / floor |")
+        print("|---|---:|---:|---:|---:|")
+        for r in per_loss:
+            print(f"| {r['loss']} | {r['ms'] * 1e3:.2f} | {1 / r['ms']:.1f} | {r['floor_ms'] * 1e3:.2f} | {r['ratio']:.2f}x |")
     if mem:
         b = 1024 if 1024 in args.batches else args.batches[-1]
         print(f"\nPeak memory at batch {b}: resident-set high-water mark during 30 training iterations minus the "

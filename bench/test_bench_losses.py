@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-import losses_report as lr  # bench/ is on sys.path under pytest's default import mode
+from . import losses_report as lr
 
 CASES = [(B, m) for B in lr.BATCHES for m in lr.MEAN_LENGTHS]
 

@@ -27,9 +27,9 @@ def make_env() -> gfn.envs.HyperGrid:
     return gfn.envs.HyperGrid(ndim=NDIM, height=HEIGHT, R0=R0)
 
 
-def make_policy(env, seed: int = 0) -> gfn.nn.MLPPolicy:
+def make_policy(env, seed: int = 0, flow: bool = False) -> gfn.nn.MLPPolicy:
     torch.manual_seed(seed)
-    return gfn.nn.MLPPolicy(env, hidden=HIDDEN, layers=LAYERS)
+    return gfn.nn.MLPPolicy(env, hidden=HIDDEN, layers=LAYERS, flow=flow)
 
 
 def make_optimizer(policy) -> torch.optim.Optimizer:
@@ -47,10 +47,10 @@ def active_sizes(traj) -> list[int]:
 
 # -- gfncore --------------------------------------------------------------------------------------
 class GfncorePipeline:
-    def __init__(self, batch_size: int, seed: int = 0):
+    def __init__(self, batch_size: int, seed: int = 0, loss: str = "tb"):
         self.env = make_env()
-        self.policy = make_policy(self.env, seed)
-        self.trainer = gfn.Trainer(self.env, self.policy, loss="tb", batch_size=batch_size, lr=LR,
+        self.policy = make_policy(self.env, seed, flow=loss in ("db", "subtb"))
+        self.trainer = gfn.Trainer(self.env, self.policy, loss=loss, batch_size=batch_size, lr=LR,
                                    lr_log_z=LR_LOG_Z, seed=seed)
         self.recorded: list = []
         self._record = False
