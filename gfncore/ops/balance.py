@@ -9,7 +9,8 @@ import torch
 
 from .. import _C
 from . import reference
-from ._dispatch import check_same_device, compiled_for, require_tensors, stream, warn_fallback
+from ._dispatch import (EagerFused, FusedKernels, check_same_device, compiled_for, eager_fast, require_tensors,
+                        stream, warn_fallback)
 
 
 @torch.library.custom_op("gfncore::trajectory_balance", mutates_args=())
@@ -18,6 +19,10 @@ def _tb(log_pf: torch.Tensor, log_pb: torch.Tensor, offsets: torch.Tensor, log_r
     if not compiled_for(log_pf):
         warn_fallback("trajectory_balance", log_pf)
         return reference.trajectory_balance(log_pf, log_pb, offsets, log_reward, log_z)
+    return _tb_forward(log_pf, log_pb, offsets, log_reward, log_z)
+
+
+def _tb_forward(log_pf, log_pb, offsets, log_reward, log_z):
     args = [t.contiguous() for t in (log_pf, log_pb, offsets, log_reward, log_z)]
     out = log_pf.new_empty(max(offsets.shape[0] - 1, 0) if offsets.dim() == 1 else 0)
     _C.trajectory_balance(*args, out, None, None, None, None, None, stream(log_pf))
@@ -36,6 +41,10 @@ def _tb_backward(grad: torch.Tensor, log_pf: torch.Tensor, log_pb: torch.Tensor,
                  log_reward: torch.Tensor, log_z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     if not compiled_for(log_pf):
         return reference.trajectory_balance_backward(grad, log_pf, log_pb, offsets, log_reward, log_z)
+    return _tb_backward_kernels(grad, log_pf, log_pb, offsets, log_reward, log_z)
+
+
+def _tb_backward_kernels(grad, log_pf, log_pb, offsets, log_reward, log_z):
     args = [t.contiguous() for t in (log_pf, log_pb, offsets, log_reward, log_z)]
     B = log_reward.shape[0]
     gpf, gpb = torch.empty_like(log_pf), torch.empty_like(log_pb)
@@ -64,6 +73,7 @@ def _tb_bwd(ctx, grad):
 
 
 _tb.register_autograd(_tb_bwd, setup_context=_tb_setup)
+_TB = FusedKernels(_tb_forward, _tb_backward_kernels, (0, 1, 3, 4))
 
 
 def trajectory_balance(log_pf: torch.Tensor, log_pb: torch.Tensor, offsets: torch.Tensor, log_reward: torch.Tensor,
@@ -78,6 +88,8 @@ def trajectory_balance(log_pf: torch.Tensor, log_pb: torch.Tensor, offsets: torc
     require_tensors("trajectory_balance", log_pf=log_pf, log_pb=log_pb, offsets=offsets, log_reward=log_reward)
     if not isinstance(log_z, torch.Tensor):
         log_z = torch.tensor(float(log_z), dtype=log_pf.dtype, device=log_pf.device)
+    if eager_fast(log_pf, log_pb, offsets, log_reward, log_z):
+        return EagerFused.apply(_TB, log_pf, log_pb, offsets, log_reward, log_z)
     return _tb(log_pf, log_pb, offsets, log_reward, log_z)
 
 
@@ -125,6 +137,10 @@ def _db(log_pf: torch.Tensor, log_pb: torch.Tensor, log_flow: torch.Tensor, offs
     if not compiled_for(log_pf):
         warn_fallback("detailed_balance", log_pf)
         return reference.detailed_balance(log_pf, log_pb, log_flow, offsets, log_reward)
+    return _db_forward(log_pf, log_pb, log_flow, offsets, log_reward)
+
+
+def _db_forward(log_pf, log_pb, log_flow, offsets, log_reward):
     out = log_pf.new_empty(log_pf.shape[:1])
     _C.detailed_balance(*_contig(log_pf, log_pb, log_flow, offsets, log_reward), out, None, None, None, None, None,
                         stream(log_pf))
@@ -142,6 +158,10 @@ def _db_backward(grad: torch.Tensor, log_pf: torch.Tensor, log_pb: torch.Tensor,
     if not compiled_for(log_pf):
         return tuple(_reference_grads(reference.detailed_balance, grad, (log_pf, log_pb, log_flow, offsets, log_reward),
                                       (0, 1, 2, 4)))
+    return _db_backward_kernels(grad, log_pf, log_pb, log_flow, offsets, log_reward)
+
+
+def _db_backward_kernels(grad, log_pf, log_pb, log_flow, offsets, log_reward):
     gpf, gpb, gf, gr = (_empty(t) for t in (log_pf, log_pb, log_flow, log_reward))
     _C.detailed_balance(*_contig(log_pf, log_pb, log_flow, offsets, log_reward), None, grad.contiguous(), gpf, gpb,
                         gf, gr, stream(log_pf))
@@ -164,6 +184,7 @@ def _db_bwd(ctx, grad):
 
 
 _db.register_autograd(_db_bwd, setup_context=_db_setup)
+_DB = FusedKernels(_db_forward, _db_backward_kernels, (0, 1, 2, 4))
 
 
 def detailed_balance(log_pf: torch.Tensor, log_pb: torch.Tensor, log_flow: torch.Tensor, offsets: torch.Tensor,
@@ -175,6 +196,10 @@ def detailed_balance(log_pf: torch.Tensor, log_pb: torch.Tensor, log_flow: torch
     ``log_flow`` are ``[T]`` float, ``offsets`` ``[B+1]`` int64, ``log_reward`` ``[B]``.
     Gradients flow to log_pf, log_pb, log_flow and log_reward.
     """
+    require_tensors("detailed_balance", log_pf=log_pf, log_pb=log_pb, log_flow=log_flow, offsets=offsets,
+                    log_reward=log_reward)
+    if eager_fast(log_pf, log_pb, log_flow, offsets, log_reward):
+        return EagerFused.apply(_DB, log_pf, log_pb, log_flow, offsets, log_reward)
     return _db(log_pf, log_pb, log_flow, offsets, log_reward)
 
 
@@ -185,6 +210,10 @@ def _mdb(log_pf: torch.Tensor, log_pb: torch.Tensor, log_pf_stop: torch.Tensor, 
     if not compiled_for(log_pf):
         warn_fallback("modified_detailed_balance", log_pf)
         return reference.modified_detailed_balance(log_pf, log_pb, log_pf_stop, log_reward_state, offsets)
+    return _mdb_forward(log_pf, log_pb, log_pf_stop, log_reward_state, offsets)
+
+
+def _mdb_forward(log_pf, log_pb, log_pf_stop, log_reward_state, offsets):
     out = log_pf.new_empty(log_pf.shape[:1])
     _C.modified_detailed_balance(*_contig(log_pf, log_pb, log_pf_stop, log_reward_state, offsets), out, None, None,
                                  None, None, None, stream(log_pf))
@@ -203,6 +232,10 @@ def _mdb_backward(grad: torch.Tensor, log_pf: torch.Tensor, log_pb: torch.Tensor
     if not compiled_for(log_pf):
         return tuple(_reference_grads(reference.modified_detailed_balance, grad,
                                       (log_pf, log_pb, log_pf_stop, log_reward_state, offsets), (0, 1, 2, 3)))
+    return _mdb_backward_kernels(grad, log_pf, log_pb, log_pf_stop, log_reward_state, offsets)
+
+
+def _mdb_backward_kernels(grad, log_pf, log_pb, log_pf_stop, log_reward_state, offsets):
     gpf, gpb, gs, gr = (_empty(t) for t in (log_pf, log_pb, log_pf_stop, log_reward_state))
     _C.modified_detailed_balance(*_contig(log_pf, log_pb, log_pf_stop, log_reward_state, offsets), None,
                                  grad.contiguous(), gpf, gpb, gs, gr, stream(log_pf))
@@ -220,6 +253,7 @@ def _mdb_bwd(ctx, grad):
 
 
 _mdb.register_autograd(_mdb_bwd, setup_context=_db_setup)
+_MDB = FusedKernels(_mdb_forward, _mdb_backward_kernels, (0, 1, 2, 3))
 
 
 def modified_detailed_balance(log_pf: torch.Tensor, log_pb: torch.Tensor, log_pf_stop: torch.Tensor,
@@ -231,6 +265,10 @@ def modified_detailed_balance(log_pf: torch.Tensor, log_pb: torch.Tensor, log_pf
     with ``lr = log_reward_state`` (log R of the state each row leaves) and ``log_pf_stop[t]`` =
     log P_F(stop | s_t); stop rows give 0 with zero gradient. All float inputs are ``[T]``.
     """
+    require_tensors("modified_detailed_balance", log_pf=log_pf, log_pb=log_pb, log_pf_stop=log_pf_stop,
+                    log_reward_state=log_reward_state, offsets=offsets)
+    if eager_fast(log_pf, log_pb, log_pf_stop, log_reward_state, offsets):
+        return EagerFused.apply(_MDB, log_pf, log_pb, log_pf_stop, log_reward_state, offsets)
     return _mdb(log_pf, log_pb, log_pf_stop, log_reward_state, offsets)
 
 
@@ -247,6 +285,10 @@ def _subtb(log_pf: torch.Tensor, log_pb: torch.Tensor, log_flow: torch.Tensor, o
     if not compiled_for(log_pf):
         warn_fallback("subtrajectory_balance", log_pf)
         return reference.subtrajectory_balance(log_pf, log_pb, log_flow, offsets, log_reward, lam)
+    return _subtb_forward(log_pf, log_pb, log_flow, offsets, log_reward, lam)
+
+
+def _subtb_forward(log_pf, log_pb, log_flow, offsets, log_reward, lam):
     out = log_pf.new_empty(_num_traj(offsets))
     _C.subtrajectory_balance(*_contig(log_pf, log_pb, log_flow, offsets, log_reward), lam, out, None, None, None,
                              None, None, None, stream(log_pf))
@@ -265,6 +307,10 @@ def _subtb_backward(grad: torch.Tensor, log_pf: torch.Tensor, log_pb: torch.Tens
     if not compiled_for(log_pf):
         fn = lambda *a: reference.subtrajectory_balance(*a, lam)  # noqa: E731
         return tuple(_reference_grads(fn, grad, (log_pf, log_pb, log_flow, offsets, log_reward), (0, 1, 2, 4)))
+    return _subtb_backward_kernels(grad, log_pf, log_pb, log_flow, offsets, log_reward, lam)
+
+
+def _subtb_backward_kernels(grad, log_pf, log_pb, log_flow, offsets, log_reward, lam):
     gpf, gpb, gf, gr = (_empty(t) for t in (log_pf, log_pb, log_flow, log_reward))
     work = torch.empty(log_pf.shape[0] + log_reward.shape[0], dtype=torch.float64, device=log_pf.device)
     _C.subtrajectory_balance(*_contig(log_pf, log_pb, log_flow, offsets, log_reward), lam, None, grad.contiguous(),
@@ -289,6 +335,7 @@ def _subtb_bwd(ctx, grad):
 
 
 _subtb.register_autograd(_subtb_bwd, setup_context=_subtb_setup)
+_SUBTB = FusedKernels(_subtb_forward, _subtb_backward_kernels, (0, 1, 2, 4))
 
 
 def subtrajectory_balance(log_pf: torch.Tensor, log_pb: torch.Tensor, log_flow: torch.Tensor, offsets: torch.Tensor,
@@ -301,7 +348,11 @@ def subtrajectory_balance(log_pf: torch.Tensor, log_pb: torch.Tensor, log_flow: 
     the loss is the weighted mean of the squared residuals. O(L) time and no L x L memory per
     trajectory (see csrc/ops/subtb.h). ``lam`` must be a finite number > 0.
     """
+    require_tensors("subtrajectory_balance", log_pf=log_pf, log_pb=log_pb, log_flow=log_flow, offsets=offsets,
+                    log_reward=log_reward)
     _check_lam(float(lam))
+    if eager_fast(log_pf, log_pb, log_flow, offsets, log_reward):
+        return EagerFused.apply(_SUBTB, log_pf, log_pb, log_flow, offsets, log_reward, float(lam))
     return _subtb(log_pf, log_pb, log_flow, offsets, log_reward, float(lam))
 
 
@@ -311,6 +362,10 @@ def _fm(log_in: torch.Tensor, in_count: torch.Tensor, log_out: torch.Tensor, out
     if not compiled_for(log_in):
         warn_fallback("flow_matching", log_in)
         return reference.flow_matching(log_in, in_count, log_out, out_mask)
+    return _fm_forward(log_in, in_count, log_out, out_mask)
+
+
+def _fm_forward(log_in, in_count, log_out, out_mask):
     out = log_in.new_empty(log_in.shape[:1])
     _C.flow_matching(*_contig(log_in, in_count, log_out, out_mask), out, None, None, None, stream(log_in))
     return out
@@ -326,6 +381,10 @@ def _fm_backward(grad: torch.Tensor, log_in: torch.Tensor, in_count: torch.Tenso
                  out_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if not compiled_for(log_in):
         return tuple(_reference_grads(reference.flow_matching, grad, (log_in, in_count, log_out, out_mask), (0, 2)))
+    return _fm_backward_kernels(grad, log_in, in_count, log_out, out_mask)
+
+
+def _fm_backward_kernels(grad, log_in, in_count, log_out, out_mask):
     gi, go = _empty(log_in), _empty(log_out)
     _C.flow_matching(*_contig(log_in, in_count, log_out, out_mask), None, grad.contiguous(), gi, go, stream(log_in))
     return gi, go
@@ -343,6 +402,7 @@ def _fm_bwd(ctx, grad):
 
 
 _fm.register_autograd(_fm_bwd, setup_context=_db_setup)
+_FM = FusedKernels(_fm_forward, _fm_backward_kernels, (0, 2))
 
 
 def flow_matching(log_in: torch.Tensor, in_count: torch.Tensor, log_out: torch.Tensor,
@@ -356,6 +416,9 @@ def flow_matching(log_in: torch.Tensor, in_count: torch.Tensor, log_out: torch.T
     with at least one legal edge per row. A state with no parent (``in_count == 0``, the initial
     state) contributes 0 with zero gradient. Gradients flow to log_in and log_out.
     """
+    require_tensors("flow_matching", log_in=log_in, in_count=in_count, log_out=log_out, out_mask=out_mask)
+    if eager_fast(log_in, in_count, log_out, out_mask):
+        return EagerFused.apply(_FM, log_in, in_count, log_out, out_mask)
     return _fm(log_in, in_count, log_out, out_mask)
 
 
@@ -365,6 +428,10 @@ def _zvar(log_pf: torch.Tensor, log_pb: torch.Tensor, offsets: torch.Tensor, log
     if not compiled_for(log_pf):
         warn_fallback("log_partition_variance", log_pf)
         return reference.log_partition_variance(log_pf, log_pb, offsets, log_reward)
+    return _zvar_forward(log_pf, log_pb, offsets, log_reward)
+
+
+def _zvar_forward(log_pf, log_pb, offsets, log_reward):
     B = _num_traj(offsets)
     out = log_pf.new_empty(B)
     work = torch.empty(B + 2, dtype=torch.float64, device=log_pf.device)
@@ -384,6 +451,10 @@ def _zvar_backward(grad: torch.Tensor, log_pf: torch.Tensor, log_pb: torch.Tenso
     if not compiled_for(log_pf):
         return tuple(_reference_grads(reference.log_partition_variance, grad, (log_pf, log_pb, offsets, log_reward),
                                       (0, 1, 3)))
+    return _zvar_backward_kernels(grad, log_pf, log_pb, offsets, log_reward)
+
+
+def _zvar_backward_kernels(grad, log_pf, log_pb, offsets, log_reward):
     gpf, gpb, gr = (_empty(t) for t in (log_pf, log_pb, log_reward))
     work = torch.empty(log_reward.shape[0] + 2, dtype=torch.float64, device=log_pf.device)
     _C.log_partition_variance(*_contig(log_pf, log_pb, offsets, log_reward), None, grad.contiguous(), gpf, gpb, gr,
@@ -403,6 +474,7 @@ def _zvar_bwd(ctx, grad):
 
 
 _zvar.register_autograd(_zvar_bwd, setup_context=_db_setup)
+_ZVAR = FusedKernels(_zvar_forward, _zvar_backward_kernels, (0, 1, 3))
 
 
 def log_partition_variance(log_pf: torch.Tensor, log_pb: torch.Tensor, offsets: torch.Tensor,
@@ -413,4 +485,7 @@ def log_partition_variance(log_pf: torch.Tensor, log_pb: torch.Tensor, offsets: 
     returns ``(zeta_i - mean_j zeta_j) ** 2`` (the batch mean of it is the variance). Gradients
     are exact, including the path through the batch mean. B = 0 gives an empty tensor.
     """
+    require_tensors("log_partition_variance", log_pf=log_pf, log_pb=log_pb, offsets=offsets, log_reward=log_reward)
+    if eager_fast(log_pf, log_pb, offsets, log_reward):
+        return EagerFused.apply(_ZVAR, log_pf, log_pb, offsets, log_reward)
     return _zvar(log_pf, log_pb, offsets, log_reward)

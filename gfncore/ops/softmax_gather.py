@@ -5,7 +5,8 @@ import torch
 
 from .. import _C
 from . import reference
-from ._dispatch import check_same_device, compiled_for, require_tensors, stream, warn_fallback
+from ._dispatch import (EagerFused, FusedKernels, check_same_device, compiled_for, eager_fast, require_tensors,
+                        stream, warn_fallback)
 
 
 @torch.library.custom_op("gfncore::masked_log_softmax_gather", mutates_args=())
@@ -13,6 +14,10 @@ def _gather(logits: torch.Tensor, mask: torch.Tensor, actions: torch.Tensor) -> 
     if not compiled_for(logits):
         warn_fallback("masked_log_softmax_gather", logits)
         return reference.masked_log_softmax_gather(logits, mask, actions)
+    return _forward_kernel(logits, mask, actions)
+
+
+def _forward_kernel(logits, mask, actions):
     logits, mask, actions = logits.contiguous(), mask.contiguous(), actions.contiguous()
     out = logits.new_empty(logits.shape[:1])
     _C.masked_log_softmax_gather(logits, mask, actions, out, None, None, stream(logits))
@@ -29,6 +34,10 @@ def _(logits, mask, actions):
 def _gather_backward(grad: torch.Tensor, logits: torch.Tensor, mask: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     if not compiled_for(logits):
         return reference.masked_log_softmax_gather_backward(grad, logits, mask, actions)
+    return _backward_kernel(grad, logits, mask, actions)
+
+
+def _backward_kernel(grad, logits, mask, actions):
     logits, mask, actions, grad = logits.contiguous(), mask.contiguous(), actions.contiguous(), grad.contiguous()
     grad_logits = torch.empty_like(logits)
     _C.masked_log_softmax_gather(logits, mask, actions, None, grad, grad_logits, stream(logits))
@@ -52,6 +61,7 @@ def _backward(ctx, grad):
 
 
 _gather.register_autograd(_backward, setup_context=_setup)
+_KERNELS = FusedKernels(_forward_kernel, lambda g, *a: (_backward_kernel(g, *a),), (0,))
 
 
 def masked_log_softmax_gather(logits: torch.Tensor, mask: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -61,4 +71,6 @@ def masked_log_softmax_gather(logits: torch.Tensor, mask: torch.Tensor, actions:
     action is out of range or masked out, or a legal logit is NaN. Differentiable in ``logits``.
     """
     require_tensors("masked_log_softmax_gather", logits=logits, mask=mask, actions=actions)
+    if eager_fast(logits, mask, actions):
+        return EagerFused.apply(_KERNELS, logits, mask, actions)
     return _gather(logits, mask, actions)
