@@ -14,4 +14,11 @@ unsigned long long run_rows_cpu(int64_t n, int64_t grain, F f) {
   return slot;
 }
 
+#if GFN_WITH_CUDA
+// The same row functor on the GPU: defined in common/launch_cuda.cuh and instantiated, per
+// functor type, in the op's .cu file (GFN_INSTANTIATE_ROWS).
+template <typename F>
+unsigned long long rows_cuda(const F& f, int64_t n, void* stream);
+#endif
+
 }  // namespace gfn

@@ -40,4 +40,13 @@ unsigned long long run_rows_cuda(int64_t n, F f, void* stream_ptr, const char* w
   return host;
 }
 
+template <typename F>
+unsigned long long rows_cuda(const F& f, int64_t n, void* stream) {
+  return run_rows_cuda(n, f, stream, "a gfncore kernel");
+}
+
 }  // namespace gfn
+
+// Instantiates rows_cuda for one functor type (commas allowed: pass the type as the arguments).
+#define GFN_INSTANTIATE_ROWS(...) \
+  template unsigned long long gfn::rows_cuda<__VA_ARGS__>(const __VA_ARGS__&, int64_t, void*);

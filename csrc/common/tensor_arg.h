@@ -48,8 +48,26 @@ void raise_kernel_error(unsigned long long packed, const char* op, const char* r
 
 }  // namespace gfn
 
+#include "common/launch.h"
 #include "envs/spec.h"
 namespace gfn {
+// Runs row functor f over n rows on the device `where` lives on and returns the first error a
+// row reported: the CPU through parallel_for with the GIL released, CUDA through rows_cuda (the
+// same functor). Every op binding launches through here.
+template <typename F>
+unsigned long long launch_rows(const F& f, int64_t n, int64_t grain, const TensorArg& where, intptr_t stream) {
+  if (where.cuda) {
+#if GFN_WITH_CUDA
+    return rows_cuda(f, n, reinterpret_cast<void*>(stream));
+#else
+    check_cuda_built(where);
+    return kNoError;
+#endif
+  }
+  py::gil_scoped_release nogil;
+  return run_rows_cpu(n, grain, f);
+}
+
 // An environment from Python: (kind, [ints], [floats]).
 EnvSpec env_spec_arg(py::handle obj);
 }  // namespace gfn

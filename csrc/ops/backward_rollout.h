@@ -64,9 +64,4 @@ struct BackwardStepRow {
   }
 };
 
-#if GFN_WITH_CUDA
-template <class Env, typename scalar_t>
-unsigned long long backward_step_cuda(const Env& env, const BackwardStepParams<scalar_t>& p, int64_t n, void* stream);
-#endif
-
 }  // namespace gfn

@@ -57,16 +57,8 @@ static void backward_rollout_step(py::handle env_obj, py::handle states_o, py::h
       BackwardStepParams<scalar_t> p{states.data<int32_t>(), logits.data<scalar_t>(), ids, seed, offset, temperature,
                                      epsilon, mask.data<bool>(), actions.data<int64_t>(), log_pb.data<scalar_t>(),
                                      fwd.data<int64_t>(), parents.data<int32_t>(), done.data<bool>()};
-      unsigned long long e = kNoError;
-      if (states.cuda) {
-#if GFN_WITH_CUDA
-        e = backward_step_cuda(env, p, n, reinterpret_cast<void*>(stream));
-#endif
-      } else {
-        py::gil_scoped_release nogil;
-        e = run_rows_cpu(n, 256, BackwardStepRow<Env, scalar_t>{env, p, ErrorSink{nullptr}});
-      }
-      raise_kernel_error(e, "backward_rollout_step", "row");
+      raise_kernel_error(launch_rows(BackwardStepRow<Env, scalar_t>{env, p, ErrorSink{nullptr}}, n, 256, states, stream),
+                         "backward_rollout_step", "row");
     };
     if (logits.dtype == DType::kFloat32) run(float{});
     else run(double{});

@@ -59,9 +59,4 @@ struct DBRow {
   }
 };
 
-#if GFN_WITH_CUDA
-template <typename scalar_t, bool kBackward>
-unsigned long long db_cuda(const DBParams<scalar_t>& p, void* stream);
-#endif
-
 }  // namespace gfn

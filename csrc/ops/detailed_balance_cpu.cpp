@@ -50,19 +50,10 @@ static void detailed_balance(py::handle log_pf_o, py::handle log_pb_o, py::handl
       p.grad_flow = gf.data<scalar_t>();
       p.grad_reward = gr.data<scalar_t>();
     }
-    unsigned long long e = kNoError;
-    if (pf.cuda) {
-#if GFN_WITH_CUDA
-      e = backward ? db_cuda<scalar_t, true>(p, reinterpret_cast<void*>(stream))
-                   : db_cuda<scalar_t, false>(p, reinterpret_cast<void*>(stream));
-#endif
-    } else {
-      py::gil_scoped_release nogil;
-      const int64_t grain = cpu_grain(B, T);
-      e = backward ? run_rows_cpu(B, grain, DBRow<scalar_t, true>{p, ErrorSink{nullptr}})
-                   : run_rows_cpu(B, grain, DBRow<scalar_t, false>{p, ErrorSink{nullptr}});
-    }
-    raise_kernel_error(e, "detailed_balance", "trajectory");
+    const int64_t grain = cpu_grain(B, T);
+    raise_kernel_error(backward ? launch_rows(DBRow<scalar_t, true>{p, ErrorSink{nullptr}}, B, grain, pf, stream)
+                                : launch_rows(DBRow<scalar_t, false>{p, ErrorSink{nullptr}}, B, grain, pf, stream),
+                       "detailed_balance", "trajectory");
   };
   if (pf.dtype == DType::kFloat32) run(float{});
   else run(double{});

@@ -1,16 +1,8 @@
+// The same GFN_HD functors as the CPU launcher, run by the grid-stride kernel of common/launch_cuda.cuh.
 #include "common/launch_cuda.cuh"
 #include "ops/detailed_balance.h"
 
-namespace gfn {
-
-template <typename scalar_t, bool kBackward>
-unsigned long long db_cuda(const DBParams<scalar_t>& p, void* stream) {
-  return run_rows_cuda(p.B, DBRow<scalar_t, kBackward>{p, ErrorSink{nullptr}}, stream, "detailed_balance");
-}
-
-template unsigned long long db_cuda<float, false>(const DBParams<float>&, void*);
-template unsigned long long db_cuda<float, true>(const DBParams<float>&, void*);
-template unsigned long long db_cuda<double, false>(const DBParams<double>&, void*);
-template unsigned long long db_cuda<double, true>(const DBParams<double>&, void*);
-
-}  // namespace gfn
+GFN_INSTANTIATE_ROWS(gfn::DBRow<float, false>)
+GFN_INSTANTIATE_ROWS(gfn::DBRow<float, true>)
+GFN_INSTANTIATE_ROWS(gfn::DBRow<double, false>)
+GFN_INSTANTIATE_ROWS(gfn::DBRow<double, true>)

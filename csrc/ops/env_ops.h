@@ -68,9 +68,4 @@ struct EnvQueryRow {
   }
 };
 
-#if GFN_WITH_CUDA
-template <class Env>
-unsigned long long env_query_cuda(const EnvQueryRow<Env>& f, int64_t n, void* stream);
-#endif
-
 }  // namespace gfn

@@ -42,18 +42,7 @@ static void env_query(py::handle env_obj, int query, py::handle states_obj, py::
       default: throw ValueError(str("unknown environment query ", query));
     }
     EnvQueryRow<Env> f{env, query, states.data<int32_t>(), actions, out.ptr, ErrorSink{nullptr}};
-    unsigned long long e;
-    if (states.cuda) {
-#if GFN_WITH_CUDA
-      e = env_query_cuda(f, n, reinterpret_cast<void*>(stream));
-#else
-      e = kNoError;
-#endif
-    } else {
-      py::gil_scoped_release nogil;
-      e = run_rows_cpu(n, 4096, f);
-    }
-    raise_kernel_error(e, "env", "row");
+    raise_kernel_error(launch_rows(f, n, 4096, states, stream), "env", "row");
   });
 }
 

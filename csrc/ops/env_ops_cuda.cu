@@ -1,15 +1,8 @@
+// The same GFN_HD functors as the CPU launcher, for every environment, run by the grid-stride
+// kernel of common/launch_cuda.cuh.
 #include "common/launch_cuda.cuh"
 #include "envs/envs.h"
 #include "ops/env_ops.h"
 
-namespace gfn {
-
-template <class Env>
-unsigned long long env_query_cuda(const EnvQueryRow<Env>& f, int64_t n, void* stream) {
-  return run_rows_cuda(n, f, stream, "env_query");
-}
-
-#define GFN_INSTANTIATE(E) template unsigned long long env_query_cuda<E>(const EnvQueryRow<E>&, int64_t, void*);
+#define GFN_INSTANTIATE(E) GFN_INSTANTIATE_ROWS(gfn::EnvQueryRow<E>)
 GFN_FOR_EACH_ENV(GFN_INSTANTIATE)
-
-}  // namespace gfn

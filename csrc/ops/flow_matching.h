@@ -88,9 +88,4 @@ struct FMRow {
   }
 };
 
-#if GFN_WITH_CUDA
-template <typename scalar_t, bool kBackward>
-unsigned long long fm_cuda(const FMParams<scalar_t>& p, void* stream);
-#endif
-
 }  // namespace gfn

@@ -64,19 +64,10 @@ static void flow_matching(py::handle log_in_o, py::handle in_count_o, py::handle
       p.grad_in = gi.data<scalar_t>();
       p.grad_log_out = go.data<scalar_t>();
     }
-    unsigned long long e = kNoError;
-    if (li.cuda) {
-#if GFN_WITH_CUDA
-      e = backward ? fm_cuda<scalar_t, true>(p, reinterpret_cast<void*>(stream))
-                   : fm_cuda<scalar_t, false>(p, reinterpret_cast<void*>(stream));
-#endif
-    } else {
-      py::gil_scoped_release nogil;
-      const int64_t grain = N * (P + A) >= (1 << 15) ? 0 : N;
-      e = backward ? run_rows_cpu(N, grain, FMRow<scalar_t, true>{p, ErrorSink{nullptr}})
-                   : run_rows_cpu(N, grain, FMRow<scalar_t, false>{p, ErrorSink{nullptr}});
-    }
-    raise_fm_error(e, P);
+    const int64_t grain = N * (P + A) >= (1 << 15) ? 0 : N;
+    raise_fm_error(backward ? launch_rows(FMRow<scalar_t, true>{p, ErrorSink{nullptr}}, N, grain, li, stream)
+                            : launch_rows(FMRow<scalar_t, false>{p, ErrorSink{nullptr}}, N, grain, li, stream),
+                   P);
   };
   if (li.dtype == DType::kFloat32) run(float{});
   else run(double{});

@@ -67,9 +67,4 @@ struct MDBRow {
   }
 };
 
-#if GFN_WITH_CUDA
-template <typename scalar_t, bool kBackward>
-unsigned long long mdb_cuda(const MDBParams<scalar_t>& p, void* stream);
-#endif
-
 }  // namespace gfn

@@ -47,19 +47,10 @@ static void modified_detailed_balance(py::handle log_pf_o, py::handle log_pb_o, 
       p.grad_pf_stop = gs.data<scalar_t>();
       p.grad_reward_state = gr.data<scalar_t>();
     }
-    unsigned long long e = kNoError;
-    if (pf.cuda) {
-#if GFN_WITH_CUDA
-      e = backward ? mdb_cuda<scalar_t, true>(p, reinterpret_cast<void*>(stream))
-                   : mdb_cuda<scalar_t, false>(p, reinterpret_cast<void*>(stream));
-#endif
-    } else {
-      py::gil_scoped_release nogil;
-      const int64_t grain = cpu_grain(B, T);
-      e = backward ? run_rows_cpu(B, grain, MDBRow<scalar_t, true>{p, ErrorSink{nullptr}})
-                   : run_rows_cpu(B, grain, MDBRow<scalar_t, false>{p, ErrorSink{nullptr}});
-    }
-    raise_kernel_error(e, "modified_detailed_balance", "trajectory");
+    const int64_t grain = cpu_grain(B, T);
+    raise_kernel_error(backward ? launch_rows(MDBRow<scalar_t, true>{p, ErrorSink{nullptr}}, B, grain, pf, stream)
+                                : launch_rows(MDBRow<scalar_t, false>{p, ErrorSink{nullptr}}, B, grain, pf, stream),
+                       "modified_detailed_balance", "trajectory");
   };
   if (pf.dtype == DType::kFloat32) run(float{});
   else run(double{});

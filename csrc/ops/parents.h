@@ -47,9 +47,4 @@ struct ParentsRow {
   }
 };
 
-#if GFN_WITH_CUDA
-template <class Env>
-unsigned long long parents_cuda(const Env& env, const ParentsParams& p, int64_t n, void* stream);
-#endif
-
 }  // namespace gfn

@@ -30,16 +30,8 @@ static void parents(py::handle env_obj, py::handle states_o, py::handle parents_
     GFN_CHECK(cnt.numel == n, "counts must hold n = ", n, " elements, got shape ", cnt.shape_str());
     for (const TensorArg* t : {&par, &act, &cnt}) check_same_device(states, *t);
     ParentsParams p{states.data<int32_t>(), par.data<int32_t>(), act.data<int64_t>(), cnt.data<int64_t>()};
-    unsigned long long e = kNoError;
-    if (states.cuda) {
-#if GFN_WITH_CUDA
-      e = parents_cuda(env, p, n, reinterpret_cast<void*>(stream));
-#endif
-    } else {
-      py::gil_scoped_release nogil;
-      e = run_rows_cpu(n, 1024, ParentsRow<Env>{env, p, ErrorSink{nullptr}});
-    }
-    raise_kernel_error(e, "parents", "row");
+    raise_kernel_error(launch_rows(ParentsRow<Env>{env, p, ErrorSink{nullptr}}, n, 1024, states, stream), "parents",
+                       "row");
   });
 }
 

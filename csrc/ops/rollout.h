@@ -129,9 +129,4 @@ struct RolloutStepRow {
   }
 };
 
-#if GFN_WITH_CUDA
-template <class Env, typename scalar_t>
-unsigned long long rollout_step_cuda(const Env& env, const RolloutParams<scalar_t>& p, int64_t n, void* stream);
-#endif
-
 }  // namespace gfn

@@ -71,16 +71,8 @@ static void rollout_step(py::handle env_obj, py::handle states_o, py::handle mas
                                 temperature, epsilon, actions.data<int64_t>(), log_prob.data<scalar_t>(),
                                 next_states.data<int32_t>(), next_mask.data<bool>(), features.data<float>(),
                                 done.data<bool>()};
-      unsigned long long e = kNoError;
-      if (states.cuda) {
-#if GFN_WITH_CUDA
-        e = rollout_step_cuda(env, p, n, reinterpret_cast<void*>(stream));
-#endif
-      } else {
-        py::gil_scoped_release nogil;
-        e = run_rows_cpu(n, 256, RolloutStepRow<Env, scalar_t>{env, p, ErrorSink{nullptr}});
-      }
-      raise_kernel_error(e, "rollout_step", "row");
+      raise_kernel_error(launch_rows(RolloutStepRow<Env, scalar_t>{env, p, ErrorSink{nullptr}}, n, 256, states, stream),
+                         "rollout_step", "row");
     };
     if (logits.dtype == DType::kFloat32) run(float{});
     else run(double{});

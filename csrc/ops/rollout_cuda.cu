@@ -1,17 +1,8 @@
+// The same GFN_HD functors as the CPU launcher, for every environment, run by the grid-stride
+// kernel of common/launch_cuda.cuh.
 #include "common/launch_cuda.cuh"
 #include "envs/envs.h"
 #include "ops/rollout.h"
 
-namespace gfn {
-
-template <class Env, typename scalar_t>
-unsigned long long rollout_step_cuda(const Env& env, const RolloutParams<scalar_t>& p, int64_t n, void* stream) {
-  return run_rows_cuda(n, RolloutStepRow<Env, scalar_t>{env, p, ErrorSink{nullptr}}, stream, "rollout_step");
-}
-
-#define GFN_INSTANTIATE(E)                                                                               \
-  template unsigned long long rollout_step_cuda<E, float>(const E&, const RolloutParams<float>&, int64_t, void*); \
-  template unsigned long long rollout_step_cuda<E, double>(const E&, const RolloutParams<double>&, int64_t, void*);
+#define GFN_INSTANTIATE(E) GFN_INSTANTIATE_ROWS(gfn::RolloutStepRow<E, float>) GFN_INSTANTIATE_ROWS(gfn::RolloutStepRow<E, double>)
 GFN_FOR_EACH_ENV(GFN_INSTANTIATE)
-
-}  // namespace gfn

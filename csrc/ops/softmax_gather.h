@@ -67,9 +67,4 @@ struct GatherRow {
   }
 };
 
-#if GFN_WITH_CUDA
-template <typename scalar_t, bool kBackward>
-unsigned long long gather_cuda(const GatherParams<scalar_t>& p, int64_t n, void* stream);
-#endif
-
 }  // namespace gfn

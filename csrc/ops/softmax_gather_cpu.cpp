@@ -43,18 +43,9 @@ static void masked_log_softmax_gather(py::handle logits_o, py::handle mask_o, py
       p.grad_out = g.data<scalar_t>();
       p.grad_logits = gl.data<scalar_t>();
     }
-    unsigned long long e = kNoError;
-    if (logits.cuda) {
-#if GFN_WITH_CUDA
-      e = backward ? gather_cuda<scalar_t, true>(p, N, reinterpret_cast<void*>(stream))
-                   : gather_cuda<scalar_t, false>(p, N, reinterpret_cast<void*>(stream));
-#endif
-    } else {
-      py::gil_scoped_release nogil;
-      e = backward ? run_rows_cpu(N, 1024, GatherRow<scalar_t, true>{p, ErrorSink{nullptr}})
-                   : run_rows_cpu(N, 1024, GatherRow<scalar_t, false>{p, ErrorSink{nullptr}});
-    }
-    raise_kernel_error(e, "masked_log_softmax_gather", "row");
+    raise_kernel_error(backward ? launch_rows(GatherRow<scalar_t, true>{p, ErrorSink{nullptr}}, N, 1024, logits, stream)
+                                : launch_rows(GatherRow<scalar_t, false>{p, ErrorSink{nullptr}}, N, 1024, logits, stream),
+                       "masked_log_softmax_gather", "row");
   };
   if (logits.dtype == DType::kFloat32) run(float{});
   else run(double{});

@@ -120,9 +120,4 @@ struct SubTBRow {
   }
 };
 
-#if GFN_WITH_CUDA
-template <typename scalar_t, bool kBackward>
-unsigned long long subtb_cuda(const SubTBParams<scalar_t>& p, void* stream);
-#endif
-
 }  // namespace gfn

@@ -61,19 +61,10 @@ static void subtrajectory_balance(py::handle log_pf_o, py::handle log_pb_o, py::
       p.grad_reward = gr.data<scalar_t>();
       p.work = w.data<double>();
     }
-    unsigned long long e = kNoError;
-    if (pf.cuda) {
-#if GFN_WITH_CUDA
-      e = backward ? subtb_cuda<scalar_t, true>(p, reinterpret_cast<void*>(stream))
-                   : subtb_cuda<scalar_t, false>(p, reinterpret_cast<void*>(stream));
-#endif
-    } else {
-      py::gil_scoped_release nogil;
-      const int64_t grain = cpu_grain(B, T);
-      e = backward ? run_rows_cpu(B, grain, SubTBRow<scalar_t, true>{p, ErrorSink{nullptr}})
-                   : run_rows_cpu(B, grain, SubTBRow<scalar_t, false>{p, ErrorSink{nullptr}});
-    }
-    raise_kernel_error(e, "subtrajectory_balance", "trajectory");
+    const int64_t grain = cpu_grain(B, T);
+    raise_kernel_error(backward ? launch_rows(SubTBRow<scalar_t, true>{p, ErrorSink{nullptr}}, B, grain, pf, stream)
+                                : launch_rows(SubTBRow<scalar_t, false>{p, ErrorSink{nullptr}}, B, grain, pf, stream),
+                       "subtrajectory_balance", "trajectory");
   };
   if (pf.dtype == DType::kFloat32) run(float{});
   else run(double{});

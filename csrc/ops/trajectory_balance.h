@@ -58,9 +58,4 @@ struct TBRow {
   }
 };
 
-#if GFN_WITH_CUDA
-template <typename scalar_t, bool kBackward>
-unsigned long long tb_cuda(const TBParams<scalar_t>& p, void* stream);
-#endif
-
 }  // namespace gfn

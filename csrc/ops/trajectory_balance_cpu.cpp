@@ -64,18 +64,9 @@ static void trajectory_balance(py::handle log_pf_o, py::handle log_pb_o, py::han
       p.grad_reward = gr.data<scalar_t>();
       p.grad_z = gz.data<scalar_t>();
     }
-    unsigned long long e = kNoError;
-    if (pf.cuda) {
-#if GFN_WITH_CUDA
-      e = backward ? tb_cuda<scalar_t, true>(p, reinterpret_cast<void*>(stream))
-                   : tb_cuda<scalar_t, false>(p, reinterpret_cast<void*>(stream));
-#endif
-    } else {
-      py::gil_scoped_release nogil;
-      e = backward ? run_rows_cpu(B, 512, TBRow<scalar_t, true>{p, ErrorSink{nullptr}})
-                   : run_rows_cpu(B, 512, TBRow<scalar_t, false>{p, ErrorSink{nullptr}});
-    }
-    raise_kernel_error(e, "trajectory_balance", "trajectory");
+    raise_kernel_error(backward ? launch_rows(TBRow<scalar_t, true>{p, ErrorSink{nullptr}}, B, 512, pf, stream)
+                                : launch_rows(TBRow<scalar_t, false>{p, ErrorSink{nullptr}}, B, 512, pf, stream),
+                       "trajectory_balance", "trajectory");
   };
   if (pf.dtype == DType::kFloat32) run(float{});
   else run(double{});
