@@ -119,7 +119,7 @@ def train(env_name: str, env_cfg, cfg, run: RunConfig) -> dict:
         "env": repr(env), "loss": cfg.loss, "steps": trainer.step_count,
         "l1": final["l1"], "jsd": final["jsd"], "log_z": trainer.log_z, "true_log_z": true_log_z,
         "log_z_error": abs(trainer.log_z - true_log_z),
-        "modes_found": trainer.modes_found, "train_s": trainer.train_seconds,
+        "modes_found": trainer.modes_found, "has_modes": hasattr(env, "mode_mask"), "train_s": trainer.train_seconds,
         "iters_per_s": trainer.step_count / max(trainer.train_seconds, 1e-9),
         "config": config_dict(env_cfg, cfg),
     }
@@ -147,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{s['env']}  loss={s['loss']}  steps={s['steps']}  ({s['iters_per_s']:.1f} it/s, {s['train_s']:.1f} s training)")
         print(f"exact L1 = {s['l1']:.4f}   JSD = {s['jsd']:.5f}   empirical L1 (10k samples) = {s['empirical_l1_10k']:.4f}")
         print(f"log Z = {s['log_z']:.4f}   true log Z = {s['true_log_z']:.4f}   |error| = {s['log_z_error']:.4f}")
-        print(f"modes found = {s['modes_found']}   outputs in {s['out']}/")
+        modes = f"modes found = {s['modes_found']}   " if s.get("has_modes") else ""
+        print(f"{modes}outputs in {s['out']}/")
         return 0
     return 2
 
