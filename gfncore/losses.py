@@ -235,11 +235,12 @@ class FlowMatching(Objective):
     def __call__(self, env, policy, traj):
         feats = traj.features if traj.features is not None else env.encode(traj.states)
         mask = traj.mask if traj.mask is not None else env.forward_mask(traj.states)
-        log_out = policy.forward_logits(feats)
         par, par_act, counts = ops.parents(env, traj.states)
         P = par.shape[1]
         valid = torch.arange(P, device=counts.device).unsqueeze(0) < counts.unsqueeze(1)
-        par_logits = policy.forward_logits(env.encode(par[valid]))
+        # one batched forward over the visited states (out-flows) and all their parents (in-flows)
+        logits = policy.forward_logits(torch.cat([feats, env.encode(par[valid]).to(feats.device)]))
+        log_out, par_logits = logits[:traj.T], logits[traj.T:]
         in_vals = par_logits.gather(1, par_act[valid].unsqueeze(1)).squeeze(1)
         log_in = torch.full((traj.T, P), -float("inf"), dtype=log_out.dtype, device=log_out.device)
         log_in = log_in.masked_scatter(valid, in_vals)
