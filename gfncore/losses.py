@@ -6,6 +6,7 @@ import torch
 
 from . import _C, ops
 from .ops._dispatch import compiled_for, stream
+from .ops.reference import segment_sum
 from .envs.base import Env
 from .nn import PolicyOutput
 from .trajectories import Trajectories
@@ -122,8 +123,6 @@ def _importance_weights(traj: Trajectories, log_pf: torch.Tensor) -> torch.Tenso
     exploratory (tempered / epsilon-mixed) samples whose behaviour log-probs were recorded."""
     if traj.log_prob is None:
         return None
-    from .ops.reference import segment_sum
-
     lw = segment_sum((log_pf.detach() - traj.log_prob.to(log_pf.dtype)), traj.offsets)
     w = torch.softmax(lw, 0) * traj.n
     return w
@@ -275,8 +274,6 @@ class LogPartitionVariance(Objective):
         lr = traj.log_reward.to(log_pf.dtype)
         per = ops.log_partition_variance(log_pf, log_pb, traj.offsets, lr)
         with torch.no_grad():
-            from .ops.reference import segment_sum
-
             zeta = lr + segment_sum(log_pb - log_pf, traj.offsets)
             if zeta.numel():
                 self._log_z = float(zeta.mean())

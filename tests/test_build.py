@@ -102,10 +102,12 @@ def test_bad_input_never_kills_the_interpreter(tmp_path):
                                                    torch.zeros(2), torch.tensor(0.0)),
             lambda: gfncore.ops.trajectory_balance(torch.zeros(5), torch.zeros(2), torch.tensor([0, 5]),
                                                    torch.zeros(1), torch.tensor(0.0)),
-            lambda: gfncore._C.rollout_record(env.spec, torch.zeros(4, 2, dtype=torch.int32),
-                                              torch.zeros(4, 3, dtype=torch.bool), torch.zeros(4, 8),
-                                              torch.zeros(4, dtype=torch.int64), torch.zeros(4, dtype=torch.int64),
-                                              torch.zeros(4), torch.zeros(3, 3), 0, 3, 0, 0, 1.0, 0.0),
+            # the sampler's recorder: buffers too small, a step before start, logits of the wrong shape
+            lambda: gfncore._C.RolloutRecorder(env.spec, torch.zeros(4, 8)).start(3, 0, 1.0, 0.0),
+            lambda: gfncore._C.RolloutRecorder(env.spec, torch.zeros(100, 8)).step(torch.zeros(2, 3)),
+            lambda: (lambda r: (r.start(2, 0, 1.0, 0.0), r.step(torch.zeros(3, 3))))(
+                gfncore._C.RolloutRecorder(env.spec, torch.zeros(100, 8))),
+            lambda: gfncore._C.RolloutRecorder(env.spec, torch.zeros(100, 7)),
             lambda: gfncore._C.env_query(env.spec, 99, s, None, torch.zeros(5, dtype=torch.bool)),
             lambda: gfncore._C.env_query(env.spec, 0, s, None, torch.zeros(2, dtype=torch.bool)),
             lambda: gfncore._C.env_query((1, (2,), ()), 0, s, None, torch.zeros(15, dtype=torch.bool)),

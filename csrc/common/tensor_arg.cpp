@@ -105,6 +105,32 @@ void check_cuda_built(const TensorArg& t) {
 #endif
 }
 
+int64_t check_states(const TensorArg& states, int64_t state_dim) {
+  check_cuda_built(states);
+  check_dtype(states, DType::kInt32);
+  check_dim(states, 2);
+  check_size(states, 1, state_dim, "the environment's state_dim");
+  return states.size(0);
+}
+
+void check_row_matrix(const TensorArg& t, const TensorArg& states, int64_t n, int64_t width, const char* what) {
+  check_float(t);
+  check_dim(t, 2);
+  check_size(t, 0, n, "one row per state");
+  check_size(t, 1, width, what);
+  check_same_device(states, t);
+}
+
+const int64_t* optional_ids(py::handle ids_obj, const TensorArg& states, int64_t n) {
+  if (ids_obj.is_none()) return nullptr;
+  TensorArg t = tensor_arg(ids_obj, "ids");
+  check_dtype(t, DType::kInt64);
+  check_dim(t, 1);
+  check_size(t, 0, n, "one id per state");
+  check_same_device(states, t);
+  return t.data<int64_t>();
+}
+
 void raise_kernel_error(unsigned long long packed, const char* op, const char* row_what) {
   if (packed == kNoError) return;
   int64_t row = static_cast<int64_t>(packed >> 8);

@@ -43,6 +43,13 @@ void check_same_dtype(const TensorArg& a, const TensorArg& b);
 // All CUDA work in a CPU-only build raises: "gfncore was built without CUDA".
 void check_cuda_built(const TensorArg& t);
 
+// A batch of state rows, int32 [n, state_dim], on a device this build has kernels for; returns n.
+int64_t check_states(const TensorArg& states, int64_t state_dim);
+// A float [n, width] matrix of per-row scores (logits) on the device of `states`.
+void check_row_matrix(const TensorArg& t, const TensorArg& states, int64_t n, int64_t width, const char* what);
+// The optional per-row Philox subsequence ids (int64 [n]); null when None (the row index is used).
+const int64_t* optional_ids(py::handle ids_obj, const TensorArg& states, int64_t n);
+
 // Turns the first error a kernel reported into an exception naming the row and argument.
 void raise_kernel_error(unsigned long long packed, const char* op, const char* row_what);
 

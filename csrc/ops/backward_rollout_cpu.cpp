@@ -20,25 +20,9 @@ static void backward_rollout_step(py::handle env_obj, py::handle states_o, py::h
     Env env = Env::from_spec(spec);
     const int64_t D = env.state_dim(), nb = env.n_backward_actions();
     TensorArg states = tensor_arg(states_o, "states"), logits = tensor_arg(logits_o, "logits");
-    check_cuda_built(states);
-    check_dtype(states, DType::kInt32);
-    check_dim(states, 2);
-    check_size(states, 1, D, "the environment's state_dim");
-    const int64_t n = states.size(0);
-    check_float(logits);
-    check_dim(logits, 2);
-    check_size(logits, 0, n, "one row per state");
-    check_size(logits, 1, nb, "the environment's n_backward_actions");
-    check_same_device(states, logits);
-    const int64_t* ids = nullptr;
-    if (!ids_o.is_none()) {
-      TensorArg t = tensor_arg(ids_o, "ids");
-      check_dtype(t, DType::kInt64);
-      check_dim(t, 1);
-      check_size(t, 0, n, "one id per state");
-      check_same_device(states, t);
-      ids = t.data<int64_t>();
-    }
+    const int64_t n = check_states(states, D);
+    check_row_matrix(logits, states, n, nb, "the environment's n_backward_actions");
+    const int64_t* ids = optional_ids(ids_o, states, n);
     TensorArg mask = tensor_arg(mask_o, "mask"), actions = tensor_arg(actions_o, "actions"),
               log_pb = tensor_arg(log_pb_o, "log_pb"), fwd = tensor_arg(fwd_o, "forward_actions"),
               parents = tensor_arg(parents_o, "parents"), done = tensor_arg(done_o, "done");

@@ -2,7 +2,11 @@
 #include "common/launch_cuda.cuh"
 #include "ops/detailed_balance.h"
 
-GFN_INSTANTIATE_ROWS(gfn::DBRow<float, false>)
-GFN_INSTANTIATE_ROWS(gfn::DBRow<float, true>)
-GFN_INSTANTIATE_ROWS(gfn::DBRow<double, false>)
-GFN_INSTANTIATE_ROWS(gfn::DBRow<double, true>)
+GFN_INSTANTIATE_ROWS(gfn::DBRow<float, false, false>)
+GFN_INSTANTIATE_ROWS(gfn::DBRow<float, true, false>)
+GFN_INSTANTIATE_ROWS(gfn::DBRow<double, false, false>)
+GFN_INSTANTIATE_ROWS(gfn::DBRow<double, true, false>)
+GFN_INSTANTIATE_ROWS(gfn::DBRow<float, false, true>)
+GFN_INSTANTIATE_ROWS(gfn::DBRow<float, true, true>)
+GFN_INSTANTIATE_ROWS(gfn::DBRow<double, false, true>)
+GFN_INSTANTIATE_ROWS(gfn::DBRow<double, true, true>)

@@ -14,12 +14,8 @@ static void env_query(py::handle env_obj, int query, py::handle states_obj, py::
     Env env = Env::from_spec(spec);
     TensorArg states = tensor_arg(states_obj, "states");
     TensorArg out = tensor_arg(out_obj, "out");
-    check_cuda_built(states);
-    check_dtype(states, DType::kInt32);
-    check_dim(states, 2);
-    check_size(states, 1, env.state_dim(), "the environment's state_dim");
+    const int64_t n = check_states(states, env.state_dim());
     check_same_device(states, out);
-    const int64_t n = states.size(0);
     const int64_t* actions = nullptr;
     auto q = static_cast<EnvQuery>(query);
     if (q == EnvQuery::kStep || q == EnvQuery::kBackwardStep) {

@@ -25,6 +25,29 @@ inline int64_t check_offsets_arg(const TensorArg& off, const TensorArg& ref, int
   return B;
 }
 
+// log_pf and log_pb, the two [T] float arrays of every objective; returns T.
+inline int64_t check_transitions(const TensorArg& pf, const TensorArg& pb) {
+  check_cuda_built(pf);
+  check_float(pf);
+  check_dim(pf, 1);
+  const int64_t T = pf.size(0);
+  check_float_array(pb, pf, T, "one row per transition, like log_pf");
+  return T;
+}
+
+struct PackedSizes {
+  int64_t T, B;
+};
+
+// The inputs of every trajectory-level objective: log_pf [T], log_pb [T], offsets [B + 1],
+// log_reward [B].
+inline PackedSizes check_packed(const TensorArg& pf, const TensorArg& pb, const TensorArg& off, const TensorArg& lr) {
+  const int64_t T = check_transitions(pf, pb);
+  const int64_t B = check_offsets_arg(off, pf, T);
+  check_float_array(lr, pf, B, "one log-reward per trajectory (len(offsets) - 1)");
+  return {T, B};
+}
+
 // An output or gradient buffer the Python layer allocated: right dtype, device and size.
 inline void check_buffer(const TensorArg& t, const TensorArg& ref, int64_t n) {
   check_same_dtype(t, ref);

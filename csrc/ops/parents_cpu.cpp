@@ -15,11 +15,7 @@ static void parents(py::handle env_obj, py::handle states_o, py::handle parents_
     const int64_t D = env.state_dim(), P = env.max_parents();
     TensorArg states = tensor_arg(states_o, "states"), par = tensor_arg(parents_o, "parent_states"),
               act = tensor_arg(actions_o, "parent_actions"), cnt = tensor_arg(counts_o, "counts");
-    check_cuda_built(states);
-    check_dtype(states, DType::kInt32);
-    check_dim(states, 2);
-    check_size(states, 1, D, "the environment's state_dim");
-    const int64_t n = states.size(0);
+    const int64_t n = check_states(states, D);
     check_dtype(par, DType::kInt32);
     check_dtype(act, DType::kInt64);
     check_dtype(cnt, DType::kInt64);

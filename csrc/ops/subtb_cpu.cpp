@@ -17,14 +17,9 @@ static void subtrajectory_balance(py::handle log_pf_o, py::handle log_pb_o, py::
   TensorArg pf = tensor_arg(log_pf_o, "log_pf"), pb = tensor_arg(log_pb_o, "log_pb"),
             lf = tensor_arg(log_flow_o, "log_flow"), off = tensor_arg(offsets_o, "offsets"),
             lr = tensor_arg(log_reward_o, "log_reward");
-  check_cuda_built(pf);
-  check_float(pf);
-  check_dim(pf, 1);
-  const int64_t T = pf.size(0);
-  check_float_array(pb, pf, T, "one row per transition, like log_pf");
+  const PackedSizes sizes = check_packed(pf, pb, off, lr);
+  const int64_t T = sizes.T, B = sizes.B;
   check_float_array(lf, pf, T, "one flow per row, like log_pf");
-  const int64_t B = check_offsets_arg(off, pf, T);
-  check_float_array(lr, pf, B, "one log-reward per trajectory (len(offsets) - 1)");
   const bool backward = !grad_out_o.is_none();
   auto run = [&](auto tag) {
     using scalar_t = decltype(tag);

@@ -1,6 +1,7 @@
 #include "common/launch.h"
 #include "common/registry.h"
 #include "common/tensor_arg.h"
+#include "ops/packed_args.h"
 #include "ops/trajectory_balance.h"
 
 namespace gfn {
@@ -11,25 +12,12 @@ static void trajectory_balance(py::handle log_pf_o, py::handle log_pb_o, py::han
                                py::handle grad_pb_o, py::handle grad_reward_o, py::handle grad_z_o, intptr_t stream) {
   TensorArg pf = tensor_arg(log_pf_o, "log_pf"), pb = tensor_arg(log_pb_o, "log_pb"), off = tensor_arg(offsets_o, "offsets"),
             lr = tensor_arg(log_reward_o, "log_reward"), lz = tensor_arg(log_z_o, "log_z");
-  check_cuda_built(pf);
-  check_float(pf);
-  check_dim(pf, 1);
-  const int64_t T = pf.size(0);
-  check_same_dtype(pb, pf);
-  check_dim(pb, 1);
-  check_size(pb, 0, T, "one row per transition, like log_pf");
-  check_dtype(off, DType::kInt64);
-  check_dim(off, 1);
-  GFN_CHECK(off.size(0) >= 1, "offsets must have B + 1 >= 1 elements, got shape ", off.shape_str());
-  const int64_t B = off.size(0) - 1;
-  check_same_dtype(lr, pf);
-  check_dim(lr, 1);
-  check_size(lr, 0, B, "one log-reward per trajectory (len(offsets) - 1)");
+  const PackedSizes sizes = check_packed(pf, pb, off, lr);
+  const int64_t T = sizes.T, B = sizes.B;
   check_same_dtype(lz, pf);
   GFN_CHECK(lz.dim() == 0 || (lz.dim() == 1 && lz.size(0) == B), "log_z must be a scalar or have shape [B] = [", B,
             "], got ", lz.shape_str());
-  for (const TensorArg* t : {&pb, &off, &lr, &lz}) check_same_device(pf, *t);
-  if (B == 0) GFN_CHECK(T == 0, "offsets describes no trajectory but log_pf has ", T, " rows");
+  check_same_device(pf, lz);
   const bool backward = !grad_out_o.is_none();
   auto run = [&](auto tag) {
     using scalar_t = decltype(tag);

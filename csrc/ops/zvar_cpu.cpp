@@ -16,13 +16,8 @@ static void log_partition_variance(py::handle log_pf_o, py::handle log_pb_o, py:
   TensorArg pf = tensor_arg(log_pf_o, "log_pf"), pb = tensor_arg(log_pb_o, "log_pb"),
             off = tensor_arg(offsets_o, "offsets"), lr = tensor_arg(log_reward_o, "log_reward"),
             w = tensor_arg(work_o, "work");
-  check_cuda_built(pf);
-  check_float(pf);
-  check_dim(pf, 1);
-  const int64_t T = pf.size(0);
-  check_float_array(pb, pf, T, "one row per transition, like log_pf");
-  const int64_t B = check_offsets_arg(off, pf, T);
-  check_float_array(lr, pf, B, "one log-reward per trajectory (len(offsets) - 1)");
+  const PackedSizes sizes = check_packed(pf, pb, off, lr);
+  const int64_t T = sizes.T, B = sizes.B;
   check_dtype(w, DType::kFloat64);
   check_same_device(pf, w);
   GFN_CHECK(w.numel == B + 2, "work must have B + 2 elements, got shape ", w.shape_str());

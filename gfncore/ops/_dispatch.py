@@ -74,6 +74,39 @@ class FusedKernels:
         self.forward, self.backward, self.grad_slots = forward, backward, grad_slots
 
 
+def _save_args(ctx, args) -> None:
+    """Saves a call's arguments on an autograd ctx: tensors through save_for_backward, the rest as is."""
+    ctx.is_tensor = [isinstance(a, torch.Tensor) for a in args]
+    ctx.others = [None if t else a for t, a in zip(ctx.is_tensor, args)]
+    ctx.save_for_backward(*[a for a in args if isinstance(a, torch.Tensor)])
+
+
+def _saved_args(ctx) -> list:
+    saved = iter(ctx.saved_tensors)
+    return [next(saved) if t else o for t, o in zip(ctx.is_tensor, ctx.others)]
+
+
+def _place(grads, slots, n: int) -> tuple:
+    out = [None] * n
+    for slot, g in zip(slots, grads):
+        out[slot] = g
+    return tuple(out)
+
+
+def register_fused_autograd(op, backward_op, grad_slots: tuple[int, ...]) -> None:
+    """Autograd of a fused custom op whose backward is the custom op backward_op(grad, *inputs),
+    returning the gradients of the inputs at grad_slots (so the backward survives torch.compile)."""
+
+    def setup(ctx, inputs, output):
+        _save_args(ctx, inputs)
+
+    def backward(ctx, grad):
+        args = _saved_args(ctx)
+        return _place(backward_op(grad, *args), grad_slots, len(args))
+
+    op.register_autograd(backward, setup_context=setup)
+
+
 class EagerFused(torch.autograd.Function):
     """One autograd node over the same kernels as the custom op. In eager mode the custom-op
     dispatcher costs about as much as a small fused kernel (tens of microseconds per call on a
@@ -83,17 +116,10 @@ class EagerFused(torch.autograd.Function):
     @staticmethod
     def forward(ctx, kernels: FusedKernels, *args):
         ctx.kernels = kernels
-        ctx.is_tensor = [isinstance(a, torch.Tensor) for a in args]
-        ctx.others = [None if t else a for t, a in zip(ctx.is_tensor, args)]
-        ctx.save_for_backward(*[a for a in args if isinstance(a, torch.Tensor)])
-        return ctx.kernels.forward(*args)
+        _save_args(ctx, args)
+        return kernels.forward(*args)
 
     @staticmethod
     def backward(ctx, grad):
-        saved = iter(ctx.saved_tensors)
-        args = [next(saved) if t else o for t, o in zip(ctx.is_tensor, ctx.others)]
-        grads = ctx.kernels.backward(grad, *args)
-        out = [None] * len(args)
-        for slot, g in zip(ctx.kernels.grad_slots, grads):
-            out[slot] = g
-        return (None, *out)
+        args = _saved_args(ctx)
+        return (None, *_place(ctx.kernels.backward(grad, *args), ctx.kernels.grad_slots, len(args)))

@@ -9,8 +9,8 @@ import torch
 
 from .. import _C
 from . import reference
-from ._dispatch import (EagerFused, FusedKernels, check_same_device, compiled_for, eager_fast, require_tensors,
-                        stream, warn_fallback)
+from ._dispatch import (EagerFused, FusedKernels, check_same_device, compiled_for, eager_fast, register_fused_autograd,
+                        require_tensors, stream, warn_fallback)
 
 
 @torch.library.custom_op("gfncore::trajectory_balance", mutates_args=())
@@ -62,18 +62,8 @@ def _(grad, log_pf, log_pb, offsets, log_reward, log_z):
     return torch.empty_like(log_pf), torch.empty_like(log_pb), torch.empty_like(log_reward), torch.empty_like(log_z)
 
 
-def _tb_setup(ctx, inputs, output):
-    ctx.save_for_backward(*inputs)
-
-
-def _tb_bwd(ctx, grad):
-    log_pf, log_pb, offsets, log_reward, log_z = ctx.saved_tensors
-    gpf, gpb, gr, gz = _tb_backward(grad, log_pf, log_pb, offsets, log_reward, log_z)
-    return gpf, gpb, None, gr, gz
-
-
-_tb.register_autograd(_tb_bwd, setup_context=_tb_setup)
 _TB = FusedKernels(_tb_forward, _tb_backward_kernels, (0, 1, 3, 4))
+register_fused_autograd(_tb, _tb_backward, _TB.grad_slots)
 
 
 def trajectory_balance(log_pf: torch.Tensor, log_pb: torch.Tensor, offsets: torch.Tensor, log_reward: torch.Tensor,
@@ -173,18 +163,8 @@ def _(grad, log_pf, log_pb, log_flow, offsets, log_reward):
     return tuple(_empty(t) for t in (log_pf, log_pb, log_flow, log_reward))
 
 
-def _db_setup(ctx, inputs, output):
-    ctx.save_for_backward(*inputs)
-
-
-def _db_bwd(ctx, grad):
-    log_pf, log_pb, log_flow, offsets, log_reward = ctx.saved_tensors
-    gpf, gpb, gf, gr = _db_backward(grad, log_pf, log_pb, log_flow, offsets, log_reward)
-    return gpf, gpb, gf, None, gr
-
-
-_db.register_autograd(_db_bwd, setup_context=_db_setup)
 _DB = FusedKernels(_db_forward, _db_backward_kernels, (0, 1, 2, 4))
+register_fused_autograd(_db, _db_backward, _DB.grad_slots)
 
 
 def detailed_balance(log_pf: torch.Tensor, log_pb: torch.Tensor, log_flow: torch.Tensor, offsets: torch.Tensor,
@@ -247,13 +227,8 @@ def _(grad, log_pf, log_pb, log_pf_stop, log_reward_state, offsets):
     return tuple(_empty(t) for t in (log_pf, log_pb, log_pf_stop, log_reward_state))
 
 
-def _mdb_bwd(ctx, grad):
-    log_pf, log_pb, log_pf_stop, log_reward_state, offsets = ctx.saved_tensors
-    return (*_mdb_backward(grad, log_pf, log_pb, log_pf_stop, log_reward_state, offsets), None)
-
-
-_mdb.register_autograd(_mdb_bwd, setup_context=_db_setup)
 _MDB = FusedKernels(_mdb_forward, _mdb_backward_kernels, (0, 1, 2, 3))
+register_fused_autograd(_mdb, _mdb_backward, _MDB.grad_slots)
 
 
 def modified_detailed_balance(log_pf: torch.Tensor, log_pb: torch.Tensor, log_pf_stop: torch.Tensor,
@@ -323,19 +298,8 @@ def _(grad, log_pf, log_pb, log_flow, offsets, log_reward, lam):
     return tuple(_empty(t) for t in (log_pf, log_pb, log_flow, log_reward))
 
 
-def _subtb_setup(ctx, inputs, output):
-    ctx.save_for_backward(*inputs[:5])
-    ctx.lam = inputs[5]
-
-
-def _subtb_bwd(ctx, grad):
-    log_pf, log_pb, log_flow, offsets, log_reward = ctx.saved_tensors
-    gpf, gpb, gf, gr = _subtb_backward(grad, log_pf, log_pb, log_flow, offsets, log_reward, ctx.lam)
-    return gpf, gpb, gf, None, gr, None
-
-
-_subtb.register_autograd(_subtb_bwd, setup_context=_subtb_setup)
 _SUBTB = FusedKernels(_subtb_forward, _subtb_backward_kernels, (0, 1, 2, 4))
+register_fused_autograd(_subtb, _subtb_backward, _SUBTB.grad_slots)
 
 
 def subtrajectory_balance(log_pf: torch.Tensor, log_pb: torch.Tensor, log_flow: torch.Tensor, offsets: torch.Tensor,
@@ -395,14 +359,8 @@ def _(grad, log_in, in_count, log_out, out_mask):
     return _empty(log_in), _empty(log_out)
 
 
-def _fm_bwd(ctx, grad):
-    log_in, in_count, log_out, out_mask = ctx.saved_tensors
-    gi, go = _fm_backward(grad, log_in, in_count, log_out, out_mask)
-    return gi, None, go, None
-
-
-_fm.register_autograd(_fm_bwd, setup_context=_db_setup)
 _FM = FusedKernels(_fm_forward, _fm_backward_kernels, (0, 2))
+register_fused_autograd(_fm, _fm_backward, _FM.grad_slots)
 
 
 def flow_matching(log_in: torch.Tensor, in_count: torch.Tensor, log_out: torch.Tensor,
@@ -467,14 +425,8 @@ def _(grad, log_pf, log_pb, offsets, log_reward):
     return tuple(_empty(t) for t in (log_pf, log_pb, log_reward))
 
 
-def _zvar_bwd(ctx, grad):
-    log_pf, log_pb, offsets, log_reward = ctx.saved_tensors
-    gpf, gpb, gr = _zvar_backward(grad, log_pf, log_pb, offsets, log_reward)
-    return gpf, gpb, None, gr
-
-
-_zvar.register_autograd(_zvar_bwd, setup_context=_db_setup)
 _ZVAR = FusedKernels(_zvar_forward, _zvar_backward_kernels, (0, 1, 3))
+register_fused_autograd(_zvar, _zvar_backward, _ZVAR.grad_slots)
 
 
 def log_partition_variance(log_pf: torch.Tensor, log_pb: torch.Tensor, offsets: torch.Tensor,

@@ -5,8 +5,8 @@ import torch
 
 from .. import _C
 from . import reference
-from ._dispatch import (EagerFused, FusedKernels, check_same_device, compiled_for, eager_fast, require_tensors,
-                        stream, warn_fallback)
+from ._dispatch import (EagerFused, FusedKernels, check_same_device, compiled_for, eager_fast, register_fused_autograd,
+                        require_tensors, stream, warn_fallback)
 
 
 @torch.library.custom_op("gfncore::masked_log_softmax_gather", mutates_args=())
@@ -50,18 +50,8 @@ def _(grad, logits, mask, actions):
     return torch.empty_like(logits)
 
 
-def _setup(ctx, inputs, output):
-    logits, mask, actions = inputs
-    ctx.save_for_backward(logits, mask, actions)
-
-
-def _backward(ctx, grad):
-    logits, mask, actions = ctx.saved_tensors
-    return _gather_backward(grad, logits, mask, actions), None, None
-
-
-_gather.register_autograd(_backward, setup_context=_setup)
 _KERNELS = FusedKernels(_forward_kernel, lambda g, *a: (_backward_kernel(g, *a),), (0,))
+register_fused_autograd(_gather, lambda g, *a: (_gather_backward(g, *a),), _KERNELS.grad_slots)
 
 
 def masked_log_softmax_gather(logits: torch.Tensor, mask: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
