@@ -171,7 +171,6 @@ class Trainer:
         log_z = self.log_z if context is None else self.log_z_at(context)
         out = M.evaluate(self.env, self.policy, log_z, x, context=context)
         out["modes_found_train"] = self.modes_found
-        out["log_z"] = self.log_z
         return out
 
     def fit(self, steps: int, *, progress: bool = True, eval_every: int = 0, log_path: str | None = None,

@@ -6,11 +6,14 @@
 #pragma once
 #include <variant>
 
+#include "envs/assignment.h"
+#include "envs/bit_sequence.h"
 #include "envs/callback.h"
 #include "envs/hypergrid.h"
 #include "envs/ising.h"
+#include "envs/set_addition.h"
 
-#define GFN_ENVS(X) X(HyperGrid) X(Ising) X(CallbackEnv)
+#define GFN_ENVS(X) X(HyperGrid) X(Ising) X(BitSequence) X(SetAddition) X(Assignment) X(CallbackEnv)
 
 namespace gfn {
 

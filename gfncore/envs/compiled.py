@@ -167,7 +167,8 @@ class CompiledEnv(HandleEnv):
         return cfg
 
     def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.params.items() if not isinstance(v, torch.Tensor))
+        params = ", ".join(f"{k}={v!r}" for k, v in self.params.items()
+                           if v is not None and not isinstance(v, torch.Tensor))
         custom = ", log_reward=<custom>" if self._log_reward_fn is not None else ""
         return f"{type(self).__name__}({params}{custom})"
 

@@ -172,7 +172,36 @@ class NumbaEnv(HandleEnv):
                                   f"constructor arguments")
 
 
+_CACHE: dict = {}
+
+
+def _frozen(v):
+    """A hashable image of a parameter value (numpy arrays by dtype, shape and bytes)."""
+    if isinstance(v, (tuple, list)):
+        return (type(v).__name__, tuple(_frozen(x) for x in v))
+    if hasattr(v, "tobytes") and hasattr(v, "dtype"):
+        return ("array", str(v.dtype), tuple(getattr(v, "shape", ())), v.tobytes())
+    hash(v)
+    return v
+
+
 def _compile(cls_name: str, fns: dict, params, D: int, A: int, F: int, boundscheck: bool, with_reward: bool) -> dict:
+    """The compiled callbacks of an environment, compiled once per process for the same functions,
+    parameters and dimensions (numba compilation takes seconds; environments are rebuilt often)."""
+    try:
+        key = (tuple(sorted((m, f.__code__, f.__module__) for m, f in fns.items())), _frozen(params), D, A, F,
+               boundscheck, with_reward)
+    except (TypeError, AttributeError):
+        key = None
+    if key is not None and key in _CACHE:
+        return _CACHE[key]
+    out = _compile_now(cls_name, fns, params, D, A, F, boundscheck, with_reward)
+    if key is not None:
+        _CACHE[key] = out
+    return out
+
+
+def _compile_now(cls_name: str, fns: dict, params, D: int, A: int, F: int, boundscheck: bool, with_reward: bool) -> dict:
     """numba.cfunc wrappers with the C signatures of csrc/envs/callback.h around each function."""
     try:
         import numba

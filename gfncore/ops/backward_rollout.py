@@ -6,7 +6,7 @@ import torch
 
 from .. import _C
 from ._dispatch import env_by_id, env_id, stream
-from .rollout import _kernel_env, _sample_actions, _sampling, seed_and_offset
+from .rollout import _kernel_env, _sample_actions, _sampling, eager, no_alias, seed_and_offset
 
 
 def compose_backward_step(env, states, logits, ids, seed, offset, temperature, epsilon):
@@ -15,14 +15,10 @@ def compose_backward_step(env, states, logits, ids, seed, offset, temperature, e
     mask = env.backward_mask(states)
     b, log_pb = _sample_actions(mask, logits, ids, seed, offset, temperature, epsilon)
     par = env.backward_step(states, b).to(torch.int32)
-    return b, log_pb, env.forward_action(b), par, env.is_initial(par)
+    return no_alias((b, log_pb, env.forward_action(b), par, env.is_initial(par)), (states, logits, ids))
 
 
-@torch.library.custom_op("gfncore::backward_rollout_step", mutates_args=())
-def _backward_rollout_step(env: int, states: torch.Tensor, logits: torch.Tensor, ids: torch.Tensor | None, seed: int,
-                           offset: int, temperature: float, epsilon: float
-                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    e = env_by_id(env)
+def _backward_step_impl(e, states, logits, ids, seed, offset, temperature, epsilon):
     handle = _kernel_env(e, states)
     if handle is None:
         return compose_backward_step(e, states, logits, ids, seed, offset, temperature, epsilon)
@@ -39,6 +35,13 @@ def _backward_rollout_step(env: int, states: torch.Tensor, logits: torch.Tensor,
     e._call(_C.backward_rollout_step, handle, states, logits, ids, seed, offset, temperature, epsilon, mask, actions,
             log_pb, forward_actions, parents, done, stream(states))
     return actions, log_pb, forward_actions, parents, done
+
+
+@torch.library.custom_op("gfncore::backward_rollout_step", mutates_args=())
+def _backward_rollout_step(env: int, states: torch.Tensor, logits: torch.Tensor, ids: torch.Tensor | None, seed: int,
+                           offset: int, temperature: float, epsilon: float
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    return _backward_step_impl(env_by_id(env), states, logits, ids, seed, offset, temperature, epsilon)
 
 
 @_backward_rollout_step.register_fake
@@ -75,4 +78,6 @@ def backward_rollout_step(
         logits = torch.zeros(s.shape[0], env.n_backward_actions, dtype=torch.get_default_dtype(), device=s.device)
     seed, offset = seed_and_offset("backward_rollout_step", seed, offset, generator)
     temperature, epsilon = _sampling("backward_rollout_step", temperature, epsilon)
+    if eager(s, logits, ids):
+        return _backward_step_impl(env, s, logits, ids, seed, offset, temperature, epsilon)
     return _backward_rollout_step(env_id(env), s, logits, ids, seed, offset, temperature, epsilon)

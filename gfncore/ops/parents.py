@@ -7,12 +7,10 @@ import torch
 from .. import _C
 from . import reference
 from ._dispatch import env_by_id, env_id, stream
-from .rollout import _kernel_env
+from .rollout import _kernel_env, eager
 
 
-@torch.library.custom_op("gfncore::parents", mutates_args=())
-def _parents(env: int, states: torch.Tensor, max_parents: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    e = env_by_id(env)
+def _parents_impl(e, states, max_parents):
     handle = _kernel_env(e, states)
     if handle is None:
         return reference.parents(e, states, max_parents)
@@ -23,6 +21,11 @@ def _parents(env: int, states: torch.Tensor, max_parents: int) -> tuple[torch.Te
     counts = torch.empty(n, dtype=torch.int64, device=dev)
     e._call(_C.parents, handle, states, parent_states, parent_actions, counts, stream(states))
     return parent_states, parent_actions, counts
+
+
+@torch.library.custom_op("gfncore::parents", mutates_args=())
+def _parents(env: int, states: torch.Tensor, max_parents: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return _parents_impl(env_by_id(env), states, max_parents)
 
 
 @_parents.register_fake
@@ -44,4 +47,6 @@ def parents(env, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
     s0 has no parents (count 0). A row that is not in the state space raises ValueError.
     """
     s = env._states(states)
+    if eager(s):
+        return _parents_impl(env, s, int(env.max_parents))
     return _parents(env_id(env), s, int(env.max_parents))

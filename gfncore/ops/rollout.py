@@ -47,9 +47,7 @@ def seed_and_offset(op: str, seed, offset, generator) -> tuple[int, int]:
 
 
 # --- sample_actions ---------------------------------------------------------------------------
-@torch.library.custom_op("gfncore::sample_actions", mutates_args=())
-def _sample_actions(mask: torch.Tensor, logits: torch.Tensor, ids: torch.Tensor | None, seed: int, offset: int,
-                    temperature: float, epsilon: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _sample_actions_impl(mask, logits, ids, seed, offset, temperature, epsilon):
     if not compiled_for(logits):
         warn_fallback("sample_actions", logits)
         return reference.sample_actions(mask, logits, ids, seed, offset, temperature, epsilon)
@@ -62,7 +60,21 @@ def _sample_actions(mask: torch.Tensor, logits: torch.Tensor, ids: torch.Tensor 
     return actions, log_prob
 
 
-@_sample_actions.register_fake
+@torch.library.custom_op("gfncore::sample_actions", mutates_args=())
+def _sample_actions_op(mask: torch.Tensor, logits: torch.Tensor, ids: torch.Tensor | None, seed: int, offset: int,
+                       temperature: float, epsilon: float) -> tuple[torch.Tensor, torch.Tensor]:
+    return _sample_actions_impl(mask, logits, ids, seed, offset, temperature, epsilon)
+
+
+def _sample_actions(mask, logits, ids, seed, offset, temperature, epsilon):
+    # Eager calls skip the custom-op dispatcher (tens of microseconds a call, more than the kernel
+    # at rollout sizes); torch.compile and fake tensors go through the op.
+    if eager(mask, logits, ids):
+        return _sample_actions_impl(mask, logits, ids, seed, offset, temperature, epsilon)
+    return _sample_actions_op(mask, logits, ids, seed, offset, temperature, epsilon)
+
+
+@_sample_actions_op.register_fake
 def _(mask, logits, ids, seed, offset, temperature, epsilon):
     check_same_device("sample_actions", logits=logits, mask=mask, ids=ids)
     n = logits.shape[0]
@@ -89,6 +101,17 @@ def sample_actions(mask: torch.Tensor, logits: torch.Tensor, *, seed: int | None
 
 
 # --- rollout_step -------------------------------------------------------------------------------
+def eager(*tensors) -> bool:
+    """Whether a call may skip the custom-op dispatcher: eager mode, real (not meta/fake) tensors on
+    one device. Anything else goes through the op, whose checks name the odd argument."""
+    ts = [t for t in tensors if t is not None]
+    if torch.compiler.is_compiling() or not all(isinstance(t, torch.Tensor) for t in ts):
+        return False
+    d = ts[0].device
+    return d.type != "meta" and all(t.device == d for t in ts) and not any(
+        isinstance(t, torch._subclasses.FakeTensor) for t in ts)
+
+
 def _kernel_env(env, t: torch.Tensor):
     """The compiled handle to run `env` on t's device, or None (then the env's own methods run)."""
     handle = getattr(env, "_handle", None)
@@ -97,6 +120,22 @@ def _kernel_env(env, t: torch.Tensor):
     if t.device.type == "cuda" and not env.cuda:
         return None
     return handle
+
+
+def no_alias(outputs: tuple, inputs: tuple) -> tuple:
+    """Outputs of a custom op may not alias its inputs or each other (a user environment's method
+    may return a view or the same tensor twice): clone the ones that do."""
+    seen = {t.untyped_storage().data_ptr() for t in inputs if isinstance(t, torch.Tensor) and t.numel()}
+    out = []
+    for t in outputs:
+        if isinstance(t, torch.Tensor) and t.numel():
+            ptr = t.untyped_storage().data_ptr()
+            if ptr in seen:
+                t = t.clone()
+                ptr = t.untyped_storage().data_ptr()
+            seen.add(ptr)
+        out.append(t)
+    return tuple(out)
 
 
 def compose_rollout_step(env, states, mask, logits, ids, seed, offset, temperature, epsilon):
@@ -110,14 +149,10 @@ def compose_rollout_step(env, states, mask, logits, ids, seed, offset, temperatu
         next_states[move] = env.step(states[move], actions[move]).to(states.dtype)
     next_mask = env.forward_mask(next_states) & ~done.unsqueeze(-1)
     features = env.encode(next_states)
-    return actions, log_prob, next_states, next_mask, features, done
+    return no_alias((actions, log_prob, next_states, next_mask, features, done), (states, mask, logits, ids))
 
 
-@torch.library.custom_op("gfncore::rollout_step", mutates_args=())
-def _rollout_step(env: int, states: torch.Tensor, mask: torch.Tensor, logits: torch.Tensor, ids: torch.Tensor | None,
-                  seed: int, offset: int, temperature: float,
-                  epsilon: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    e = env_by_id(env)
+def _rollout_step_impl(e, states, mask, logits, ids, seed, offset, temperature, epsilon):
     handle = _kernel_env(e, states)
     if handle is None:
         return compose_rollout_step(e, states, mask, logits, ids, seed, offset, temperature, epsilon)
@@ -134,6 +169,13 @@ def _rollout_step(env: int, states: torch.Tensor, mask: torch.Tensor, logits: to
     e._call(_C.rollout_step, handle, states, mask, logits, ids, seed, offset, temperature, epsilon, actions, log_prob,
             next_states, next_mask, features, done, stream(states))
     return actions, log_prob, next_states, next_mask, features, done
+
+
+@torch.library.custom_op("gfncore::rollout_step", mutates_args=())
+def _rollout_step(env: int, states: torch.Tensor, mask: torch.Tensor, logits: torch.Tensor, ids: torch.Tensor | None,
+                  seed: int, offset: int, temperature: float,
+                  epsilon: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    return _rollout_step_impl(env_by_id(env), states, mask, logits, ids, seed, offset, temperature, epsilon)
 
 
 @_rollout_step.register_fake
@@ -183,4 +225,6 @@ def rollout_step(
     seed, offset = seed_and_offset("rollout_step", seed, offset, generator)
     temperature, epsilon = _sampling("rollout_step", temperature, epsilon)
     states = env._states(states)
+    if eager(states, mask, logits, ids):
+        return _rollout_step_impl(env, states, mask, logits, ids, seed, offset, temperature, epsilon)
     return _rollout_step(env_id(env), states, mask, logits, ids, seed, offset, temperature, epsilon)
