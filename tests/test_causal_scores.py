@@ -220,6 +220,9 @@ def test_delta_equals_difference_of_full_scores(kind):
     after[torch.arange(G.shape[0]), i, j] = True
     delta = s.delta_score(G, i, j)
     assert close(delta, s.log_score(after) - s.log_score(G), rtol=1e-9, atol=1e-9)
+    # The environment's form of the query: the target's parent mask instead of the graph.
+    parents = G[torch.arange(G.shape[0]), :, j]
+    assert close(s.delta_score_from_parents(j, parents, i), delta, rtol=1e-14, atol=0)
     r = ReferenceScore(data, kind, prior="edge", edge_penalty=0.5)
     assert close(delta[:5], [r.delta_score(G[b], int(i[b]), int(j[b])) for b in range(5)])
 
@@ -273,6 +276,30 @@ def test_cache_capacity_evicts_and_stays_correct():
     assert close(small.log_score(G), want, rtol=1e-12)
     st = small.cache_stats()
     assert st["evictions"] > 0 and st["entries"] <= 8 + 63  # 64 shards, ceil(8 / 64) = 1 entry each
+
+
+@pytest.mark.parametrize("capacity,shards", [(0, 1), (16, 1), (40, 8)])
+def test_cache_under_concurrent_inserts_growth_and_evictions(capacity, shards, kernel_threads):
+    """Four threads look up and insert into one shard at once (tables growing, or emptied when
+    full): every value equals the uncached score."""
+    gfncore._C.set_num_threads(4)
+    gen = torch.Generator().manual_seed(9)
+    d, B = 30, 6000
+    data = sample_erdos_renyi_sem(d, 60, seed=1)
+    s = CausalScore(data, "bge", cache_capacity=capacity)
+    s._c = gfncore._C.CausalScore("bge", data.data, None, cache_capacity=capacity, cache_shards=shards)
+    nodes = torch.randint(d, (B,), generator=gen)
+    par = torch.rand(B, d, generator=gen) < 0.08
+    par[torch.arange(B), nodes] = False
+    par[B // 2:] = par[:B // 2]  # every family asked twice, the repeats half a batch apart
+    nodes[B // 2:] = nodes[:B // 2]
+    want = s.local_score(nodes, par, use_cache=False)
+    for _ in range(3):
+        assert close(s.local_score(nodes, par), want, rtol=1e-14, atol=0)
+    st = s.cache_stats()
+    assert st["hits"] > 0
+    if capacity:
+        assert st["evictions"] > 0
 
 
 def test_uncached_local_score_matches_cached():
@@ -429,3 +456,10 @@ def test_bad_graph_queries():
         s.delta_score(ok, [0], [7])
     with pytest.raises(ValueError, match="sources must have 1 entries"):
         s.delta_score(ok, [0, 1], [2])
+    pa = torch.tensor([[1, 0, 0]], dtype=torch.bool)  # Pa(2) = {0}
+    with pytest.raises(ValueError, match=r"parents\[0\] already has node 0"):
+        s.delta_score_from_parents([2], pa, [0])
+    with pytest.raises(ValueError, match=r"parents\[0\] names node 0 as its own parent"):
+        s.delta_score_from_parents([0], pa, [1])
+    with pytest.raises(ValueError, match="must be node ids"):
+        s.delta_score_from_parents([2], pa, [-1])

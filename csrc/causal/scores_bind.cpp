@@ -61,12 +61,14 @@ void check_index(const TensorArg& t, int64_t B) {
 // Parent bitsets of every node of one graph (column j of adj), plus a check of the graph.
 int parent_words(const uint8_t* adj, int d, int W, uint64_t* pa, bool check_cycles) {
   for (int k = 0; k < d * W; ++k) pa[k] = 0;
+  uint8_t any_bad = 0;
   for (int i = 0; i < d; ++i)
     for (int j = 0; j < d; ++j) {
       const uint8_t v = adj[i * d + j];
-      if (v > 1) return kNotBinary;
-      if (v) pa[j * W + (i >> 6)] |= uint64_t(1) << (i & 63);
+      any_bad |= v >> 1;
+      pa[j * W + (i >> 6)] |= static_cast<uint64_t>(v & 1) << (i & 63);
     }
+  if (any_bad) return kNotBinary;
   for (int j = 0; j < d; ++j)
     if (adj[j * d + j]) return kSelfLoop;
   if (!check_cycles) return 0;
@@ -91,6 +93,18 @@ int parent_words(const uint8_t* adj, int d, int W, uint64_t* pa, bool check_cycl
     left -= n_src;
   }
   return 0;
+}
+
+// Bits of a 0/1 byte row of length d (branch-free: set bits are random, branches mispredict).
+int row_bits(const uint8_t* row, int d, uint64_t* pa) {
+  uint8_t any_bad = 0;
+  for (int w = 0; w < kMaxWords; ++w) pa[w] = 0;
+  for (int i = 0; i < d; ++i) {
+    const uint8_t v = row[i];
+    any_bad |= v >> 1;
+    pa[i >> 6] |= static_cast<uint64_t>(v & 1) << (i & 63);
+  }
+  return any_bad ? kNotBinary : 0;
 }
 
 std::string graph_error(int code, int64_t b, const char* name) {
@@ -157,12 +171,9 @@ class PyCausalScore {
       parallel_for(B, 64, [&](int64_t b) {
         const int64_t j = J[b];
         if (j < 0 || j >= d) return bad.report(b, kNodeRange);
-        uint64_t pa[kMaxWords] = {0, 0, 0, 0};
-        for (int i = 0; i < d; ++i) {
-          const uint8_t v = P[b * d + i];
-          if (v > 1) return bad.report(b, kNotBinary);
-          if (v) pa[i >> 6] |= uint64_t(1) << (i & 63);
-        }
+        uint64_t pa[kMaxWords];
+        const int code = row_bits(P + b * d, d, pa);
+        if (code) return bad.report(b, code);
         if (P[b * d + j]) return bad.report(b, kSelfLoop);
         o[b] = use_cache ? s->local_score(static_cast<int>(j), pa) : s->compute_local_score(static_cast<int>(j), pa);
         if (std::isnan(o[b])) bad.report(b, kNan);
@@ -202,11 +213,13 @@ class PyCausalScore {
         if (i == j) return bad.report(b, kSameNode);
         const uint8_t* g = A + b * d * d;
         uint64_t pa[kMaxWords] = {0, 0, 0, 0};
+        uint8_t any_bad = 0;
         for (int p = 0; p < d; ++p) {
           const uint8_t v = g[p * d + j];
-          if (v > 1) return bad.report(b, kNotBinary);
-          if (v) pa[p >> 6] |= uint64_t(1) << (p & 63);
+          any_bad |= v >> 1;
+          pa[p >> 6] |= static_cast<uint64_t>(v & 1) << (p & 63);
         }
+        if (any_bad) return bad.report(b, kNotBinary);
         if (g[j * d + j]) return bad.report(b, kSelfLoop);
         if (g[i * d + j]) return bad.report(b, kEdgePresent);
         o[b] = s->log_score_delta(static_cast<int>(j), pa, static_cast<int>(i));
@@ -224,6 +237,52 @@ class PyCausalScore {
         throw ValueError(str("adj[", b, "] already has the edge ", I[b], " -> ", J[b], " (sources[", b, "] -> targets[", b, "])"));
       case kNan: throw ValueError(str("delta score ", b, " is NaN (numerically singular family)"));
       default: throw ValueError(graph_error(bad.code(), b, "adj"));
+    }
+  }
+
+  // Delta log R of adding sources[b] -> targets[b] when Pa(targets[b]) = parents[b] [B, d]: the
+  // query a DAG environment makes (CausalScore::log_score_delta), without reading whole graphs.
+  void delta_scores_parents(py::handle nodes_o, py::handle parents_o, py::handle src_o, py::handle out_o) const {
+    const int d = s->num_nodes();
+    TensorArg nodes = cpu_arg(nodes_o, "targets"), par = cpu_arg(parents_o, "parents"), src = cpu_arg(src_o, "sources"),
+              out = cpu_arg(out_o, "out");
+    GFN_CHECK(nodes.dim() == 1, "targets must have shape [B], got ", nodes.shape_str());
+    const int64_t B = nodes.size(0);
+    check_index(nodes, B);
+    check_index(src, B);
+    check_mask(par, {B, d}, str("[", B, ", ", d, "] (the parents of each target before the edge)").c_str());
+    check_out(out, B);
+    const int64_t* J = nodes.data<int64_t>();
+    const int64_t* I = src.data<int64_t>();
+    const uint8_t* P = par.data<uint8_t>();
+    double* o = out.data<double>();
+    FirstBad bad;
+    {
+      py::gil_scoped_release nogil;
+      parallel_for(B, 64, [&](int64_t b) {
+        const int64_t i = I[b], j = J[b];
+        if (i < 0 || i >= d || j < 0 || j >= d) return bad.report(b, kNodeRange);
+        if (i == j) return bad.report(b, kSameNode);
+        uint64_t pa[kMaxWords];
+        const int code = row_bits(P + b * d, d, pa);
+        if (code) return bad.report(b, code);
+        if (P[b * d + j]) return bad.report(b, kSelfLoop);
+        if (P[b * d + i]) return bad.report(b, kEdgePresent);
+        o[b] = s->log_score_delta(static_cast<int>(j), pa, static_cast<int>(i));
+        if (std::isnan(o[b])) bad.report(b, kNan);
+      });
+    }
+    if (!bad.any()) return;
+    const int64_t b = bad.row();
+    switch (bad.code()) {
+      case kNodeRange:
+        throw ValueError(str("sources[", b, "] = ", I[b], " and targets[", b, "] = ", J[b],
+                             " must be node ids in [0, ", d, ")"));
+      case kSameNode: throw ValueError(str("sources[", b, "] == targets[", b, "] = ", I[b], ": a self-loop"));
+      case kNotBinary: throw ValueError(str("parents[", b, "] has an entry other than 0 or 1"));
+      case kSelfLoop: throw ValueError(str("parents[", b, "] names node ", J[b], " as its own parent"));
+      case kEdgePresent: throw ValueError(str("parents[", b, "] already has node ", I[b], " (sources[", b, "])"));
+      default: throw ValueError(str("delta score ", b, " is NaN (numerically singular family)"));
     }
   }
 
@@ -353,6 +412,8 @@ GFN_BINDINGS(bind_causal_score) {
            py::arg("use_cache") = true)
       .def("delta_scores", &PyCausalScore::delta_scores, py::arg("adj"), py::arg("sources"), py::arg("targets"),
            py::arg("out"))
+      .def("delta_scores_parents", &PyCausalScore::delta_scores_parents, py::arg("targets"), py::arg("parents"),
+           py::arg("sources"), py::arg("out"))
       .def("cache_stats", &PyCausalScore::cache_stats)
       .def("clear_cache", [](PyCausalScore& p) { p.s->clear_cache(); })
       .def("config", &PyCausalScore::config);

@@ -147,6 +147,17 @@ class CausalScore:
         self._c.delta_scores(a, _as_index(sources, "sources", B), _as_index(targets, "targets", B), out)
         return out
 
+    def delta_score_from_parents(self, targets, parents, sources) -> torch.Tensor:
+        """The same delta scores from the parent masks of the targets before the edge, parents
+        [B, d] (parents[b] = Pa(targets[b])): what a DAG environment asks, without whole graphs."""
+        p = _as_mask(parents, "parents")
+        if p.dim() == 1:
+            p = p.unsqueeze(0)
+        B = p.shape[0]
+        out = torch.empty(B, dtype=torch.float64)
+        self._c.delta_scores_parents(_as_index(targets, "targets", B), p, _as_index(sources, "sources", B), out)
+        return out
+
     def cache_stats(self) -> dict:
         """Local-score cache counters: enabled, hits, misses, entries, evictions."""
         return dict(self._c.cache_stats())
@@ -159,11 +170,10 @@ class CausalScore:
 # Reference: the same model from the formulas, in numpy float64, one family at a time.
 
 
-def bge_local_score_reference(x, node: int, parents: Sequence[int], *, alpha_mu: float = 1.0,
-                              alpha_w: float | None = None, mean_prior=None) -> float:
-    """log P(x_node | x_parents) under BGe, literally eq. (19) of Kuipers, Moffa & Heckerman (2014)
-    with T = t I: ratios of Gamma functions and of determinants of T and R over {node} + parents.
-    x: [N, d] rows scored for this node (N may be 0)."""
+def bge_posterior_scatter(x, *, alpha_mu: float = 1.0, alpha_w: float | None = None, mean_prior=None):
+    """The BGe posterior scatter matrix R = T + S_N + (N alpha_mu / (N + alpha_mu)) (nu - xbar)(nu - xbar)^T
+    of rows x [N, d] (N may be 0), with T = t I, t = alpha_mu (alpha_w - d - 1) / (alpha_mu + 1).
+    Returns (R, t, N) as numpy float64."""
     import numpy as np
 
     x = np.asarray(x, dtype=np.float64)
@@ -172,29 +182,48 @@ def bge_local_score_reference(x, node: int, parents: Sequence[int], *, alpha_mu:
     am = float(alpha_mu)
     nu = np.zeros(d) if mean_prior is None else np.asarray(mean_prior, dtype=np.float64)
     t = am * (aw - d - 1) / (am + 1)
-    T = t * np.eye(d)
+    R = t * np.eye(d)
     if N > 0:
         xbar = x.mean(0)
         xc = x - xbar
-        R = T + xc.T @ xc + (N * am / (N + am)) * np.outer(nu - xbar, nu - xbar)
-    else:
-        R = T.copy()
+        R = R + xc.T @ xc + (N * am / (N + am)) * np.outer(nu - xbar, nu - xbar)
+    return R, t, N
+
+
+def bge_local_score_from_scatter(R, t: float, N: int, node: int, parents: Sequence[int], *, alpha_mu: float = 1.0,
+                                 alpha_w: float | None = None) -> float:
+    """log P(x_node | x_parents) under BGe, literally eq. (19) of Kuipers, Moffa & Heckerman (2014)
+    with T = t I: ratios of Gamma functions and of determinants of T and R over {node} + parents
+    (two slogdets per family, as DAG-GFlowNet's scores/bge_score.py)."""
+    import numpy as np
+
+    d = R.shape[0]
+    aw = float(d + 2 if alpha_w is None else alpha_w)
+    am = float(alpha_mu)
     P = list(parents)
     Y = [node] + P
     k = len(P)
 
-    def logdet(M, idx):
+    def logdet(idx):
         if not idx:
             return 0.0
-        sign, ld = np.linalg.slogdet(M[np.ix_(idx, idx)])
-        assert sign > 0
+        sign, ld = np.linalg.slogdet(R[np.ix_(idx, idx)])
+        if sign <= 0:
+            raise ValueError("BGe scatter submatrix is not positive definite")
         return ld
 
     return (0.5 * (math.log(am) - math.log(N + am))
             + math.lgamma(0.5 * (N + aw - d + k + 1)) - math.lgamma(0.5 * (aw - d + k + 1))
             - 0.5 * N * math.log(math.pi)
-            + 0.5 * (aw - d + k + 1) * logdet(T, Y) - 0.5 * (aw - d + k) * logdet(T, P)
-            + 0.5 * (N + aw - d + k) * logdet(R, P) - 0.5 * (N + aw - d + k + 1) * logdet(R, Y))
+            + 0.5 * (aw - d + k + 1) * len(Y) * math.log(t) - 0.5 * (aw - d + k) * k * math.log(t)
+            + 0.5 * (N + aw - d + k) * logdet(P) - 0.5 * (N + aw - d + k + 1) * logdet(Y))
+
+
+def bge_local_score_reference(x, node: int, parents: Sequence[int], *, alpha_mu: float = 1.0,
+                              alpha_w: float | None = None, mean_prior=None) -> float:
+    """log P(x_node | x_parents) under BGe from the rows x [N, d] scored for this node."""
+    R, t, N = bge_posterior_scatter(x, alpha_mu=alpha_mu, alpha_w=alpha_w, mean_prior=mean_prior)
+    return bge_local_score_from_scatter(R, t, N, node, parents, alpha_mu=alpha_mu, alpha_w=alpha_w)
 
 
 def lingauss_local_score_reference(x, node: int, parents: Sequence[int], *, noise_var: float = 0.1,
@@ -256,6 +285,9 @@ class ReferenceScore:
             mask = intervention_mask(interventions, n, names).numpy()
         self.rows = [x[~mask[:, j]] for j in range(d)]
         self.kind, self.prior = kind, prior
+        if kind == "bge":  # per node: its scatter matrix, from its own rows (no sharing between nodes)
+            self.scatter = [bge_posterior_scatter(r, alpha_mu=alpha_mu, alpha_w=alpha_w, mean_prior=mean_prior)
+                            for r in self.rows]
         self.kw = (dict(alpha_mu=alpha_mu, alpha_w=alpha_w, mean_prior=mean_prior) if kind == "bge"
                    else dict(noise_var=noise_var, weight_var=weight_var, weight_mean=weight_mean))
         self.prior_kw = dict(edge_prob=edge_prob, edge_penalty=edge_penalty)
@@ -269,17 +301,22 @@ class ReferenceScore:
             return -self.prior_kw["edge_penalty"] * k
         return 0.0
 
+    def _marginal(self, node: int, parents: list) -> float:
+        if self.kind == "bge":
+            R, t, N = self.scatter[node]
+            return bge_local_score_from_scatter(R, t, N, node, parents, alpha_mu=self.kw["alpha_mu"],
+                                                alpha_w=self.kw["alpha_w"])
+        return lingauss_local_score_reference(self.rows[node], node, parents, **self.kw)
+
     def local_score(self, node: int, parents: Sequence[int]) -> float:
         """LocalScore(node, parents), prior share included, as CausalScore.local_score."""
-        f = bge_local_score_reference if self.kind == "bge" else lingauss_local_score_reference
-        return f(self.rows[node], node, list(parents), **self.kw) + self._prior_share(len(parents))
+        return self._marginal(node, list(parents)) + self._prior_share(len(parents))
 
     def log_marginal_likelihood(self, adj) -> float:
         import numpy as np
 
         a = np.asarray(adj, dtype=bool)
-        f = bge_local_score_reference if self.kind == "bge" else lingauss_local_score_reference
-        return sum(f(self.rows[j], j, list(np.flatnonzero(a[:, j])), **self.kw) for j in range(self.d))
+        return sum(self._marginal(j, [int(i) for i in np.flatnonzero(a[:, j])]) for j in range(self.d))
 
     def log_score(self, adj) -> torch.Tensor:
         """log R(G) = log P(G) + log P(D | G) for graphs [B, d, d]: float64 [B]."""
