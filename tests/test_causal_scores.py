@@ -456,6 +456,19 @@ def test_bad_graph_queries():
         s.delta_score(ok, [0], [7])
     with pytest.raises(ValueError, match="sources must have 1 entries"):
         s.delta_score(ok, [0, 1], [2])
+    # uint8 masks reach the compiled checks directly (both the 8-byte and the scalar paths).
+    with pytest.raises(ValueError, match=r"parents\[0\] has an entry other than 0 or 1"):
+        s.local_score([0], torch.tensor([[0, 2, 0]], dtype=torch.uint8))
+    s10 = CausalScore(torch.randn(20, 10, dtype=torch.float64), "bge")
+    for col in (3, 9):
+        p10 = torch.zeros(2, 10, dtype=torch.uint8)
+        p10[1, col] = 3
+        with pytest.raises(ValueError, match=r"parents\[1\] has an entry other than 0 or 1"):
+            s10.local_score([0, 0], p10)
+    g10 = torch.zeros(1, 10, 10, dtype=torch.uint8)
+    g10[0, 4, 5] = 2
+    with pytest.raises(ValueError, match=r"adj\[0\] has an entry other than 0 or 1"):
+        s10.log_score(g10)
     pa = torch.tensor([[1, 0, 0]], dtype=torch.bool)  # Pa(2) = {0}
     with pytest.raises(ValueError, match=r"parents\[0\] already has node 0"):
         s.delta_score_from_parents([2], pa, [0])
