@@ -231,7 +231,7 @@ def test_delta_equals_difference_of_full_scores(kind):
 def test_cache_on_off_and_thread_counts_agree(kind, kernel_threads):
     gen = torch.Generator().manual_seed(1)
     data = sample_erdos_renyi_sem(12, 80, seed=4)
-    G = random_dags(12, 300, gen)
+    G = random_dags(12, 150, gen)
     i, j, keep = addable_edges(G, gen)
     G = G[keep]
     results = {}
@@ -476,3 +476,12 @@ def test_bad_graph_queries():
         s.delta_score_from_parents([0], pa, [1])
     with pytest.raises(ValueError, match="must be node ids"):
         s.delta_score_from_parents([2], pa, [-1])
+
+
+def test_score_handle_for_other_bindings():
+    """A DAG environment's binding co-owns the C++ score of a Python CausalScore."""
+    s = CausalScore(chain_data(), "bge")
+    assert gfncore._C.causal_score_handle(s) == (3, 1)
+    assert gfncore._C.causal_score_handle(s._c) == (3, 1)
+    with pytest.raises(TypeError, match="expected a causal score"):
+        gfncore._C.causal_score_handle(object())

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "causal/scores.h"
+#include "causal/scores_py.h"
 #include "common/parallel.h"
 #include "common/registry.h"
 #include "common/tensor_arg.h"
@@ -386,6 +387,18 @@ PyCausalScore make_score(const std::string& kind, py::handle data_o, py::handle 
 
 }  // namespace
 
+std::shared_ptr<const CausalScore> causal_score_from_python(py::handle obj) {
+  py::handle h = obj;
+  py::object inner;
+  if (!py::isinstance<PyCausalScore>(h) && py::hasattr(h, "_c")) {
+    inner = h.attr("_c");
+    h = inner;
+  }
+  GFN_CHECK_TYPE(py::isinstance<PyCausalScore>(h), "expected a causal score (gfncore.causal.CausalScore), got ",
+                 std::string(py::str(py::type::of(obj).attr("__name__"))));
+  return h.cast<const PyCausalScore&>().s;
+}
+
 GFN_BINDINGS(bind_causal_score) {
   m.attr("causal_max_nodes") = kMaxNodes;
   m.attr("causal_single_word_nodes") = kSingleWordNodes;
@@ -426,6 +439,12 @@ GFN_BINDINGS(bind_causal_score) {
       .def("cache_stats", &PyCausalScore::cache_stats)
       .def("clear_cache", [](PyCausalScore& p) { p.s->clear_cache(); })
       .def("config", &PyCausalScore::config);
+  // How another binding reaches the shared C++ score (see causal/scores_py.h); returns its node
+  // count and how many owners it has.
+  m.def("causal_score_handle", [](py::handle obj) {
+    std::shared_ptr<const CausalScore> p = causal_score_from_python(obj);
+    return py::make_tuple(p->num_nodes(), p.use_count() - 1);
+  });
 }
 
 }  // namespace causal
