@@ -5,7 +5,9 @@
 //
 // for two marginal likelihoods (BGe; linear-Gaussian with known noise) and three modular graph
 // priors (uniform, Erdos-Renyi, edge count). Host-only and torch-free: an environment struct
-// holds a `const CausalScore*` and calls local_score / log_score_delta from any thread.
+// holds a `const CausalScore*` and calls local_score / log_score_delta from any thread; whoever
+// builds the environment keeps a std::shared_ptr to the score alive (causal/scores_py.h hands
+// out the one behind a Python CausalScore). The object is not copyable.
 //
 // Interventional data (perfect interventions, Cooper & Yoo 1999; Eaton & Murphy 2007): row r
 // may name the nodes set by intervention in that row, and node j's family is scored only on the
@@ -95,6 +97,8 @@ class CausalScore {
   // The prior's share of LocalScore(j, Pa) when |Pa| = k.
   double log_prior_term(int k) const { return prior_term_[static_cast<size_t>(k)]; }
 
+  // Counters are exact while no clear_cache runs concurrently; clear_cache may overlap queries
+  // (they miss and recompute) but not the destructor.
   CacheStats cache_stats() const;
   void clear_cache();
 
