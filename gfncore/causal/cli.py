@@ -26,7 +26,7 @@ OUTPUTS = ("edge_marginals.csv", "posterior_samples.csv", "summary.json", "edge_
            "run.json")
 # Settings that define the model being trained: a resumed run must keep them.
 FIXED_ON_RESUME = ("score", "prior", "edge_prob", "edge_penalty", "max_parents", "loss", "batch_size", "lr", "lr_log_z",
-                   "hidden", "layers", "lam", "epsilon", "temperature", "replay_capacity", "replay_fraction", "seed",
+                   "hidden", "reward_shift", "layers", "lam", "epsilon", "temperature", "replay_capacity", "replay_fraction", "seed",
                    "multiword")
 SYNTHETIC_KEYS = {"d": int, "n": int, "seed": int, "edges": float, "noise": float, "intervene": int}
 
