@@ -245,6 +245,7 @@ class RolloutRecorderImpl final : public RolloutRecorder {
                   lp.numel == T && lb.numel == T,
               "pack: outputs must hold the rollout's ", T, " rows and ", n, " trajectories");
     const EnvHandle& h = env_arg(env_obj_);
+    unsigned long long unmarked = kNoError;
     {
       py::gil_scoped_release nogil;
       // Counting sort by trajectory id; rows are recorded step by step, so a trajectory's rows stay in order.
@@ -278,14 +279,21 @@ class RolloutRecorderImpl final : public RolloutRecorder {
           a[w] = ract[r];
           lpo[w] = static_cast<LP>(rlp[r]);
         });
-        // uniform P_B: log P_B(s_t | s_{t+1}) = -log #parents(s_{t+1}) on move rows, 0 on stop rows
+        // uniform P_B: log P_B(s_t | s_{t+1}) = -log #parents(s_{t+1}) on move rows, 0 on stop rows.
+        // User code (a callback environment) is also checked to mark each move in the child's
+        // backward mask: otherwise P_B, and training, would be silently wrong.
         const Env env = env_;
         const double* neg_log = neg_log_.data();
         const int64_t n_log = static_cast<int64_t>(neg_log_.size());
+        ErrorSink err{&unmarked};
         parallel_for(n, 256, [&](int64_t i) {
           const int64_t last = off[i + 1] - 1;
           for (int64_t t = off[i]; t < last; ++t) {
-            const int64_t c = env.n_parents(s + (t + 1) * D);
+            const int32_t* child = s + (t + 1) * D;
+            if constexpr (std::is_same_v<Env, CallbackEnv>) {
+              if (!env.backward_legal(child, env.backward_action_of(a[t]))) err.report(t, kIllegalAction);
+            }
+            const int64_t c = env.n_parents(child);
             lbo[t] = static_cast<LB>(c >= 0 && c < n_log ? neg_log[c] : -std::log(static_cast<double>(c > 1 ? c : 1)));
           }
           lbo[last] = LB(0);
@@ -300,6 +308,9 @@ class RolloutRecorderImpl final : public RolloutRecorder {
     }
     started_ = false;
     check_callbacks(h);
+    if (unmarked != kNoError)
+      throw ValueError(str("rollout: packed row ", unmarked >> 8, ": the environment's backward_mask does not mark the "
+                           "move that led into the next state (run gfncore.envs.check_env(env))"));
   }
 
  private:
