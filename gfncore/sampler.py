@@ -12,6 +12,7 @@ from .envs.compiled import HandleEnv
 from .trajectories import Trajectories
 
 MAX_BATCH = 2**40
+_FLOATS = (torch.float32, torch.float64)
 
 
 def _policy_device(policy) -> torch.device:
@@ -97,9 +98,11 @@ class Sampler:
             traj = self._sample_generic(n, seed, temp, eps, dev, ctx)
         traj.context = ctx
         if n:
-            x = traj.terminal_states
+            x = traj.__dict__.pop("_terminal", None)
+            x = traj.terminal_states if x is None else x
             lr = self.env.log_reward(x, None if ctx is None else ctx.to(x.device))
-            traj.log_reward = lr.to(traj.log_reward.dtype).to(traj.log_reward.device)
+            want = traj.log_reward
+            traj.log_reward = lr if (lr.dtype == want.dtype and lr.device == want.device) else lr.to(want.device, want.dtype)
         return traj
 
     # -- the compiled recording path ------------------------------------------------------------
@@ -124,29 +127,38 @@ class Sampler:
             self._lock.release()
 
     def _rollout(self, rec, n: int, seed: int, temp: float, eps: float, ctx) -> Trajectories:
-        env, policy = self.env, self.policy
-        m = env._call(rec.start, n, seed, temp, eps)
+        env, forward = self.env, self.policy.forward_logits
+        # the numba route wraps kernel calls to diagnose a failing callback; C++ needs no wrapper
+        plain = type(env)._call is Env._call
+        call = (lambda fn, *a: fn(*a)) if plain else env._call
+        step = rec.step if plain else (lambda lg: env._call(rec.step, lg))
+        m = call(rec.start, n, seed, temp, eps)
         dtype = torch.float32
-        gen, feats, ids = -1, None, None
+        views = self.__dict__.get("_views")
+        if views is None or views[0] is not rec:
+            views = (rec, -1, None, None)
+        _, gen, feats, ids = views
+        pos = 0
         while m:
             if rec.generation != gen:  # the recorder grew: its arrays are new
                 gen, feats, ids = rec.generation, torch.from_numpy(rec.features), torch.from_numpy(rec.ids)
-            pos = rec.position
+                self.__dict__["_views"] = (rec, gen, feats, ids)
             f = feats[pos:pos + m]
-            logits = policy_logits(policy, f, None if ctx is None else ctx[ids[pos:pos + m]])
-            if logits.dtype not in (torch.float32, torch.float64):
-                logits = logits.float()
+            logits = forward(f) if ctx is None else forward(f, ctx[ids[pos:pos + m]])
             dtype = logits.dtype
-            m = env._call(rec.step, logits.contiguous())
-        T = rec.position
+            m_next = step(logits if dtype in _FLOATS else logits.float())
+            pos, m = pos + m, m_next
+        T = pos
         empty = torch.empty
         traj = Trajectories(states=empty(T, env.state_dim, dtype=torch.int32), actions=empty(T, dtype=torch.int64),
                             offsets=empty(n + 1, dtype=torch.int64), log_reward=empty(n, dtype=dtype),
                             mask=empty(T, env.n_actions, dtype=torch.bool), features=empty(T, env.feature_dim),
                             log_prob=empty(T, dtype=dtype))
         log_pb = empty(T, dtype=dtype)  # the dtype the loss uses it in
-        env._call(rec.pack, traj.states, traj.actions, traj.offsets, traj.mask, traj.features, traj.log_prob, log_pb)
+        x = empty(n, env.state_dim, dtype=torch.int32)
+        call(rec.pack, traj.states, traj.actions, traj.offsets, traj.mask, traj.features, traj.log_prob, log_pb, x)
         traj.remember_uniform_log_pb(env, log_pb)
+        traj.__dict__["_terminal"] = x
         return traj
 
     # -- the generic path -----------------------------------------------------------------------

@@ -115,7 +115,7 @@ class RolloutRecorder {
   virtual int64_t start(int64_t n, uint64_t seed, double temperature, double epsilon) = 0;
   virtual int64_t step(py::handle logits) = 0;
   virtual void pack(py::handle states, py::handle actions, py::handle offsets, py::handle mask, py::handle features,
-                    py::handle log_prob, py::handle log_pb) = 0;
+                    py::handle log_prob, py::handle log_pb, py::handle terminal) = 0;
   int64_t capacity() const { return cap_; }
   int64_t rows() const { return pos_ + m_; }
   int64_t position() const { return pos_; }
@@ -226,7 +226,7 @@ class RolloutRecorderImpl final : public RolloutRecorder {
   }
 
   void pack(py::handle states_o, py::handle actions_o, py::handle offsets_o, py::handle mask_o, py::handle features_o,
-            py::handle log_prob_o, py::handle log_pb_o) override {
+            py::handle log_prob_o, py::handle log_pb_o, py::handle terminal_o) override {
     GFN_CHECK(started_ && m_ == 0, "pack called before the rollout finished");
     const int64_t D = env_.state_dim(), A = env_.n_actions(), F = env_.feature_dim();
     const int64_t T = pos_, n = n_;
@@ -244,6 +244,14 @@ class RolloutRecorderImpl final : public RolloutRecorder {
     GFN_CHECK(st.numel == T * D && ac.numel == T && of.numel == n + 1 && mk.numel == T * A && ft.numel == T * F &&
                   lp.numel == T && lb.numel == T,
               "pack: outputs must hold the rollout's ", T, " rows and ", n, " trajectories");
+    int32_t* term = nullptr;  // optional: the finished objects x [n, D], what the reward is computed on
+    if (!terminal_o.is_none()) {
+      TensorArg tm = tensor_arg(terminal_o, "terminal");
+      GFN_CHECK_TYPE(!tm.cuda, "terminal must be a CPU tensor");
+      check_dtype(tm, DType::kInt32);
+      GFN_CHECK(tm.numel == n * D, "pack: terminal must hold ", n, " states");
+      term = tm.data<int32_t>();
+    }
     const EnvHandle& h = env_arg(env_obj_);
     unsigned long long unmarked = kNoError;
     {
@@ -297,6 +305,7 @@ class RolloutRecorderImpl final : public RolloutRecorder {
             lbo[t] = static_cast<LB>(c >= 0 && c < n_log ? neg_log[c] : -std::log(static_cast<double>(c > 1 ? c : 1)));
           }
           lbo[last] = LB(0);
+          if (term) std::copy(s + last * D, s + (last + 1) * D, term + i * D);
         });
       };
       auto with_lb = [&](auto* lpo) {
@@ -432,7 +441,7 @@ GFN_BINDINGS(bind_rollout) {
       .def("start", &RolloutRecorder::start, py::arg("n"), py::arg("seed"), py::arg("temperature"), py::arg("epsilon"))
       .def("step", &RolloutRecorder::step, py::arg("logits"))
       .def("pack", &RolloutRecorder::pack, py::arg("states"), py::arg("actions"), py::arg("offsets"), py::arg("mask"),
-           py::arg("features"), py::arg("log_prob"), py::arg("log_pb"))
+           py::arg("features"), py::arg("log_prob"), py::arg("log_pb"), py::arg("terminal") = py::none())
       .def_property_readonly("capacity", &RolloutRecorder::capacity)
       .def_property_readonly("rows", &RolloutRecorder::rows)
       .def_property_readonly("position", &RolloutRecorder::position)

@@ -46,6 +46,9 @@ class Env:
     # -- argument checks shared by every route ---------------------------------------------------
     def _states(self, states, what: str = "states") -> torch.Tensor:
         """states as a contiguous int32 [N, state_dim] tensor, or a clear error."""
+        if type(states) is torch.Tensor and states.dtype is torch.int32 and states.dim() == 2 \
+                and states.shape[1] == self.state_dim and states.is_contiguous() and not states.is_meta:
+            return states  # the common case, checked in one line
         if not isinstance(states, torch.Tensor):
             raise TypeError(f"{self.name}: {what} must be a torch.Tensor, got {type(states).__name__}")
         if states.device.type == "meta":
