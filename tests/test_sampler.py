@@ -74,7 +74,10 @@ def test_compiled_path_equals_generic_path(n, temperature, epsilon, dtype):
     a = s.sample(n, seed=5, compiled_path=True)
     b = s.sample(n, seed=5, compiled_path=False)
     assert a.n == n and b.n == n
-    _assert_same(a, b)
+    # The two paths hand the policy the same rows from differently aligned buffers; on some CPUs
+    # (AVX-512) the matmul then sums in another order, so log_prob may differ in the last bits.
+    # The samples themselves are the same draws and must be identical.
+    _assert_same(a, b, exact_log_prob=False)
 
 
 @pytest.mark.usefixtures("kernel_threads")
