@@ -89,6 +89,11 @@ class Sampler:
         temp, eps = ops.rollout._sampling("Sampler.sample", self.temperature if temperature is None else temperature,
                                           self.epsilon if epsilon is None else epsilon)
         dev = torch.device(device) if device is not None else _policy_device(self.policy)
+        env = self.env
+        first_step = n * (4 * env.state_dim + 4 * env.feature_dim + env.n_actions)
+        if first_step > 2**40:
+            raise ValueError(f"n = {n} trajectories need {first_step / 2**30:,.0f} GiB for their first step alone; "
+                             f"sample in smaller batches")
         ctx = self.env._context(context, n) if context is not None else self.contexts(n, generator)
         if ctx is not None:
             ctx = ctx.to(dev, torch.get_default_dtype())
@@ -146,7 +151,8 @@ class Sampler:
             f = feats[pos:pos + m]
             logits = forward(f) if ctx is None else forward(f, ctx[ids[pos:pos + m]])
             dtype = logits.dtype
-            m_next = step(logits if dtype in _FLOATS else logits.float())
+            # a policy may hand back transposed or expanded logits: the kernel reads rows
+            m_next = step((logits if dtype in _FLOATS else logits.float()).contiguous())
             pos, m = pos + m, m_next
         T = pos
         empty = torch.empty

@@ -330,3 +330,47 @@ def test_cuda_sampler_matches_cpu():
     for f in ("states", "actions", "offsets", "mask", "features"):
         assert torch.equal(getattr(cpu, f), getattr(gpu, f).cpu()), f
     torch.testing.assert_close(cpu.log_prob, gpu.log_prob.cpu(), rtol=1e-10, atol=1e-10)
+
+
+class _OddLogits(torch.nn.Module):
+    """A policy whose logits come back transposed (layout [A, n] viewed as [n, A]) or expanded."""
+
+    def __init__(self, n_actions, kind):
+        super().__init__()
+        self.n_actions, self.kind = n_actions, kind
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward_logits(self, features):
+        n = features.shape[0]
+        if self.kind == "transposed":
+            return torch.zeros(self.n_actions, n).t()
+        if self.kind == "expanded":
+            return torch.zeros(1, self.n_actions).expand(n, -1)
+        return torch.zeros(n, self.n_actions)
+
+
+@pytest.mark.parametrize("kind", ["transposed", "expanded"])
+def test_odd_logit_layouts_are_handled(kind):
+    env = HyperGrid(2, 4)
+    ref = gfncore.Sampler(env, _OddLogits(env.n_actions, "plain")).sample(50, seed=3)
+    for compiled_path in (True, False):
+        got = gfncore.Sampler(env, _OddLogits(env.n_actions, kind)).sample(50, seed=3, compiled_path=compiled_path)
+        assert torch.equal(got.states, ref.states) and torch.equal(got.actions, ref.actions)
+
+
+def test_huge_batches_fail_clearly():
+    env = HyperGrid(2, 4)
+    s = gfncore.Sampler(env, _policy(env))
+    with pytest.raises(ValueError, match="n must be in"):
+        s.sample(2**41, seed=0)
+    with pytest.raises(ValueError, match="GiB for their first step"):
+        s.sample(2**40, seed=0)
+    with pytest.raises(ValueError, match="GiB for their first step"):
+        s.sample(2**40, seed=0, compiled_path=False)
+    with pytest.raises(TypeError, match="n must be an int"):
+        s.sample(3.5, seed=0)
+    for seed in (-1, 2**63, 2**64):
+        with pytest.raises(ValueError, match="seed must be in"):
+            s.sample(3, seed=seed)
+        with pytest.raises(ValueError, match="seed must be in"):
+            gfncore.ops.backward_rollout_step(env, torch.ones(2, 2, dtype=torch.int32), seed=seed)
