@@ -374,3 +374,16 @@ def test_huge_batches_fail_clearly():
             s.sample(3, seed=seed)
         with pytest.raises(ValueError, match="seed must be in"):
             gfncore.ops.backward_rollout_step(env, torch.ones(2, 2, dtype=torch.int32), seed=seed)
+
+
+@pytest.mark.parametrize("compiled_path", [True, False])
+def test_shares_of_a_batch_draw_the_whole_batch(compiled_path):
+    # what data-parallel ranks do: each samples its share with its first trajectory id
+    env = HyperGrid(3, 5)
+    s = gfncore.Sampler(env, _policy(env), epsilon=0.1)
+    whole = s.sample(90, seed=11, compiled_path=compiled_path)
+    parts = [s.sample(k, seed=11, first_id=f, compiled_path=compiled_path) for f, k in ((0, 40), (40, 30), (70, 20))]
+    both = gfncore.Trajectories.cat(parts)
+    for f in ("states", "actions", "offsets", "mask"):
+        assert torch.equal(getattr(both, f), getattr(whole, f)), f
+    torch.testing.assert_close(both.log_prob, whole.log_prob, rtol=1e-5, atol=1e-6)

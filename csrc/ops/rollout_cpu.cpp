@@ -112,7 +112,7 @@ static void sample_actions(py::handle mask_o, py::handle logits_o, py::handle id
 class RolloutRecorder {
  public:
   virtual ~RolloutRecorder() = default;
-  virtual int64_t start(int64_t n, uint64_t seed, double temperature, double epsilon) = 0;
+  virtual int64_t start(int64_t n, uint64_t seed, double temperature, double epsilon, uint64_t first_id) = 0;
   virtual int64_t step(py::handle logits) = 0;
   virtual void pack(py::handle states, py::handle actions, py::handle offsets, py::handle mask, py::handle features,
                     py::handle log_prob, py::handle log_pb, py::handle terminal) = 0;
@@ -128,7 +128,7 @@ class RolloutRecorder {
   py::object env_obj_;            // the _C.Env: keeps the struct's pointees alive
   py::object features_, ids_;     // numpy arrays owned here (and by any view Python holds)
   int64_t cap_ = 0, n_ = 0, pos_ = 0, m_ = 0, generation_ = 0;
-  uint64_t seed_ = 0, t_ = 0;
+  uint64_t seed_ = 0, t_ = 0, first_id_ = 0;
   double temperature_ = 1.0, epsilon_ = 0.0;
   bool started_ = false;
 };
@@ -143,14 +143,16 @@ class RolloutRecorderImpl final : public RolloutRecorder {
     grow(std::max<int64_t>(capacity, 1));
   }
 
-  int64_t start(int64_t n, uint64_t seed, double temperature, double epsilon) override {
+  int64_t start(int64_t n, uint64_t seed, double temperature, double epsilon, uint64_t first_id) override {
     check_sampling(temperature, epsilon);
     GFN_CHECK(n >= 0 && n <= (int64_t{1} << 40), "n must be in [0, 2^40], got ", n);
+    GFN_CHECK(first_id <= (uint64_t{1} << 62), "first_id must be in [0, 2^62], got ", first_id);
     started_ = false;
     grow(2 * n);  // the first step writes up to n more rows after the n initial ones
     const EnvHandle& h = env_arg(env_obj_);
     reset_callbacks(h);
     n_ = n, pos_ = 0, m_ = n, t_ = 0, seed_ = seed, temperature_ = temperature, epsilon_ = epsilon;
+    first_id_ = first_id;
     const int D = env_.state_dim(), A = env_.n_actions(), F = env_.feature_dim();
     if (n > 0) {
       env_.initial(rs_.data());
@@ -386,15 +388,16 @@ class RolloutRecorderImpl final : public RolloutRecorder {
     const int64_t* rid = rid_;
     int64_t* ract = ract_.data();
     double* rlp = rlp_.data();
-    const uint64_t seed = seed_, offset = t_;
+    const uint64_t seed = seed_, offset = t_, first_id = first_id_;
     const double temperature = temperature_, epsilon = epsilon_;
     parallel_for(m_, 256, [&](int64_t i) {
       const int64_t r = pos + i;
       int64_t a = 0;
       double lp = 0.0;
       // the environment wrote this row's mask itself: no need to re-check legality
+      // trajectory i of this batch is trajectory first_id + i of the whole (e.g. multi-process) batch
       int st = sample_action<false>(env, rs + r * D, rm + r * A, logits + i * A, seed, offset,
-                                    static_cast<uint64_t>(rid[r]), temperature, epsilon, &a, &lp);
+                                    first_id + static_cast<uint64_t>(rid[r]), temperature, epsilon, &a, &lp);
       if (st != kOk) {
         err.report(i, st);
         return;
@@ -438,7 +441,8 @@ GFN_BINDINGS(bind_rollout) {
                               "writes the packed trajectories. The active rows are [position, position + active) "
                               "of the arrays `features` and `ids` (re-read them when `generation` changes).")
       .def(py::init(&make_recorder), py::arg("env"), py::arg("capacity") = 0)
-      .def("start", &RolloutRecorder::start, py::arg("n"), py::arg("seed"), py::arg("temperature"), py::arg("epsilon"))
+      .def("start", &RolloutRecorder::start, py::arg("n"), py::arg("seed"), py::arg("temperature"), py::arg("epsilon"),
+           py::arg("first_id") = 0)
       .def("step", &RolloutRecorder::step, py::arg("logits"))
       .def("pack", &RolloutRecorder::pack, py::arg("states"), py::arg("actions"), py::arg("offsets"), py::arg("mask"),
            py::arg("features"), py::arg("log_prob"), py::arg("log_pb"), py::arg("terminal") = py::none())
