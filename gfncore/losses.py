@@ -9,31 +9,26 @@ from .ops._dispatch import compiled_for, stream
 from .ops.reference import segment_sum
 from .envs.base import Env
 from .nn import PolicyOutput
+from .sampler import policy_logits
 from .trajectories import Trajectories
-
-
-def remember_uniform_log_pb(env: Env, traj: Trajectories, log_pb: torch.Tensor) -> None:
-    """Attach uniform_log_pb(env, traj), computed where the trajectories were packed, to traj.
-
-    uniform_log_pb returns it only while traj.states and traj.offsets are the very tensors it was
-    computed from, unmodified (same object, same version counter), and for the same environment;
-    any other Trajectories (replace, to, cat, edits in place) recomputes it.
-    """
-    traj.__dict__["_uniform_log_pb"] = (env.spec, traj.states, traj.states._version, traj.offsets,
-                                        traj.offsets._version, log_pb)
 
 
 def uniform_log_pb(env: Env, traj: Trajectories, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """log P_B(s_t | s_{t+1}) = -log #parents(s_{t+1}) on move rows, 0 on stop rows."""
-    c = traj.__dict__.get("_uniform_log_pb")
-    if (c is not None and c[1] is traj.states and c[3] is traj.offsets and c[2] == traj.states._version
-            and c[4] == traj.offsets._version and c[0] == env.spec
-            and (c[5].dtype == dtype or c[5].dtype == torch.float64)):
-        return c[5].to(dtype)
-    n_par = env.n_parents(traj.states)
-    nxt = torch.roll(n_par, -1).clamp_min(1).to(torch.float64)
-    lp = -torch.log(nxt)
-    return torch.where(traj.is_stop, torch.zeros_like(lp), lp).to(dtype)
+    return traj.uniform_log_pb(env, dtype)
+
+
+def policy_output(policy, features: torch.Tensor, context: torch.Tensor | None) -> PolicyOutput:
+    """The policy's output on packed rows, conditioned on each row's context where there is one."""
+    return policy(features) if context is None else policy(features, context)
+
+
+def log_z_of(policy, traj: Trajectories, dtype: torch.dtype) -> torch.Tensor:
+    """log Z for the batch: the learned scalar, or log Z(c_i) per trajectory [B] for a conditional
+    policy."""
+    if traj.context is None:
+        return policy.log_z.to(dtype)
+    return policy.log_z_of(traj.context).to(dtype)
 
 
 def learned_log_pb(env: Env, traj: Trajectories, pb_logits: torch.Tensor) -> torch.Tensor:
@@ -49,7 +44,7 @@ def _forward(env: Env, policy, traj: Trajectories):
     """One batched policy forward over the packed states: (output, forward mask, log_pb)."""
     feats = traj.features if traj.features is not None else env.encode(traj.states)
     mask = traj.mask if traj.mask is not None else env.forward_mask(traj.states)
-    out = policy(feats)
+    out = policy_output(policy, feats, traj.row_context())
     if out.pb_logits is None:
         log_pb = uniform_log_pb(env, traj, out.pf_logits.dtype)
     else:
@@ -107,7 +102,7 @@ def trajectory_balance_loss(env: Env, policy, traj: Trajectories) -> torch.Tenso
     (log Z + sum log P_F - log R(x) - sum log P_B)^2."""
     out, mask, log_pb = _forward(env, policy, traj)
     logits = out.pf_logits
-    log_z = policy.log_z.to(logits.dtype)
+    log_z = log_z_of(policy, traj, logits.dtype)
     log_reward = traj.log_reward.to(logits.dtype)
     if traj.n > 0 and compiled_for(logits) and not torch.compiler.is_compiling():
         return _TBFromLogits.apply(logits, mask, traj.actions, log_pb, traj.offsets, log_reward, log_z)
@@ -157,13 +152,22 @@ class Objective:
         raise NotImplementedError
 
     @torch.no_grad()
-    def log_z(self, env: Env, policy) -> float:
-        return float(policy.log_z.detach())
+    def log_z(self, env: Env, policy, context: torch.Tensor | None = None) -> float:
+        """The objective's estimate of log Z (of log Z(c) for a context c [C] or [1, C])."""
+        if context is None:
+            return float(policy.log_z.detach())
+        return float(policy.log_z_of(_one_context(context, policy)).squeeze())
 
 
-def _s0_output(env: Env, policy) -> PolicyOutput:
+def _one_context(context, policy) -> torch.Tensor:
     dev = next(policy.parameters()).device
-    return policy(env.encode(env.initial_states(1)).to(dev))
+    return torch.as_tensor(context, dtype=torch.get_default_dtype(), device=dev).reshape(1, -1)
+
+
+def _s0_output(env: Env, policy, context: torch.Tensor | None = None) -> PolicyOutput:
+    dev = next(policy.parameters()).device
+    f = env.encode(env.initial_states(1)).to(dev)
+    return policy_output(policy, f, None if context is None else _one_context(context, policy))
 
 
 class TrajectoryBalance(Objective):
@@ -175,7 +179,7 @@ class TrajectoryBalance(Objective):
         if not self.importance_weights:
             return trajectory_balance_loss(env, policy, traj)  # the fused single-node fast path
         log_pf, log_pb, _ = log_probs(env, policy, traj)
-        log_z = policy.log_z.to(log_pf.dtype)
+        log_z = log_z_of(policy, traj, log_pf.dtype)
         per = ops.trajectory_balance(log_pf, log_pb, traj.offsets, traj.log_reward.to(log_pf.dtype), log_z)
         return _weighted_mean(per, self.weights(traj, log_pf))
 
@@ -195,8 +199,8 @@ class DetailedBalance(Objective):
         return rows.mean() if w is None else (rows * w[traj.traj_index]).mean()
 
     @torch.no_grad()
-    def log_z(self, env, policy):
-        return float(_s0_output(env, policy).log_flow[0])
+    def log_z(self, env, policy, context=None):
+        return float(_s0_output(env, policy, context).log_flow[0])
 
 
 class SubTrajectoryBalance(Objective):
@@ -219,8 +223,8 @@ class SubTrajectoryBalance(Objective):
         return _weighted_mean(per, self.weights(traj, log_pf))
 
     @torch.no_grad()
-    def log_z(self, env, policy):
-        return float(_s0_output(env, policy).log_flow[0])
+    def log_z(self, env, policy, context=None):
+        return float(_s0_output(env, policy, context).log_flow[0])
 
 
 class FlowMatching(Objective):
@@ -238,7 +242,10 @@ class FlowMatching(Objective):
         P = par.shape[1]
         valid = torch.arange(P, device=counts.device).unsqueeze(0) < counts.unsqueeze(1)
         # one batched forward over the visited states (out-flows) and all their parents (in-flows)
-        logits = policy.forward_logits(torch.cat([feats, env.encode(par[valid]).to(feats.device)]))
+        ctx = traj.row_context()
+        if ctx is not None:
+            ctx = torch.cat([ctx, ctx.repeat_interleave(counts.to(ctx.device), 0)])
+        logits = policy_logits(policy, torch.cat([feats, env.encode(par[valid]).to(feats.device)]), ctx)
         log_out, par_logits = logits[:traj.T], logits[traj.T:]
         in_vals = par_logits.gather(1, par_act[valid].unsqueeze(1)).squeeze(1)
         log_in = torch.full((traj.T, P), -float("inf"), dtype=log_out.dtype, device=log_out.device)
@@ -252,9 +259,9 @@ class FlowMatching(Objective):
         return fm_term + rm_term
 
     @torch.no_grad()
-    def log_z(self, env, policy):
+    def log_z(self, env, policy, context=None):
         s0 = env.initial_states(1)
-        lo = policy.forward_logits(env.encode(s0).to(next(policy.parameters()).device))
+        lo = _s0_output(env, policy, context).pf_logits
         return float(torch.logsumexp(lo.masked_fill(~env.forward_mask(s0).to(lo.device), -float("inf")), -1)[0])
 
 
@@ -272,6 +279,8 @@ class LogPartitionVariance(Objective):
     def __call__(self, env, policy, traj):
         log_pf, log_pb, _ = log_probs(env, policy, traj)
         lr = traj.log_reward.to(log_pf.dtype)
+        if traj.context is not None:
+            return _weighted_mean(self._grouped(traj, log_pf, log_pb, lr), self.weights(traj, log_pf))
         per = ops.log_partition_variance(log_pf, log_pb, traj.offsets, lr)
         with torch.no_grad():
             zeta = lr + segment_sum(log_pb - log_pf, traj.offsets)
@@ -279,7 +288,22 @@ class LogPartitionVariance(Objective):
                 self._log_z = float(zeta.mean())
         return _weighted_mean(per, self.weights(traj, log_pf))
 
-    def log_z(self, env, policy):
+    @staticmethod
+    def _grouped(traj, log_pf, log_pb, lr):
+        """With contexts, ζ is log Z(c) at the optimum: the variance is taken within each group of
+        trajectories that share a context (a batch draws several trajectories per context)."""
+        zeta = lr + segment_sum(log_pb - log_pf, traj.offsets)
+        _, group, counts = torch.unique(traj.context, dim=0, return_inverse=True, return_counts=True)
+        if bool((counts < 2).all()):
+            raise ValueError("loss 'zvar' with contexts needs several trajectories per context (the variance of ζ is "
+                             "taken within each context): use Trainer(trajectories_per_context=k) with k >= 2")
+        mean = torch.zeros(counts.shape[0], dtype=zeta.dtype, device=zeta.device).index_add(0, group, zeta)
+        d = zeta - (mean / counts.to(zeta.dtype))[group]
+        return d * d
+
+    def log_z(self, env, policy, context=None):
+        if context is not None:
+            raise ValueError("loss 'zvar' estimates log Z from a batch; it has no log Z(c) for a given context")
         return self._log_z
 
 
@@ -297,18 +321,30 @@ class ModifiedDetailedBalance(Objective):
         if traj.T and not bool(mask[:, env.stop_action].all()):
             raise ValueError("loss 'mdb' needs an environment in which every state may terminate")
         log_pf_stop = ops.masked_log_softmax_gather(out.pf_logits, mask, stop)
-        log_r = env.log_reward(traj.states).to(log_pf.dtype)
+        log_r = _relative_state_rewards(env, traj).to(log_pf.dtype)
         rows = ops.modified_detailed_balance(log_pf, log_pb, log_pf_stop, log_r, traj.offsets)
         n_moves = max(traj.T - traj.n, 1)
         w = self.weights(traj, log_pf)
         return rows.sum() / n_moves if w is None else (rows * w[traj.traj_index]).sum() / n_moves
 
     @torch.no_grad()
-    def log_z(self, env, policy):
+    def log_z(self, env, policy, context=None):
         s0 = env.initial_states(1)
-        lo = _s0_output(env, policy).pf_logits
+        lo = _s0_output(env, policy, context).pf_logits
         lp = torch.log_softmax(lo.masked_fill(~env.forward_mask(s0).to(lo.device), -float("inf")), -1)
-        return float(env.log_reward(s0)[0]) - float(lp[0, env.stop_action])
+        c = None if context is None else torch.as_tensor(context, dtype=torch.float64).reshape(1, -1)
+        return float(env.log_reward_state(s0, c)[0]) - float(lp[0, env.stop_action])
+
+
+def _relative_state_rewards(env: Env, traj: Trajectories) -> torch.Tensor:
+    """log R(s_t) - log R(s_0) of every row, in float64. Modified DB only uses differences of
+    consecutive state rewards; subtracting each trajectory's start before the cast to the loss
+    dtype keeps float32 exact even where log R itself is large (a BGe score of -1000)."""
+    lr = env.log_reward_state(traj.states, traj.row_context()).to(torch.float64)
+    if traj.T == 0:
+        return lr
+    start = lr[traj.offsets[:-1]]
+    return lr - start[traj.traj_index]
 
 
 LOSSES = {c.name: c for c in (TrajectoryBalance, DetailedBalance, SubTrajectoryBalance, FlowMatching,

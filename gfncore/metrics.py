@@ -32,16 +32,27 @@ class StateIndex:
         return self.order[pos]
 
 
+def _context_rows(context, n: int, dev) -> torch.Tensor | None:
+    if context is None:
+        return None
+    c = torch.as_tensor(context, dtype=torch.get_default_dtype(), device=dev).reshape(1, -1)
+    return c.expand(n, -1)
+
+
 @torch.no_grad()
-def exact_terminal_distribution(env: Env, policy, chunk: int = 65536) -> torch.Tensor:
+def exact_terminal_distribution(env: Env, policy, chunk: int = 65536, context=None) -> torch.Tensor:
     """P_T(x) of the sampler, exactly: probability pushed from s0 through the state DAG, one
-    step at a time, accumulating the stop mass at each state. Aligned with
-    env.all_terminal_states(); float64."""
+    step at a time, accumulating the stop mass at each state (given a context c for a
+    conditional policy). Aligned with env.all_terminal_states(); float64."""
+    from .sampler import policy_logits
+
     S = env.all_states()
     index = StateIndex(S)
     dev = next(policy.parameters()).device
-    logits = torch.cat([policy.forward_logits(env.encode(S[i:i + chunk]).to(dev)).double().cpu()
-                        for i in range(0, max(S.shape[0], 1), chunk)])
+    logits = torch.cat([
+        policy_logits(policy, env.encode(S[i:i + chunk]).to(dev),
+                      _context_rows(context, S[i:i + chunk].shape[0], dev)).double().cpu()
+        for i in range(0, max(S.shape[0], 1), chunk)])
     mask = env.forward_mask(S)
     probs = torch.softmax(logits.masked_fill(~mask, -math.inf), -1)
     stop = env.stop_action
@@ -100,11 +111,12 @@ def n_modes(env: Env) -> int:
     return int(env.mode_mask(env.all_terminal_states()).sum()) if hasattr(env, "mode_mask") else 0
 
 
-def evaluate(env: Env, policy, log_z: float, samples: torch.Tensor | None = None) -> dict:
-    """Exact L1, JSD and |log Z - log Z_true| of a sampler; empirical L1 and modes from samples."""
-    p = exact_terminal_distribution(env, policy)
-    q = env.true_distribution()
-    true = env.true_log_z()
+def evaluate(env: Env, policy, log_z: float, samples: torch.Tensor | None = None, context=None) -> dict:
+    """Exact L1, JSD and |log Z - log Z_true| of a sampler (at one context c for a conditional
+    GFlowNet); empirical L1 and modes from samples."""
+    p = exact_terminal_distribution(env, policy, context=context)
+    q = env.true_distribution(context)
+    true = env.true_log_z(context)
     out = {"l1": l1(p, q), "jsd": jsd(p, q), "log_z": float(log_z), "true_log_z": true,
            "log_z_error": abs(float(log_z) - true)}
     if samples is not None:

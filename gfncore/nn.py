@@ -37,30 +37,80 @@ class MLPPolicy(nn.Module):
 
     pb: "uniform" (P_B(s|s') = 1/#parents(s'), nothing learned), "learned" (its own MLP) or
     "shared" (a P_B head on the P_F trunk). flow=True adds a log F(s) head (DB, SubTB).
+
+    Conditional GFlowNets (``context_dim`` > 0, by default the environment's): the policy sees
+    each row's context c, concatenated to the state features (``conditioning="concat"``) or as a
+    FiLM scale and shift of the trunk's output (``"film"``), and log Z(c) is a learned head
+    (``log_z_of(c)``, an MLP of width ``log_z_hidden``) instead of one scalar.
     """
 
     def __init__(self, env: Env, hidden: int = 256, layers: int = 2, pb: str = "uniform", flow: bool = False,
-                 log_z_init: float = 0.0):
+                 log_z_init: float = 0.0, context_dim: int | None = None, conditioning: str = "concat",
+                 log_z_hidden: int = 64):
         super().__init__()
         if pb not in ("uniform", "learned", "shared"):
             raise ValueError(f"pb must be 'uniform', 'learned' or 'shared', got {pb!r}")
         if layers < 1 or hidden < 1:
             raise ValueError("layers and hidden must be >= 1")
+        if conditioning not in ("concat", "film"):
+            raise ValueError(f"conditioning must be 'concat' or 'film', got {conditioning!r}")
+        C = env.context_dim if context_dim is None else int(context_dim)
+        if C < 0:
+            raise ValueError(f"context_dim must be >= 0, got {C}")
         self.pb, self.has_flow = pb, flow
+        self.context_dim, self.conditioning = C, conditioning
         self.n_actions, self.n_backward = env.n_actions, env.n_backward_actions
-        self.trunk = mlp(env.feature_dim, hidden, layers - 1, hidden) if layers > 1 else nn.Linear(env.feature_dim, hidden)
+        n_in = env.feature_dim + (C if conditioning == "concat" else 0)
+        self.trunk = mlp(n_in, hidden, layers - 1, hidden) if layers > 1 else nn.Linear(n_in, hidden)
         self.act = nn.ReLU()
         self.pf_head = nn.Linear(hidden, env.n_actions)
         self.pb_head = nn.Linear(hidden, env.n_backward_actions) if pb == "shared" else None
-        self.pb_net = mlp(env.feature_dim, hidden, layers, env.n_backward_actions) if pb == "learned" else None
+        self.pb_net = mlp(n_in, hidden, layers, env.n_backward_actions) if pb == "learned" else None
         self.flow_head = nn.Linear(hidden, 1) if flow else None
+        self.film = nn.Linear(C, 2 * hidden) if C and conditioning == "film" else None
+        if self.film is not None:  # start as the identity modulation
+            nn.init.zeros_(self.film.weight)
+            nn.init.zeros_(self.film.bias)
         self.log_z = nn.Parameter(torch.tensor(float(log_z_init)))
+        self.log_z_net = None
+        if C:
+            self.log_z_net = mlp(C, log_z_hidden, 2, 1)
+            with torch.no_grad():
+                self.log_z_net[-1].bias.fill_(float(log_z_init))
 
-    def forward_logits(self, features: torch.Tensor) -> torch.Tensor:
+    def _input(self, features: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        if not self.context_dim:
+            if context is not None:
+                raise ValueError("this policy takes no context (context_dim = 0)")
+            return features
+        if context is None:
+            raise ValueError(f"this policy is conditional: pass the rows' contexts [n, {self.context_dim}]")
+        if context.shape != (features.shape[0], self.context_dim):
+            raise ValueError(f"context must have shape [{features.shape[0]}, {self.context_dim}], got "
+                             f"{list(context.shape)}")
+        context = context.to(features.dtype)
+        return torch.cat([features, context], -1) if self.conditioning == "concat" else features
+
+    def _trunk(self, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        h = self.trunk(x)
+        if self.film is not None:
+            scale, shift = self.film(context.to(h.dtype)).chunk(2, -1)
+            h = h * (1 + scale) + shift
+        return self.act(h)
+
+    def log_z_of(self, context: torch.Tensor) -> torch.Tensor:
+        """log Z(c) for each context [B, C] -> [B] (the scalar log Z for an unconditional policy)."""
+        if self.log_z_net is None:
+            return self.log_z.expand(context.shape[0])
+        return self.log_z_net(context.to(self.log_z_net[0].weight.dtype)).squeeze(-1)
+
+    def forward_logits(self, features: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """P_F logits only: what a rollout needs."""
-        layers = self._plain_layers()
+        x = self._input(features, context)
+        layers = self._plain_layers() if self.film is None else None
         if layers is None:
-            return self.pf_head(self.act(self.trunk(features)))
+            return self.pf_head(self._trunk(x, context))
+        features = x
         # A rollout calls this once per step on a few rows, where nn.Module dispatch of six
         # modules costs about as much as the matmuls; the same ops without it.
         h = features
@@ -91,19 +141,24 @@ class MLPPolicy(nn.Module):
         hooks = [h for m in every for h in (m._forward_hooks, m._forward_pre_hooks)]
         return trunk, act, head, (mods[0::2] if ok else None), hooks
 
-    def forward(self, features: torch.Tensor) -> PolicyOutput:
-        h = self.act(self.trunk(features))
+    def forward(self, features: torch.Tensor, context: torch.Tensor | None = None) -> PolicyOutput:
+        x = self._input(features, context)
+        h = self._trunk(x, context)
         out = PolicyOutput(self.pf_head(h))
         if self.pb_head is not None:
             out.pb_logits = self.pb_head(h)
         elif self.pb_net is not None:
-            out.pb_logits = self.pb_net(features)
+            out.pb_logits = self.pb_net(x)
         if self.flow_head is not None:
             out.log_flow = self.flow_head(h).squeeze(-1)
         return out
 
     def log_z_parameters(self) -> list[nn.Parameter]:
+        """log Z, or the log Z(c) head: trained with the log Z learning rate."""
+        if self.log_z_net is not None:
+            return list(self.log_z_net.parameters())
         return [self.log_z]
 
     def network_parameters(self) -> list[nn.Parameter]:
-        return [p for n, p in self.named_parameters() if n != "log_z"]
+        z = {id(p) for p in self.log_z_parameters()} | {id(self.log_z)}
+        return [p for p in self.parameters() if id(p) not in z]

@@ -15,6 +15,7 @@ class ReplayBuffer:
     new trajectories rather than stale ones."""
 
     def __init__(self, env: Env, capacity: int = 10_000, prioritized: bool = False, alpha: float = 1.0):
+        # Conditional environments keep each object with its context (the reward is R(c, x)).
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         if alpha < 0:
@@ -22,18 +23,22 @@ class ReplayBuffer:
         self.env, self.capacity, self.prioritized, self.alpha = env, int(capacity), bool(prioritized), float(alpha)
         self.x = torch.empty(0, env.state_dim, dtype=torch.int32)
         self.log_reward = torch.empty(0, dtype=torch.float64)
+        self.context = torch.empty(0, env.context_dim, dtype=torch.float64) if env.context_dim else None
         self._keys: set[tuple] = set()
 
     def __len__(self) -> int:
         return self.x.shape[0]
 
-    def add(self, x: torch.Tensor, log_reward: torch.Tensor) -> int:
-        """Adds the objects not already stored; returns how many were new."""
+    def add(self, x: torch.Tensor, log_reward: torch.Tensor, context: torch.Tensor | None = None) -> int:
+        """Adds the objects (with their contexts) not already stored; returns how many were new."""
         x = x.detach().to("cpu", torch.int32)
         log_reward = log_reward.detach().to("cpu", torch.float64)
+        ctx = self.env._context(context, x.shape[0])
+        ctx = None if ctx is None else ctx.detach().to("cpu", torch.float64)
         keep, new_keys = [], []
+        ctx_rows = ctx.tolist() if ctx is not None else None
         for i, row in enumerate(x.tolist()):
-            k = tuple(row)
+            k = tuple(row) if ctx_rows is None else (tuple(row), tuple(ctx_rows[i]))
             if k not in self._keys and k not in new_keys:
                 keep.append(i)
                 new_keys.append(k)
@@ -42,29 +47,38 @@ class ReplayBuffer:
         idx = torch.tensor(keep)
         self.x = torch.cat([self.x, x[idx]])
         self.log_reward = torch.cat([self.log_reward, log_reward[idx]])
+        if ctx is not None:
+            self.context = torch.cat([self.context, ctx[idx]])
         self._keys.update(new_keys)
         overflow = self.x.shape[0] - self.capacity
         if overflow > 0:
-            for row in self.x[:overflow].tolist():
-                self._keys.discard(tuple(row))
+            old_ctx = self.context[:overflow].tolist() if self.context is not None else None
+            for i, row in enumerate(self.x[:overflow].tolist()):
+                self._keys.discard(tuple(row) if old_ctx is None else (tuple(row), tuple(old_ctx[i])))
             self.x, self.log_reward = self.x[overflow:], self.log_reward[overflow:]
+            if self.context is not None:
+                self.context = self.context[overflow:]
         return len(keep)
 
-    def sample_objects(self, k: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _indices(self, k: int, generator: torch.Generator | None) -> torch.Tensor:
         if len(self) == 0:
             raise ValueError("the replay buffer is empty: add objects before sampling")
         if self.prioritized:
             w = torch.softmax(self.alpha * self.log_reward, 0)
-            idx = torch.multinomial(w, k, replacement=True, generator=generator)
-        else:
-            idx = torch.randint(0, len(self), (k,), generator=generator)
+            return torch.multinomial(w, k, replacement=True, generator=generator)
+        return torch.randint(0, len(self), (k,), generator=generator)
+
+    def sample_objects(self, k: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self._indices(k, generator)
         return self.x[idx], self.log_reward[idx]
 
     def sample(self, k: int, policy=None, generator: torch.Generator | None = None) -> Trajectories:
         """k trajectories ending at replayed objects, drawn backward from each x to s0."""
         from .backward import BackwardSampler
 
-        x, _ = self.sample_objects(k, generator)
+        idx = self._indices(k, generator)
+        x = self.x[idx]
+        ctx = None if self.context is None else self.context[idx].to(torch.get_default_dtype())
         pb_policy = policy if policy is not None and getattr(policy, "pb", "uniform") != "uniform" else None
-        traj, _ = BackwardSampler(self.env, pb_policy).sample(x, generator=generator)
+        traj, _ = BackwardSampler(self.env, pb_policy).sample(x, generator=generator, context=ctx)
         return traj

@@ -1,14 +1,17 @@
 """Sampler: no-grad batched rollout of a forward policy into packed trajectories."""
 from __future__ import annotations
 
+import operator
 import threading
 
 import torch
 
 from . import _C, ops
 from .envs.base import Env
-from .losses import remember_uniform_log_pb
+from .envs.compiled import HandleEnv
 from .trajectories import Trajectories
+
+MAX_BATCH = 2**40
 
 
 def _policy_device(policy) -> torch.device:
@@ -17,21 +20,48 @@ def _policy_device(policy) -> torch.device:
     return torch.device("cpu")
 
 
+def policy_logits(policy, features: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+    """P_F logits of a policy, conditioned on the rows' contexts where there are any."""
+    if context is None:
+        return policy.forward_logits(features)
+    return policy.forward_logits(features, context)
+
+
 class Sampler:
     """Draws trajectories s0 -> ... -> x from P_F(.|s) (optionally tempered / epsilon-uniform).
 
-    On the CPU every step is one call into the compiled core that samples the actions, steps the
-    environment, writes next masks and features, and compacts the trajectories that continue, so
-    the policy only ever sees the active rows and Python does nothing per row. On other devices
-    it runs the ``gfncore.ops.rollout_step`` op and compacts with torch. Both paths draw the same
-    Philox numbers (keyed by seed, trajectory id and step), so they return the same samples.
+    For an environment that runs in the compiled core (C++ or numba) on the CPU, every step is one
+    call that samples the actions, steps the environment, writes next masks and features, and
+    compacts the trajectories that continue, so the policy only ever sees the active rows and
+    Python does nothing per row. Otherwise (a Python environment, another device) each step runs
+    the same compiled sampling rule (``ops.sample_actions`` / ``ops.rollout_step``) and the
+    environment's batched methods. Every path draws the same Philox numbers (keyed by seed,
+    trajectory id and step), so they return the same samples.
+
+    Rewards are apart from the dynamics: the log-reward of the finished objects comes from one
+    batched ``env.log_reward(x, context)`` call per batch, on every path.
+
+    Conditional GFlowNets: ``sample(n, context=c)`` takes the contexts [n, C] as given;
+    otherwise ``context_sampler(n, generator) -> [n, C]`` draws them. The policy sees each row's
+    context, and the trajectories carry ``context``.
     """
 
-    def __init__(self, env: Env, policy, temperature: float = 1.0, epsilon: float = 0.0):
+    def __init__(self, env: Env, policy, temperature: float = 1.0, epsilon: float = 0.0, context_sampler=None):
         self.env, self.policy = env, policy
         self.temperature, self.epsilon = float(temperature), float(epsilon)
+        self.context_sampler = context_sampler
         self._cached = None
         self._lock = threading.Lock()
+
+    def contexts(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """n contexts from the context sampler (None for an unconditional environment)."""
+        if self.env.context_dim == 0:
+            return None
+        if self.context_sampler is None:
+            raise ValueError(f"{self.env.name} is conditional (context_dim = {self.env.context_dim}): pass context= or "
+                             f"give the sampler a context_sampler(n, generator) -> [n, {self.env.context_dim}]")
+        c = self.context_sampler(n, generator)
+        return self.env._context(c, n)
 
     @torch.no_grad()
     def sample(
@@ -43,94 +73,98 @@ class Sampler:
         temperature: float | None = None,
         epsilon: float | None = None,
         device=None,
+        context: torch.Tensor | None = None,
         compiled_path: bool = True,
     ) -> Trajectories:
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
+        try:
+            n = operator.index(n)
+        except TypeError:
+            raise TypeError(f"n must be an int, got {type(n).__name__}") from None
+        if not 0 <= n <= MAX_BATCH:
+            raise ValueError(f"n must be in [0, 2**40], got {n}")
         if seed is None:
             seed = ops.draw_seed(generator)
-        temp = self.temperature if temperature is None else float(temperature)
-        eps = self.epsilon if epsilon is None else float(epsilon)
+        seed, _ = ops.rollout.seed_and_offset("Sampler.sample", seed, 0, None)
+        temp, eps = ops.rollout._sampling("Sampler.sample", self.temperature if temperature is None else temperature,
+                                          self.epsilon if epsilon is None else epsilon)
         dev = torch.device(device) if device is not None else _policy_device(self.policy)
-        if dev.type == "cpu" and compiled_path:
-            traj = self._sample_cpu(n, seed, temp, eps)
+        ctx = self.env._context(context, n) if context is not None else self.contexts(n, generator)
+        if ctx is not None:
+            ctx = ctx.to(dev, torch.get_default_dtype())
+        if dev.type == "cpu" and compiled_path and isinstance(self.env, HandleEnv):
+            traj = self._sample_cpu(n, seed, temp, eps, ctx)
         else:
-            traj = self._sample_generic(n, seed, temp, eps, dev)
+            traj = self._sample_generic(n, seed, temp, eps, dev, ctx)
+        traj.context = ctx
+        if n:
+            x = traj.terminal_states
+            lr = self.env.log_reward(x, None if ctx is None else ctx.to(x.device))
+            traj.log_reward = lr.to(traj.log_reward.dtype).to(traj.log_reward.device)
         return traj
 
-    def _finish(self, states, actions, ids, mask, features, log_prob, n) -> Trajectories:
-        order = torch.argsort(ids, stable=True)
-        lengths = torch.bincount(ids, minlength=n)
-        offsets = torch.zeros(n + 1, dtype=torch.int64, device=ids.device)
-        torch.cumsum(lengths, 0, out=offsets[1:])
-        states = states[order]
-        log_reward = self.env.log_reward(states[offsets[1:] - 1]) if n else torch.zeros(0, dtype=torch.float64)
-        return Trajectories(states=states, actions=actions[order], offsets=offsets,
-                            log_reward=log_reward.to(log_prob.dtype if log_prob is not None else torch.float32),
-                            mask=mask[order], features=features[order],
-                            log_prob=log_prob[order] if log_prob is not None else None)
-
+    # -- the compiled recording path ------------------------------------------------------------
     def _recorder(self, n: int):
-        """A recorder with room for n trajectories. The last one is kept and reused (its buffers
-        are only scratch: pack copies every row out), unless it is far larger than needed."""
-        need = max(n, 1) * max(self.env.max_length, 1)
+        """A recorder with room for a batch of n. The last one is kept and reused (its buffers
+        are scratch: pack copies every row out); it grows on demand."""
         rec = self._cached
-        if rec is not None and need <= rec.capacity <= 4 * need:
-            return rec
-        rec = _C.RolloutRecorder(self.env.spec, torch.empty(need, self.env.feature_dim, dtype=torch.float32))
-        self._cached = rec
+        if rec is None:
+            rec = _C.RolloutRecorder(self.env._handle, max(n, 1) * min(self.env.max_length or 1, 16))
+            self._cached = rec
         return rec
 
-    def _sample_cpu(self, n: int, seed: int, temp: float, eps: float) -> Trajectories:
+    def _sample_cpu(self, n: int, seed: int, temp: float, eps: float, ctx) -> Trajectories:
         # One Python iteration per step: the policy forward on the active rows' features and one
         # call that samples, steps and compacts. A concurrent or re-entrant call gets its own buffers.
         if not self._lock.acquire(blocking=False):
-            rec = _C.RolloutRecorder(self.env.spec, torch.empty(max(n, 1) * max(self.env.max_length, 1),
-                                                                self.env.feature_dim, dtype=torch.float32))
-            return self._rollout(rec, n, seed, temp, eps)
+            rec = _C.RolloutRecorder(self.env._handle, max(n, 1) * min(self.env.max_length or 1, 16))
+            return self._rollout(rec, n, seed, temp, eps, ctx)
         try:
-            return self._rollout(self._recorder(n), n, seed, temp, eps)
+            return self._rollout(self._recorder(n), n, seed, temp, eps, ctx)
         finally:
             self._lock.release()
 
-    def _rollout(self, rec, n: int, seed: int, temp: float, eps: float) -> Trajectories:
-        env, forward = self.env, self.policy.forward_logits
-        feats = rec.features
-        pos, m = 0, rec.start(n, seed, temp, eps)
+    def _rollout(self, rec, n: int, seed: int, temp: float, eps: float, ctx) -> Trajectories:
+        env, policy = self.env, self.policy
+        m = env._call(rec.start, n, seed, temp, eps)
         dtype = torch.float32
-        if m:
-            logits = forward(feats[:m])
+        gen, feats, ids = -1, None, None
+        while m:
+            if rec.generation != gen:  # the recorder grew: its arrays are new
+                gen, feats, ids = rec.generation, torch.from_numpy(rec.features), torch.from_numpy(rec.ids)
+            pos = rec.position
+            f = feats[pos:pos + m]
+            logits = policy_logits(policy, f, None if ctx is None else ctx[ids[pos:pos + m]])
+            if logits.dtype not in (torch.float32, torch.float64):
+                logits = logits.float()
             dtype = logits.dtype
-            while True:
-                m_next = rec.step(logits)
-                pos += m
-                m = m_next
-                if not m:
-                    break
-                logits = forward(feats[pos:pos + m])
-        T = pos
+            m = env._call(rec.step, logits.contiguous())
+        T = rec.position
         empty = torch.empty
         traj = Trajectories(states=empty(T, env.state_dim, dtype=torch.int32), actions=empty(T, dtype=torch.int64),
                             offsets=empty(n + 1, dtype=torch.int64), log_reward=empty(n, dtype=dtype),
                             mask=empty(T, env.n_actions, dtype=torch.bool), features=empty(T, env.feature_dim),
                             log_prob=empty(T, dtype=dtype))
         log_pb = empty(T, dtype=dtype)  # the dtype the loss uses it in
-        rec.pack(traj.states, traj.actions, traj.offsets, traj.log_reward, traj.mask, traj.features, traj.log_prob, log_pb)
-        remember_uniform_log_pb(env, traj, log_pb)
+        env._call(rec.pack, traj.states, traj.actions, traj.offsets, traj.mask, traj.features, traj.log_prob, log_pb)
+        traj.remember_uniform_log_pb(env, log_pb)
         return traj
 
-    def _sample_generic(self, n: int, seed: int, temp: float, eps: float, dev) -> Trajectories:
+    # -- the generic path -----------------------------------------------------------------------
+    def _sample_generic(self, n: int, seed: int, temp: float, eps: float, dev, ctx) -> Trajectories:
         env, policy = self.env, self.policy
-        states = env.initial_states(n, device=dev)
-        mask = env.forward_mask(states)
-        feats = env.encode(states)
-        ids = torch.arange(n, device=dev)
+        # a Python environment's tensors stay where its methods put them; the policy's go to dev
+        states = env.initial_states(n, device=dev if _runs_on_device(env, dev) else None)
+        mask, feats = env.forward_mask(states), env.encode(states)
+        ids = torch.arange(n, device=states.device)
         rec = []
-        t = 0
+        t, limit = 0, env.max_length
         while ids.numel() > 0:
-            logits = policy.forward_logits(feats)
-            a, lp, ns, nm, nf, done = ops.rollout_step(env, states, mask, logits, seed=seed, offset=t, ids=ids,
-                                                       temperature=temp, epsilon=eps)
+            if limit is not None and t >= limit:
+                raise ValueError(f"{env.name}: trajectories are longer than max_length = {limit}: the environment's "
+                                 f"steps never reach a state where only stop is legal")
+            logits = policy_logits(policy, feats.to(dev), None if ctx is None else ctx[ids.to(dev)])
+            a, lp, ns, nm, nf, done = ops.rollout_step(env, states, mask.to(states.device), logits.to(states.device),
+                                                       seed=seed, offset=t, ids=ids, temperature=temp, epsilon=eps)
             rec.append((states, a, ids, mask, feats, lp))
             keep = ~done
             states, mask, feats, ids = ns[keep], nm[keep], nf[keep], ids[keep]
@@ -139,8 +173,47 @@ class Sampler:
             z = torch.zeros
             return Trajectories(z(0, env.state_dim, dtype=torch.int32, device=dev), z(0, dtype=torch.int64, device=dev),
                                 z(1, dtype=torch.int64, device=dev), z(0, device=dev),
-                                z(0, env.n_actions, dtype=torch.bool, device=dev),
-                                z(0, env.feature_dim, device=dev), z(0, device=dev))
-        cols = list(zip(*rec))
-        s, a, i, mk, f, lp = (torch.cat(c) for c in cols)
-        return self._finish(s, a, i, mk, f, lp, n)
+                                z(0, env.n_actions, dtype=torch.bool, device=dev), z(0, env.feature_dim, device=dev),
+                                z(0, device=dev))
+        s, a, i, mk, f, lp = (torch.cat(c) for c in zip(*rec))
+        order = torch.argsort(i, stable=True)
+        lengths = torch.bincount(i, minlength=n)
+        offsets = torch.zeros(n + 1, dtype=torch.int64, device=i.device)
+        torch.cumsum(lengths, 0, out=offsets[1:])
+        traj = Trajectories(states=s[order], actions=a[order], offsets=offsets, log_reward=lp.new_zeros(n),
+                            mask=mk[order], features=f[order], log_prob=lp[order]).to(dev)
+        if not isinstance(env, HandleEnv):
+            traj.remember_uniform_log_pb(env, _checked_uniform_log_pb(env, traj))
+        return traj
+
+
+def _runs_on_device(env: Env, dev: torch.device) -> bool:
+    """Whether env's batched methods take tensors on dev (Python environments live on the CPU
+    unless they say otherwise through a `device` attribute)."""
+    if dev.type == "cpu":
+        return True
+    if isinstance(env, HandleEnv):
+        return env._runs_on(torch.empty(0, device=dev))
+    return torch.device(getattr(env, "device", "cpu")).type == dev.type
+
+
+def _checked_uniform_log_pb(env: Env, traj: Trajectories) -> torch.Tensor:
+    """Uniform log P_B of every row of a Python environment's trajectories, checking on the way
+    that each move is marked in the child's backward_mask (else P_B, and training, would be
+    silently wrong)."""
+    T = traj.T
+    move = (~traj.is_stop).nonzero(as_tuple=True)[0]
+    log_pb = torch.zeros(T, dtype=torch.float64, device=traj.states.device)
+    if move.numel():
+        child = traj.states[move + 1]
+        bm = env.backward_mask(child)
+        b = env.backward_action(traj.actions[move]).to(bm.device)
+        marked = bm.gather(1, b.unsqueeze(1)).squeeze(1)
+        if not bool(marked.all()):
+            k = int((~marked).nonzero()[0, 0])
+            t = int(move[k])
+            raise ValueError(f"{type(env).__name__}.backward_mask: the move {traj.states[t].tolist()} "
+                             f"--{int(traj.actions[t])}--> {child[k].tolist()} is not marked in the child's backward "
+                             f"mask (backward action {int(b[k])}); run gfncore.envs.check_env(env)")
+        log_pb[move] = -torch.log(bm.sum(-1).to(torch.float64)).to(log_pb.device)
+    return log_pb

@@ -53,7 +53,8 @@ class Trainer:
 
     def __init__(self, env: Env, policy, loss: str = "tb", batch_size: int = 64, lr: float = 1e-3,
                  lr_log_z: float = 0.1, temperature: float = 1.0, epsilon: float = 0.0, seed: int = 0,
-                 loss_options: dict | None = None, replay: ReplayBuffer | None = None, replay_fraction: float = 0.5):
+                 loss_options: dict | None = None, replay: ReplayBuffer | None = None, replay_fraction: float = 0.5,
+                 context_sampler=None, trajectories_per_context: int = 1):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not 0.0 <= replay_fraction < 1.0:
@@ -65,7 +66,15 @@ class Trainer:
         self.batch_size = int(batch_size)
         self.replay, self.replay_fraction = replay, float(replay_fraction)
         self.train_seconds = 0.0
-        self.sampler = Sampler(env, policy, temperature=temperature, epsilon=epsilon)
+        if trajectories_per_context < 1 or batch_size % trajectories_per_context:
+            raise ValueError(f"trajectories_per_context must be >= 1 and divide batch_size ({batch_size}), got "
+                             f"{trajectories_per_context}")
+        if env.context_dim and context_sampler is None:
+            raise ValueError(f"{env.name} is conditional: give the Trainer a context_sampler(n, generator) -> "
+                             f"[n, {env.context_dim}] (the training distribution of contexts)")
+        self.trajectories_per_context = int(trajectories_per_context)
+        self.sampler = Sampler(env, policy, temperature=temperature, epsilon=epsilon, context_sampler=context_sampler)
+        self._last_context = None
         self.optimizer = make_optimizer(policy, lr, lr_log_z)
         self.generator = torch.Generator().manual_seed(int(seed))
         self.step_count = 0
@@ -86,11 +95,27 @@ class Trainer:
 
     @property
     def log_z(self) -> float:
-        """The objective's current estimate of log Z (learned log Z for TB, log F(s0) for DB/SubTB, ...)."""
+        """The objective's current estimate of log Z (learned log Z for TB, log F(s0) for DB/SubTB, ...);
+        for a conditional GFlowNet, the mean of log Z(c) over the last batch's contexts."""
+        if self.env.context_dim:
+            if self._last_context is None:
+                return float("nan")
+            with torch.no_grad():
+                return float(self.policy.log_z_of(self._last_context).mean())
         return float(self.objective.log_z(self.env, self.policy))
 
+    def log_z_at(self, context) -> float:
+        """The objective's estimate of log Z(c) at one context c."""
+        return float(self.objective.log_z(self.env, self.policy, context))
+
     def sample_trajectories(self, n: int | None = None) -> Trajectories:
-        return self.sampler.sample(n or self.batch_size, generator=self.generator)
+        n = n or self.batch_size
+        if not self.env.context_dim:
+            return self.sampler.sample(n, generator=self.generator)
+        k = self.trajectories_per_context if n % self.trajectories_per_context == 0 else 1
+        c = self.sampler.contexts(n // k, self.generator).repeat_interleave(k, 0)
+        self._last_context = c
+        return self.sampler.sample(n, generator=self.generator, context=c)
 
     def _batch(self) -> Trajectories:
         if self.replay is None or len(self.replay) == 0:
@@ -113,7 +138,7 @@ class Trainer:
         self.optimizer.step()
         self.step_count += 1
         if self.replay is not None:
-            self.replay.add(traj.terminal_states, traj.log_reward)
+            self.replay.add(traj.terminal_states, traj.log_reward, traj.context)
         if hasattr(self.env, "mode_mask"):
             # Scanned in bulk when modes_found is read (or every ~64k objects): a per-step mode
             # test, boolean index and .tolist() cost more than the rest of a small step's bookkeeping.
@@ -137,12 +162,15 @@ class Trainer:
         self._scan_modes()
         return len(self._modes)
 
-    def evaluate(self, n_samples: int = 0) -> dict:
-        """Exact L1 / JSD / log Z error on enumerable environments (+ empirical L1 from samples)."""
-        x = self.sample(n_samples) if n_samples else None
-        out = M.evaluate(self.env, self.policy, self.log_z, x)
+    def evaluate(self, n_samples: int = 0, context=None) -> dict:
+        """Exact L1 / JSD / log Z error on enumerable environments (+ empirical L1 from samples),
+        at one context for a conditional GFlowNet."""
+        if self.env.context_dim and context is None:
+            raise ValueError("evaluate a conditional GFlowNet at a context: trainer.evaluate(context=c)")
+        x = self.sample(n_samples, context=context) if n_samples else None
+        log_z = self.log_z if context is None else self.log_z_at(context)
+        out = M.evaluate(self.env, self.policy, log_z, x, context=context)
         out["modes_found_train"] = self.modes_found
-        out["log_z"] = self.log_z
         return out
 
     def fit(self, steps: int, *, progress: bool = True, eval_every: int = 0, log_path: str | None = None,
@@ -151,7 +179,7 @@ class Trainer:
         (and an enumerable environment) it evaluates exactly and appends to history / log_path."""
         from tqdm.auto import tqdm
 
-        can_eval = evaluate if evaluate is not None else _enumerable(self.env)
+        can_eval = evaluate if evaluate is not None else (_enumerable(self.env) and not self.env.context_dim)
         bar = tqdm(total=steps, disable=not progress, desc=f"{self.env.name} {self.loss_name}", dynamic_ncols=True)
         log = open(log_path, "a") if log_path else None
         t0 = time.perf_counter()
@@ -177,9 +205,13 @@ class Trainer:
         return self.history
 
     @torch.no_grad()
-    def sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
-        """n i.i.d. finished objects x from the learned forward policy (no exploration)."""
-        traj = self.sampler.sample(n, generator=self.generator, temperature=temperature, epsilon=0.0)
+    def sample(self, n: int, temperature: float = 1.0, context=None) -> torch.Tensor:
+        """n i.i.d. finished objects x from the learned forward policy (no exploration), at one
+        context c [C] for a conditional GFlowNet."""
+        ctx = None
+        if context is not None:
+            ctx = torch.as_tensor(context, dtype=torch.get_default_dtype()).reshape(1, -1).expand(n, -1)
+        traj = self.sampler.sample(n, generator=self.generator, temperature=temperature, epsilon=0.0, context=ctx)
         return traj.terminal_states
 
     def state_dict(self) -> dict:

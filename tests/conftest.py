@@ -71,8 +71,11 @@ def brute_force_log_z(env) -> float:
 
 
 def hypergrid_reward(x, H: int, R0: float, R1: float, R2: float) -> float:
-    """The HyperGrid reward of Bengio et al. (2021), written out in plain Python."""
-    ax = [abs(v / (H - 1) - 0.5) for v in x]
-    outer = all(0.25 < a for a in ax)
-    ring = all(0.3 < a < 0.4 for a in ax)
+    """The HyperGrid reward of Bengio et al. (2021), written out in plain Python with exact
+    rational region tests (floats put x = 4(H-1)/5 in the ring but not its mirror (H-1)/5)."""
+    from fractions import Fraction
+
+    ax = [abs(Fraction(v, H - 1) - Fraction(1, 2)) for v in x]
+    outer = all(Fraction(1, 4) < a for a in ax)
+    ring = all(Fraction(3, 10) < a < Fraction(2, 5) for a in ax)
     return R0 + R1 * outer + R2 * ring

@@ -35,7 +35,10 @@ def test_queries_match_reference(ndim, height, n, device):
     gen = torch.Generator().manual_seed(n)
     fm = ref.forward_mask(s.cpu())
     a = torch.multinomial(fm.double(), 1, generator=gen).squeeze(-1) if n else torch.zeros(0, dtype=torch.int64)
-    assert torch.equal(env.step(s, a.to(device)).cpu(), ref.step(s.cpu(), a))
+    got = env.step(s, a.to(device)).cpu()
+    move = a != env.stop_action  # a Python environment's step never sees stop; the compiled one keeps x
+    assert torch.equal(got[move], ref.step(s.cpu()[move], a[move]))
+    assert torch.equal(got[~move], s.cpu()[~move])
     has_parent = ref.n_parents(s.cpu()) > 0
     sp = s.cpu()[has_parent]
     if sp.shape[0]:
@@ -137,9 +140,11 @@ def test_bad_parameters(ndim, height, R, match):
 def test_bad_spec_rejected_in_cpp():
     # the C++ validates the parameters itself, whatever Python let through
     with pytest.raises(ValueError, match="height"):
-        gfncore._C.env_dims((1, (2, 1), (0.1, 0.5, 2.0)))
-    with pytest.raises(ValueError, match="kind"):
-        gfncore.envs.env_from_spec(99, (2, 8), (0.1, 0.5, 2.0))
+        gfncore._C.Env("hypergrid", {"ndim": 2, "height": 1})
+    with pytest.raises(ValueError, match="unknown environment 'nope'"):
+        gfncore._C.Env("nope", {})
+    with pytest.raises(TypeError, match="unknown parameter 'width'"):
+        gfncore._C.Env("hypergrid", {"width": 3})
 
 
 @pytest.mark.parametrize("bad", [[[0, 8]], [[-1, 0]], [[3, 2**31 - 1]]])

@@ -47,7 +47,10 @@ def test_compiled_queries_match_reference(n):
     g = torch.Generator().manual_seed(7)
     fm = env.forward_mask(s)
     a = torch.multinomial(fm.double(), 1, generator=g).squeeze(-1)
-    assert torch.equal(env.step(s, a), ref.step(s, a))
+    move = a != env.stop_action  # a Python environment's step never sees stop; the compiled one keeps x
+    got = env.step(s, a)
+    assert torch.equal(got[move], ref.step(s[move], a[move]))
+    assert torch.equal(got[~move], s[~move])
     bm = env.backward_mask(s)
     keep = bm.any(-1)
     b = torch.multinomial(bm[keep].double(), 1, generator=g).squeeze(-1)
@@ -116,26 +119,32 @@ def test_enumeration():
 
 
 @pytest.mark.parametrize("kwargs", [
-    dict(n=0), dict(n=-2), dict(n=65), dict(n=2.5), dict(n=3, J=math.inf), dict(n=3, h=math.nan),
-    dict(n=3, beta=math.nan), dict(n=3, beta=-1.0), dict(n=3, beta=math.inf),
+    dict(n=0), dict(n=-2), dict(n=65), dict(n=3, J=math.inf), dict(n=3, h=math.nan),
+    dict(n=3, beta=math.nan), dict(n=3, beta=-1.0), dict(n=3, beta=math.inf), dict(n=2**64),
 ])
 def test_parameter_validation(kwargs):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="ising"):
+        gfn.envs.Ising(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [dict(n=2.5), dict(n=3.0), dict(n=True), dict(n="3"), dict(n=3, J="1"), dict(n=3, beta=None, h=[1])])
+def test_parameter_types(kwargs):
+    # a float where an int is declared is never truncated
+    with pytest.raises(TypeError, match="ising"):
         gfn.envs.Ising(**kwargs)
 
 
 def test_cpp_validates_the_spec():
-    kind = gfn.envs.Ising.kind
-    for ints, floats in [((0,), (1.0, 0.0, 1.0)), ((65,), (1.0, 0.0, 1.0)), ((3,), (math.nan, 0.0, 1.0)),
-                         ((3,), (1.0, math.inf, 1.0)), ((3,), (1.0, 0.0, -0.5)), ((64,), (1e305, 0.0, 1e10))]:
-        with pytest.raises(ValueError, match="Ising"):
-            gfn._C.env_dims((kind, ints, floats))
+    for n, (J, h, beta) in [(0, (1.0, 0.0, 1.0)), (65, (1.0, 0.0, 1.0)), (3, (math.nan, 0.0, 1.0)),
+                            (3, (1.0, math.inf, 1.0)), (3, (1.0, 0.0, -0.5)), (64, (1e305, 0.0, 1e10))]:
+        with pytest.raises(ValueError, match="ising"):
+            gfn._C.Env("ising", {"n": n, "J": J, "h": h, "beta": beta})
 
 
-def test_from_spec_round_trip():
+def test_config_round_trip():
     env = gfn.envs.Ising(3, J=0.2, h=0.1, beta=2.0)
-    again = gfn.envs.env_from_spec(*env.spec)
-    assert again.spec == env.spec and isinstance(again, gfn.envs.Ising)
+    again = gfn.envs.from_config(env.to_config())
+    assert isinstance(again, gfn.envs.Ising) and again.params == env.params
 
 
 def test_sampler_builds_complete_configurations():

@@ -367,11 +367,12 @@ def test_philox_compiled_matches_reference_bits():
 def test_rollout_step_opcheck():
     env = gfncore.envs.HyperGrid(2, 4)
     states, mask, logits = _rollout_inputs(env, 9, torch.float32, seed=15)
-    kind, ints, floats = env.spec
+    eid = gfncore.ops._dispatch.env_id(env)
     ids = torch.arange(9, dtype=torch.int64) * 3
     for ids_arg in (None, ids):
-        args = (kind, list(ints), list(floats), states, mask, logits, ids_arg, 5, 2, 0.7, 0.1)
+        args = (eid, states, mask, logits, ids_arg, 5, 2, 0.7, 0.1)
         torch.library.opcheck(torch.ops.gfncore.rollout_step.default, args)
+        torch.library.opcheck(torch.ops.gfncore.sample_actions.default, (mask, logits, ids_arg, 5, 2, 0.7, 0.1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -515,9 +516,13 @@ def _nan_rollout_logits():
 
 
 ROLLOUT_BAD = {
-    "states_int64": (lambda: _rollout_with(states=torch.zeros(5, 2, dtype=torch.int64)), {}, TypeError, "states must be int32"),
-    "states_rank1": (lambda: _rollout_with(states=torch.zeros(10, dtype=torch.int32)), {}, ValueError, "states must have 2 dimension"),
-    "states_width": (lambda: _rollout_with(states=torch.zeros(5, 3, dtype=torch.int32)), {}, ValueError, "states must have size 2"),
+    "states_int64_wraps": (lambda: _rollout_with(states=torch.tensor([[0, 0]] * 4 + [[2**32 + 1, 0]])), {}, ValueError,
+                           "states row 4 holds a value outside int32"),
+    "states_float": (lambda: _rollout_with(states=torch.zeros(5, 2)), {}, TypeError, "states must be an integer tensor"),
+    "states_rank1": (lambda: _rollout_with(states=torch.zeros(10, dtype=torch.int32)), {}, ValueError,
+                     "states must have shape \\[n, 2\\]"),
+    "states_width": (lambda: _rollout_with(states=torch.zeros(5, 3, dtype=torch.int32)), {}, ValueError,
+                     "states must have shape \\[n, 2\\]"),
     "states_outside_grid": (_state_outside, {}, ValueError, "row 3: states holds a row that is not in the environment's state space"),
     "mask_int": (lambda: _rollout_with(mask=torch.ones(5, 3, dtype=torch.int32)), {}, TypeError, "mask must be bool"),
     "mask_width": (lambda: _rollout_with(mask=torch.ones(5, 4, dtype=torch.bool)), {}, ValueError, "mask must have size 3"),

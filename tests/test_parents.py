@@ -123,18 +123,17 @@ def test_bad_arguments_raise():
     # the binding validates the buffers it is handed
     s = torch.zeros(2, 4, dtype=torch.int32)
     with pytest.raises(ValueError, match="parent_states"):
-        gfn._C.parents(env.spec, s, torch.empty(2, 3, 4, dtype=torch.int32), torch.empty(2, 4, dtype=torch.int64),
+        gfn._C.parents(env._handle, s, torch.empty(2, 3, 4, dtype=torch.int32), torch.empty(2, 4, dtype=torch.int64),
                        torch.empty(2, dtype=torch.int64))
     with pytest.raises(TypeError, match="parent_actions must be int64"):
-        gfn._C.parents(env.spec, s, torch.empty(2, 4, 4, dtype=torch.int32), torch.empty(2, 4, dtype=torch.int32),
+        gfn._C.parents(env._handle, s, torch.empty(2, 4, 4, dtype=torch.int32), torch.empty(2, 4, dtype=torch.int32),
                        torch.empty(2, dtype=torch.int64))
 
 
 def test_opcheck():
     env = gfn.envs.Ising(2)
     s = random_states(env, 8, seed=5)
-    kind, ints, floats = env.spec
-    torch.library.opcheck(torch.ops.gfncore.parents.default, (kind, list(ints), list(floats), s),
+    torch.library.opcheck(torch.ops.gfncore.parents.default, (gfn.ops._dispatch.env_id(env), s, env.max_parents),
                           test_utils=("test_schema", "test_faketensor"))
 
 

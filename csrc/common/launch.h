@@ -1,10 +1,20 @@
 // Host side of a row-parallel op: the same GFN_HD functor runs here through parallel_for and
 // on the GPU through launch_rows (common/launch_cuda.cuh).
 #pragma once
+#include <type_traits>
+
 #include "common/macros.h"
 #include "common/parallel.h"
 
 namespace gfn {
+
+// Whether a row functor may run on a GPU: true unless it says otherwise (functors over a
+// host-only environment, e.g. one that calls numba callbacks or a score cache, set kCuda = false).
+template <class F, class = void>
+struct RunsOnCuda : std::true_type {};
+template <class F>
+struct RunsOnCuda<F, std::void_t<decltype(F::kCuda)>> : std::bool_constant<F::kCuda> {};
+
 
 template <typename F>
 unsigned long long run_rows_cpu(int64_t n, int64_t grain, F f) {

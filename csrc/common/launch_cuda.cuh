@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include "common/check.h"
+#include "common/launch.h"
 #include "common/macros.h"
 
 namespace gfn {
@@ -40,9 +41,15 @@ unsigned long long run_rows_cuda(int64_t n, F f, void* stream_ptr, const char* w
   return host;
 }
 
+// Host-only functors (RunsOnCuda false) instantiate to a throw, so the one environment list can
+// instantiate every launcher without compiling host-only code for the device.
 template <typename F>
 unsigned long long rows_cuda(const F& f, int64_t n, void* stream) {
-  return run_rows_cuda(n, f, stream, "a gfncore kernel");
+  if constexpr (RunsOnCuda<F>::value) {
+    return run_rows_cuda(n, f, stream, "a gfncore kernel");
+  } else {
+    throw std::runtime_error("gfncore: a host-only kernel was launched on CUDA");
+  }
 }
 
 }  // namespace gfn

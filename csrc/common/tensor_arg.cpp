@@ -152,16 +152,3 @@ void raise_kernel_error(unsigned long long packed, const char* op, const char* r
 
 }  // namespace gfn
 
-namespace gfn {
-EnvSpec env_spec_arg(py::handle obj) {
-  EnvSpec s;
-  py::tuple t = py::reinterpret_borrow<py::tuple>(obj);
-  GFN_CHECK(t.size() == 3, "env spec must be (kind, ints, floats)");
-  s.kind = t[0].cast<int>();
-  py::sequence ints = t[1], floats = t[2];
-  GFN_CHECK(ints.size() <= EnvSpec::kMaxParams && floats.size() <= EnvSpec::kMaxParams, "env spec has too many parameters");
-  for (size_t i = 0; i < ints.size(); ++i) s.ints[i] = ints[i].cast<int64_t>();
-  for (size_t i = 0; i < floats.size(); ++i) s.floats[i] = floats[i].cast<double>();
-  return s;
-}
-}  // namespace gfn

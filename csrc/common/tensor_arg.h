@@ -8,28 +8,10 @@
 #include <vector>
 
 #include "common/check.h"
+#include "common/tensor_view.h"
 
 namespace gfn {
 namespace py = pybind11;
-
-enum class DType { kFloat32, kFloat64, kInt64, kInt32, kBool, kUInt8, kOther };
-const char* dtype_name(DType d);
-
-struct TensorArg {
-  const char* name = "";
-  void* ptr = nullptr;
-  DType dtype = DType::kOther;
-  std::vector<int64_t> shape;
-  bool cuda = false;
-  int device_index = -1;
-  int64_t numel = 1;
-
-  int64_t dim() const { return static_cast<int64_t>(shape.size()); }
-  int64_t size(int64_t d) const { return shape.at(static_cast<size_t>(d < 0 ? d + dim() : d)); }
-  template <typename T>
-  T* data() const { return static_cast<T*>(ptr); }
-  std::string shape_str() const;
-};
 
 // Raises TypeError if `obj` is not a tensor, ValueError if it is not contiguous.
 TensorArg tensor_arg(py::handle obj, const char* name);
@@ -55,26 +37,6 @@ void raise_kernel_error(unsigned long long packed, const char* op, const char* r
 
 }  // namespace gfn
 
-#include "common/launch.h"
-#include "envs/spec.h"
-namespace gfn {
-// Runs row functor f over n rows on the device `where` lives on and returns the first error a
-// row reported: the CPU through parallel_for with the GIL released, CUDA through rows_cuda (the
-// same functor). Every op binding launches through here.
-template <typename F>
-unsigned long long launch_rows(const F& f, int64_t n, int64_t grain, const TensorArg& where, intptr_t stream) {
-  if (where.cuda) {
-#if GFN_WITH_CUDA
-    return rows_cuda(f, n, reinterpret_cast<void*>(stream));
-#else
-    check_cuda_built(where);
-    return kNoError;
-#endif
-  }
-  py::gil_scoped_release nogil;
-  return run_rows_cpu(n, grain, f);
-}
 
-// An environment from Python: (kind, [ints], [floats]).
-EnvSpec env_spec_arg(py::handle obj);
-}  // namespace gfn
+// Every op binding launches through launch_rows (common/launch_rows.h).
+#include "common/launch_rows.h"

@@ -6,19 +6,34 @@
 #include <cmath>
 
 #include "common/macros.h"
-#include "envs/spec.h"
+#include "envs/params.h"
 
 namespace gfn {
 
 struct Ising {
-  static constexpr int kKind = 2;
+  static constexpr const char* kName = "ising";
+  static constexpr bool kCuda = true;
   // Bounds the row width (n*n) so that parents [N, n*n, n*n] and every index stay small; far
   // beyond what enumeration-based checks or a dense MLP over 3*n*n features would use anyway.
   static constexpr int kMaxSide = 64;
   int n;
   double J, h, beta;
 
-  static Ising from_spec(const EnvSpec& s);  // validates, raises on bad parameters
+  static void declare(ParamDecl& d) {
+    d.integer("n", 3, 1, kMaxSide, "lattice side (n x n spins)")
+        .real("J", 1.0, -HUGE_VAL, HUGE_VAL, "nearest-neighbour coupling")
+        .real("h", 0.0, -HUGE_VAL, HUGE_VAL, "external field")
+        .real("beta", 1.0, 0.0, HUGE_VAL, "inverse temperature");
+  }
+  static Ising make(const Params& p) {
+    Ising e;
+    e.n = p.as_int("n");
+    e.J = p.real("J"), e.h = p.real("h"), e.beta = p.real("beta");
+    // The largest |log R| is beta * (2 |J| + |h|) * n^2: it must be a finite float64.
+    if (!std::isfinite(e.beta * (2.0 * std::fabs(e.J) + std::fabs(e.h)) * e.sites()))
+      p.fail("beta * (2|J| + |h|) * n^2 overflows; log-rewards would not be finite");
+    return e;
+  }
 
   GFN_HD int sites() const { return n * n; }
   // Actions: i < n*n sets site i to -1, n*n + i sets it to +1, 2*n*n stops.

@@ -34,6 +34,7 @@ struct BackwardStepParams {
 
 template <class Env, typename scalar_t>
 struct BackwardStepRow {
+  static constexpr bool kCuda = Env::kCuda;
   Env env;
   BackwardStepParams<scalar_t> p;
   ErrorSink err;
@@ -49,7 +50,7 @@ struct BackwardStepRow {
     const uint64_t id = p.ids ? static_cast<uint64_t>(p.ids[i]) : static_cast<uint64_t>(i);
     int64_t b = 0;
     double lp = 0.0;
-    int st = sample_action(BackwardView<Env>{env}, s, m, p.logits + i * nb, p.seed, p.offset, id, p.temperature,
+    int st = sample_action(BackwardView<Env>{env}, s, reinterpret_cast<const uint8_t*>(m), p.logits + i * nb, p.seed, p.offset, id, p.temperature,
                            p.epsilon, &b, &lp);
     if (st != kOk) {
       err.report(i, st);

@@ -1,9 +1,9 @@
 #include <cmath>
 
-#include "common/launch.h"
+#include "common/launch_rows.h"
 #include "common/registry.h"
 #include "common/tensor_arg.h"
-#include "envs/envs.h"
+#include "envs/handle.h"
 #include "ops/backward_rollout.h"
 
 namespace gfn {
@@ -13,11 +13,11 @@ static void backward_rollout_step(py::handle env_obj, py::handle states_o, py::h
                                   uint64_t seed, uint64_t offset, double temperature, double epsilon, py::handle mask_o,
                                   py::handle actions_o, py::handle log_pb_o, py::handle fwd_o, py::handle parents_o,
                                   py::handle done_o, intptr_t stream) {
-  EnvSpec spec = env_spec_arg(env_obj);
+  const EnvHandle& h = env_arg(env_obj);
   GFN_CHECK(temperature > 0.0 && temperature < INFINITY, "temperature must be a finite number > 0, got ", temperature);
   GFN_CHECK(epsilon >= 0.0 && epsilon <= 1.0, "epsilon must be in [0, 1], got ", epsilon);
-  GFN_DISPATCH_ENV(spec, Env, [&] {
-    Env env = Env::from_spec(spec);
+  with_env(h, [&](const auto& env) {
+    using Env = std::decay_t<decltype(env)>;
     const int64_t D = env.state_dim(), nb = env.n_backward_actions();
     TensorArg states = tensor_arg(states_o, "states"), logits = tensor_arg(logits_o, "logits");
     const int64_t n = check_states(states, D);

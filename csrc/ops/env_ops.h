@@ -16,10 +16,12 @@ enum class EnvQuery : int {
   kStep = 5,          // out: int32 [n, D], needs actions
   kBackwardStep = 6,  // out: int32 [n, D], needs (backward) actions
   kIsInitial = 7,     // out: bool [n]
+  kInitial = 8,       // out: int32 [n, D], ignores the states' values (their row count is n)
 };
 
 template <class Env>
 struct EnvQueryRow {
+  static constexpr bool kCuda = Env::kCuda;
   Env env;
   int query;
   const int32_t* states;
@@ -29,6 +31,10 @@ struct EnvQueryRow {
   GFN_HD void operator()(int64_t i) const {
     const int D = env.state_dim();
     const int32_t* s = states + i * D;
+    if (static_cast<EnvQuery>(query) == EnvQuery::kInitial) {
+      env.initial(static_cast<int32_t*>(out) + i * D);
+      return;
+    }
     if (!env.valid(s)) {
       err.report(i, kInvalidState);
       return;

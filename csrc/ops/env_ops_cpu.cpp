@@ -1,7 +1,7 @@
-#include "common/launch.h"
+#include "common/launch_rows.h"
 #include "common/registry.h"
 #include "common/tensor_arg.h"
-#include "envs/envs.h"
+#include "envs/handle.h"
 #include "ops/env_ops.h"
 
 namespace gfn {
@@ -9,9 +9,10 @@ namespace gfn {
 // env_query(env, query, states [n, D] int32, actions [n] int64 or None, out, stream)
 static void env_query(py::handle env_obj, int query, py::handle states_obj, py::handle actions_obj, py::handle out_obj,
                       intptr_t stream) {
-  EnvSpec spec = env_spec_arg(env_obj);
-  GFN_DISPATCH_ENV(spec, Env, [&] {
-    Env env = Env::from_spec(spec);
+  const EnvHandle& h = env_arg(env_obj);
+  GFN_CHECK(query >= 0 && query <= static_cast<int>(EnvQuery::kInitial), "unknown environment query ", query);
+  with_env(h, [&](const auto& env) {
+    using Env = std::decay_t<decltype(env)>;
     TensorArg states = tensor_arg(states_obj, "states");
     TensorArg out = tensor_arg(out_obj, "out");
     const int64_t n = check_states(states, env.state_dim());
@@ -26,16 +27,20 @@ static void env_query(py::handle env_obj, int query, py::handle states_obj, py::
       check_same_device(states, act);
       actions = act.data<int64_t>();
     }
+    auto expect = [&](DType d, int64_t numel) {
+      check_dtype(out, d);
+      GFN_CHECK(out.numel == numel, "out must have ", numel, " elements, got shape ", out.shape_str());
+    };
     switch (q) {
-      case EnvQuery::kForwardMask: check_dtype(out, DType::kBool); GFN_CHECK(out.numel == n * env.n_actions(), "out has the wrong size"); break;
-      case EnvQuery::kBackwardMask: check_dtype(out, DType::kBool); GFN_CHECK(out.numel == n * env.n_backward_actions(), "out has the wrong size"); break;
-      case EnvQuery::kEncode: check_dtype(out, DType::kFloat32); GFN_CHECK(out.numel == n * env.feature_dim(), "out has the wrong size"); break;
-      case EnvQuery::kLogReward: check_dtype(out, DType::kFloat64); GFN_CHECK(out.numel == n, "out has the wrong size"); break;
-      case EnvQuery::kNParents: check_dtype(out, DType::kInt64); GFN_CHECK(out.numel == n, "out has the wrong size"); break;
+      case EnvQuery::kForwardMask: expect(DType::kBool, n * env.n_actions()); break;
+      case EnvQuery::kBackwardMask: expect(DType::kBool, n * env.n_backward_actions()); break;
+      case EnvQuery::kEncode: expect(DType::kFloat32, n * env.feature_dim()); break;
+      case EnvQuery::kLogReward: expect(DType::kFloat64, n); break;
+      case EnvQuery::kNParents: expect(DType::kInt64, n); break;
       case EnvQuery::kStep:
-      case EnvQuery::kBackwardStep: check_dtype(out, DType::kInt32); GFN_CHECK(out.numel == n * env.state_dim(), "out has the wrong size"); break;
-      case EnvQuery::kIsInitial: check_dtype(out, DType::kBool); GFN_CHECK(out.numel == n, "out has the wrong size"); break;
-      default: throw ValueError(str("unknown environment query ", query));
+      case EnvQuery::kBackwardStep:
+      case EnvQuery::kInitial: expect(DType::kInt32, n * env.state_dim()); break;
+      case EnvQuery::kIsInitial: expect(DType::kBool, n); break;
     }
     EnvQueryRow<Env> f{env, query, states.data<int32_t>(), actions, out.ptr, ErrorSink{nullptr}};
     raise_kernel_error(launch_rows(f, n, 4096, states, stream), "env", "row");
@@ -45,20 +50,17 @@ static void env_query(py::handle env_obj, int query, py::handle states_obj, py::
 GFN_BINDINGS(bind_env_ops) {
   m.def("env_query", &env_query, py::arg("env"), py::arg("query"), py::arg("states"), py::arg("actions"), py::arg("out"),
         py::arg("stream") = 0);
-  m.def("env_dims", [](py::handle env_obj) {
-    EnvSpec spec = env_spec_arg(env_obj);
-    return GFN_DISPATCH_ENV(spec, Env, [&] {
-      Env env = Env::from_spec(spec);
-      py::dict d;
-      d["n_actions"] = env.n_actions();
-      d["n_backward_actions"] = env.n_backward_actions();
-      d["state_dim"] = env.state_dim();
-      d["feature_dim"] = env.feature_dim();
-      d["max_parents"] = env.max_parents();
-      d["max_length"] = env.max_length();
-      return d;
-    });
-  });
+  py::dict q;
+  q["forward_mask"] = static_cast<int>(EnvQuery::kForwardMask);
+  q["backward_mask"] = static_cast<int>(EnvQuery::kBackwardMask);
+  q["encode"] = static_cast<int>(EnvQuery::kEncode);
+  q["log_reward"] = static_cast<int>(EnvQuery::kLogReward);
+  q["n_parents"] = static_cast<int>(EnvQuery::kNParents);
+  q["step"] = static_cast<int>(EnvQuery::kStep);
+  q["backward_step"] = static_cast<int>(EnvQuery::kBackwardStep);
+  q["is_initial"] = static_cast<int>(EnvQuery::kIsInitial);
+  q["initial"] = static_cast<int>(EnvQuery::kInitial);
+  m.attr("ENV_QUERIES") = q;
 }
 
 }  // namespace gfn

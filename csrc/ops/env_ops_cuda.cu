@@ -1,8 +1,8 @@
 // The same GFN_HD functors as the CPU launcher, for every environment, run by the grid-stride
 // kernel of common/launch_cuda.cuh.
 #include "common/launch_cuda.cuh"
-#include "envs/envs.h"
+#include "envs/all.h"
 #include "ops/env_ops.h"
 
-#define GFN_INSTANTIATE(E) GFN_INSTANTIATE_ROWS(gfn::EnvQueryRow<E>)
-GFN_FOR_EACH_ENV(GFN_INSTANTIATE)
+#define GFN_INSTANTIATE(E) GFN_INSTANTIATE_ROWS(gfn::EnvQueryRow<gfn::E>)
+GFN_ENVS(GFN_INSTANTIATE)

@@ -16,6 +16,7 @@ struct ParentsParams {
 // counts[i] slots, so the layout is the same on every device and thread count.
 template <class Env>
 struct ParentsRow {
+  static constexpr bool kCuda = Env::kCuda;
   Env env;
   ParentsParams p;
   ErrorSink err;

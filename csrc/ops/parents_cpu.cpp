@@ -1,7 +1,7 @@
-#include "common/launch.h"
+#include "common/launch_rows.h"
 #include "common/registry.h"
 #include "common/tensor_arg.h"
-#include "envs/envs.h"
+#include "envs/handle.h"
 #include "ops/parents.h"
 
 namespace gfn {
@@ -9,9 +9,9 @@ namespace gfn {
 // parents(env, states [n, D] int32, parents [n, P, D] int32, actions [n, P] int64, counts [n] int64, stream)
 static void parents(py::handle env_obj, py::handle states_o, py::handle parents_o, py::handle actions_o,
                     py::handle counts_o, intptr_t stream) {
-  EnvSpec spec = env_spec_arg(env_obj);
-  GFN_DISPATCH_ENV(spec, Env, [&] {
-    Env env = Env::from_spec(spec);
+  const EnvHandle& h = env_arg(env_obj);
+  with_env(h, [&](const auto& env) {
+    using Env = std::decay_t<decltype(env)>;
     const int64_t D = env.state_dim(), P = env.max_parents();
     TensorArg states = tensor_arg(states_o, "states"), par = tensor_arg(parents_o, "parent_states"),
               act = tensor_arg(actions_o, "parent_actions"), cnt = tensor_arg(counts_o, "counts");

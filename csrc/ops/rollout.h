@@ -14,12 +14,16 @@ namespace gfn {
 //   else the first legal a with u1 * sum_legal exp(z - m) < cumsum_{legal <= a} exp(z - m),
 //   z = logits / temperature, m = max legal z.
 // Returns the status; writes the action and its log-probability under the sampling distribution.
-template <class Env, typename scalar_t>
-GFN_HD int sample_action(const Env& env, const int32_t* s, const bool* m, const scalar_t* logit,
+// Masks are read as bytes (nonzero = legal), so a mask tensor whose bool bytes are not 0/1 is
+// still well defined. kCheck re-asks the environment whether the state is valid and the drawn
+// action legal: needed when the mask came from the caller, redundant when the environment wrote
+// it (the recording sampler), where skipping it saves a callback per row for callback envs.
+template <bool kCheck = true, class Env, typename scalar_t>
+GFN_HD int sample_action(const Env& env, const int32_t* s, const uint8_t* m, const scalar_t* logit,
                          uint64_t seed, uint64_t offset, uint64_t id, double temperature, double epsilon,
                          int64_t* action, double* log_prob) {
   const int A = env.n_actions();
-  if (!env.valid(s)) return kInvalidState;
+  if (kCheck && !env.valid(s)) return kInvalidState;
   int k = 0;
   double zmax = -INFINITY;
   for (int a = 0; a < A; ++a) {
@@ -65,7 +69,7 @@ GFN_HD int sample_action(const Env& env, const int32_t* s, const bool* m, const 
       if (target < acc) break;
     }
   }
-  if (!env.legal(s, chosen)) return kIllegalAction;
+  if (kCheck && !env.legal(s, chosen)) return kIllegalAction;
   double lp = static_cast<double>(logit[chosen]) / temperature - zmax - log(total);
   if (epsilon > 0.0) lp = log((1.0 - epsilon) * exp(lp) + epsilon / k);
   *action = chosen;
@@ -92,7 +96,7 @@ GFN_HD void apply_action(const Env& env, const int32_t* s, int64_t a, int32_t* n
 template <typename scalar_t>
 struct RolloutParams {
   const int32_t* states;
-  const bool* mask;
+  const uint8_t* mask;
   const scalar_t* logits;
   const int64_t* ids;  // per-row Philox subsequence (the trajectory id); null means the row index
   uint64_t seed, offset;
@@ -108,6 +112,7 @@ struct RolloutParams {
 // One row of the functional rollout step (the torch op): every output row is written.
 template <class Env, typename scalar_t>
 struct RolloutStepRow {
+  static constexpr bool kCuda = Env::kCuda;
   Env env;
   RolloutParams<scalar_t> p;
   ErrorSink err;
@@ -126,6 +131,51 @@ struct RolloutStepRow {
     p.log_prob[i] = static_cast<scalar_t>(lp);
     apply_action(env, p.states + i * D, a, p.next_states + i * D, p.next_mask + i * A, p.next_features + i * F,
                  p.done + i);
+  }
+};
+
+}  // namespace gfn
+
+namespace gfn {
+
+// The sampling rule alone, for environments that step outside the compiled core (Python
+// environments): the mask is the only notion of legality, and every row is a valid state.
+struct MaskOnly {
+  int A;
+  GFN_HD int n_actions() const { return A; }
+  GFN_HD bool valid(const int32_t*) const { return true; }
+  GFN_HD bool legal(const int32_t*, int64_t a) const { return a >= 0 && a < A; }
+};
+
+template <typename scalar_t>
+struct SampleParams {
+  const uint8_t* mask;      // [n, A]
+  const scalar_t* logits;   // [n, A]
+  const int64_t* ids;       // per-row Philox subsequence; null means the row index
+  uint64_t seed, offset;
+  double temperature, epsilon;
+  int64_t* actions;         // [n]
+  scalar_t* log_prob;       // [n]
+};
+
+template <typename scalar_t>
+struct SampleActionsRow {
+  MaskOnly view;
+  SampleParams<scalar_t> p;
+  ErrorSink err;
+  GFN_HD void operator()(int64_t i) const {
+    const int A = view.A;
+    const uint64_t id = p.ids ? static_cast<uint64_t>(p.ids[i]) : static_cast<uint64_t>(i);
+    int64_t a = 0;
+    double lp = 0.0;
+    int st = sample_action(view, nullptr, p.mask + i * A, p.logits + i * A, p.seed, p.offset, id, p.temperature,
+                           p.epsilon, &a, &lp);
+    if (st != kOk) {
+      err.report(i, st);
+      return;
+    }
+    p.actions[i] = a;
+    p.log_prob[i] = static_cast<scalar_t>(lp);
   }
 };
 

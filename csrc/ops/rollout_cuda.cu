@@ -1,8 +1,11 @@
 // The same GFN_HD functors as the CPU launcher, for every environment, run by the grid-stride
 // kernel of common/launch_cuda.cuh.
 #include "common/launch_cuda.cuh"
-#include "envs/envs.h"
+#include "envs/all.h"
 #include "ops/rollout.h"
 
-#define GFN_INSTANTIATE(E) GFN_INSTANTIATE_ROWS(gfn::RolloutStepRow<E, float>) GFN_INSTANTIATE_ROWS(gfn::RolloutStepRow<E, double>)
-GFN_FOR_EACH_ENV(GFN_INSTANTIATE)
+#define GFN_INSTANTIATE(E) \
+  GFN_INSTANTIATE_ROWS(gfn::RolloutStepRow<gfn::E, float>) GFN_INSTANTIATE_ROWS(gfn::RolloutStepRow<gfn::E, double>)
+GFN_ENVS(GFN_INSTANTIATE)
+GFN_INSTANTIATE_ROWS(gfn::SampleActionsRow<float>)
+GFN_INSTANTIATE_ROWS(gfn::SampleActionsRow<double>)

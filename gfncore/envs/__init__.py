@@ -1,6 +1,17 @@
-"""Environments: state spaces with masks, steps, parents, encodings and rewards."""
-from .base import Env, env_from_spec
+"""Environments: state spaces with masks, steps, parents, encodings and rewards, written in C++
+(CompiledEnv), numba (NumbaEnv) or Python (PythonEnv), all behind one interface (Env)."""
+from .assignment import Assignment
+from .base import Env, from_config
+from .bit_sequence import BitSequence
+from .check import EnvCheckError, check_env
+from .compiled import KINDS, CompiledEnv, HandleEnv
+from .conditional import HyperGridR0, IsingBeta, uniform_contexts
 from .hypergrid import HyperGrid
 from .ising import Ising
+from .numba_env import NumbaEnv
+from .python_env import PythonEnv
+from .set_addition import SetAddition
 
-__all__ = ["Env", "HyperGrid", "Ising", "env_from_spec"]
+__all__ = ["Env", "CompiledEnv", "HandleEnv", "PythonEnv", "NumbaEnv", "HyperGrid", "Ising", "BitSequence",
+           "SetAddition", "Assignment", "IsingBeta", "HyperGridR0", "uniform_contexts", "check_env",
+           "EnvCheckError", "from_config", "KINDS"]

@@ -1,135 +1,168 @@
-"""The environment interface: a state space of fixed-width integer rows, forward/backward masks,
-deterministic constructive steps (a DAG), encodings and a log-reward. Queries run in the
-compiled core (or the plain-PyTorch twin on a device without kernels)."""
+"""The environment interface, one for every route (compiled C++, numba, Python): a state space of
+fixed-width integer rows, forward/backward masks, deterministic constructive steps (a DAG),
+encodings, and a log-reward on finished objects kept apart from the dynamics."""
 from __future__ import annotations
 
+import importlib
+import math
 from functools import cached_property
 
 import torch
 
-from .. import _C
-from ..ops._dispatch import compiled_for, stream, warn_fallback
-
-# Query codes of csrc/ops/env_ops.h (EnvQuery).
-_FORWARD_MASK, _BACKWARD_MASK, _ENCODE, _LOG_REWARD, _N_PARENTS, _STEP, _BACKWARD_STEP, _IS_INITIAL = range(8)
+_INT32 = (-(2**31), 2**31 - 1)
 
 
 class Env:
-    """Base class of compiled environments. Subclasses set ``spec = (kind, ints, floats)`` and
-    implement ``reference()`` (the plain-PyTorch twin) and, where small enough, enumeration."""
+    """A GFlowNet environment.
+
+    A state is a row of ``state_dim`` small integers; a batch of states is an int32 tensor
+    ``[N, state_dim]`` (int64 is accepted when every value fits in int32). Action ``a`` is in
+    ``[0, n_actions)``, the last one is *stop* (declare the current state a finished object x).
+    ``forward_mask`` says which actions are legal, ``backward_mask`` which backward actions lead
+    *into* a state (its parents; backward action b undoes forward action b). Rewards are apart
+    from the dynamics: ``log_reward(x, context)`` scores finished objects, in one batched call.
+
+    Subclass :class:`PythonEnv` (batched torch), :class:`NumbaEnv` (single-state numba) or use a
+    compiled environment (:class:`CompiledEnv`); ``gfncore.envs.check_env`` checks any of them.
+    """
 
     name = "env"
-    spec: tuple
+    state_dim: int
+    n_actions: int
+    feature_dim: int
+    context_dim: int = 0
+    max_length: int | None = None   # most rows of a trajectory (moves + the stop row), if known
+    max_parents: int | None = None  # most parents of a state (slots of ops.parents)
+    cuda: bool = False              # whether compiled kernels exist for CUDA tensors
 
-    def __init__(self, spec: tuple):
-        self.spec = (int(spec[0]), tuple(int(v) for v in spec[1]), tuple(float(v) for v in spec[2]))
-        dims = _C.env_dims(self.spec)  # validates the parameters in C++ (raises ValueError)
-        self.n_actions: int = dims["n_actions"]
-        self.n_backward_actions: int = dims["n_backward_actions"]
-        self.state_dim: int = dims["state_dim"]
-        self.feature_dim: int = dims["feature_dim"]
-        self.max_parents: int = dims["max_parents"]
-        self.max_length: int = dims["max_length"]
+    @property
+    def n_backward_actions(self) -> int:
+        return self.n_actions - 1
 
     @property
     def stop_action(self) -> int:
         return self.n_actions - 1
 
-    def reference(self):
-        raise NotImplementedError
-
-    # -- state-space queries --------------------------------------------------------------------
-    def _query(self, q: int, states: torch.Tensor, out: torch.Tensor, actions: torch.Tensor | None = None):
-        _C.env_query(self.spec, q, states, actions, out, stream(states))
-        return out
-
-    def _states(self, states: torch.Tensor) -> torch.Tensor:
+    # -- argument checks shared by every route ---------------------------------------------------
+    def _states(self, states, what: str = "states") -> torch.Tensor:
+        """states as a contiguous int32 [N, state_dim] tensor, or a clear error."""
         if not isinstance(states, torch.Tensor):
-            raise TypeError(f"states must be a torch.Tensor, got {type(states).__name__}")
+            raise TypeError(f"{self.name}: {what} must be a torch.Tensor, got {type(states).__name__}")
         if states.device.type == "meta":
-            raise TypeError("states must hold data (a CPU or CUDA tensor), got a meta tensor")
+            raise TypeError(f"{self.name}: {what} must hold data (a CPU or CUDA tensor), got a meta tensor")
         if states.dim() != 2 or states.shape[1] != self.state_dim:
-            raise ValueError(f"states must have shape [n, {self.state_dim}], got {list(states.shape)}")
+            raise ValueError(f"{self.name}: {what} must have shape [n, {self.state_dim}], got {list(states.shape)}")
         if states.dtype != torch.int32:
-            if states.dtype.is_floating_point or states.dtype == torch.bool:
-                raise TypeError(f"states must be an integer tensor (int32), got {states.dtype}")
+            if states.dtype.is_floating_point or states.dtype.is_complex or states.dtype == torch.bool:
+                raise TypeError(f"{self.name}: {what} must be an integer tensor (int32), got {states.dtype}")
+            if states.numel():
+                lo, hi = int(states.min()), int(states.max())
+                if lo < _INT32[0] or hi > _INT32[1]:
+                    bad = int(((states < _INT32[0]) | (states > _INT32[1])).any(-1).nonzero()[0, 0])
+                    raise ValueError(f"{self.name}: {what} row {bad} holds a value outside int32 "
+                                     f"({states[bad].tolist()}); no state of this environment does")
             states = states.to(torch.int32)
         return states.contiguous()
 
-    @staticmethod
-    def _actions(actions: torch.Tensor) -> torch.Tensor:
+    def _actions(self, actions, n: int, what: str = "actions") -> torch.Tensor:
         if not isinstance(actions, torch.Tensor):
-            raise TypeError(f"actions must be a torch.Tensor, got {type(actions).__name__}")
-        if actions.dtype.is_floating_point or actions.dtype == torch.bool:
-            raise TypeError(f"actions must be an integer tensor (int64), got {actions.dtype}")
+            raise TypeError(f"{self.name}: {what} must be a torch.Tensor, got {type(actions).__name__}")
+        if actions.dtype.is_floating_point or actions.dtype.is_complex or actions.dtype == torch.bool:
+            raise TypeError(f"{self.name}: {what} must be an integer tensor (int64), got {actions.dtype}")
+        if actions.dim() != 1 or actions.shape[0] != n:
+            raise ValueError(f"{self.name}: {what} must have shape [{n}] (one per state), got {list(actions.shape)}")
         return actions.to(torch.int64).contiguous()
 
+    def _context(self, context, n: int) -> torch.Tensor | None:
+        """A per-object context [n, context_dim] (float) for a conditional environment, else None."""
+        if self.context_dim == 0:
+            if context is not None:
+                raise ValueError(f"{self.name} takes no context (context_dim = 0), got one")
+            return None
+        if context is None:
+            raise ValueError(f"{self.name} is conditional: pass a context of shape [n, {self.context_dim}]")
+        if not isinstance(context, torch.Tensor):
+            raise TypeError(f"{self.name}: context must be a torch.Tensor, got {type(context).__name__}")
+        if context.dim() != 2 or context.shape != (n, self.context_dim):
+            raise ValueError(f"{self.name}: context must have shape [{n}, {self.context_dim}], got {list(context.shape)}")
+        if not context.dtype.is_floating_point:
+            raise TypeError(f"{self.name}: context must be a float tensor, got {context.dtype}")
+        if not bool(torch.isfinite(context).all()):
+            bad = int((~torch.isfinite(context)).any(-1).nonzero()[0, 0])
+            raise ValueError(f"{self.name}: context row {bad} is not finite: {context[bad].tolist()}")
+        return context
+
+    def _check_log_reward(self, lr, x: torch.Tensor, source: str) -> torch.Tensor:
+        """A log-reward [n] as float64, or an error naming the source and the first bad object.
+        NaN and +inf are errors; -inf (R(x) = 0) is a legal reward."""
+        n = x.shape[0]
+        if not isinstance(lr, torch.Tensor):
+            raise TypeError(f"{source} must return a torch.Tensor, got {type(lr).__name__}")
+        if lr.shape != (n,):
+            raise ValueError(f"{source} must return shape [{n}] (one log-reward per object), got {list(lr.shape)}")
+        if not (lr.dtype.is_floating_point):
+            raise TypeError(f"{source} must return a float tensor, got {lr.dtype}")
+        bad = torch.isnan(lr) | (lr == math.inf)
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0, 0])
+            raise ValueError(f"{source} returned {float(lr[i])} for object {i} ({x[i].tolist()}); log-rewards "
+                             f"must be finite or -inf (R = 0)")
+        return lr.to(torch.float64)
+
+    # -- the interface ---------------------------------------------------------------------------
     def initial_states(self, n: int, device=None) -> torch.Tensor:
-        """n copies of s0, the state every trajectory starts from."""
-        return self.reference().initial(n, device=device)
+        """n copies of s0, the state every trajectory starts from, int32 [n, state_dim]."""
+        raise NotImplementedError
 
     def forward_mask(self, states: torch.Tensor) -> torch.Tensor:
         """Legal forward actions (the last one is stop), bool [n, n_actions]."""
-        s = self._states(states)
-        if not compiled_for(s):
-            warn_fallback("env.forward_mask", s)
-            return self.reference().forward_mask(s)
-        return self._query(_FORWARD_MASK, s, torch.empty(s.shape[0], self.n_actions, dtype=torch.bool, device=s.device))
+        raise NotImplementedError
+
+    def step(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The child reached by each legal forward action (never stop), int32 [n, state_dim]."""
+        raise NotImplementedError
 
     def backward_mask(self, states: torch.Tensor) -> torch.Tensor:
-        """Legal backward actions, i.e. the parents of each state, bool [n, n_backward_actions]."""
-        s = self._states(states)
-        if not compiled_for(s):
-            return self.reference().backward_mask(s)
-        return self._query(_BACKWARD_MASK, s,
-                           torch.empty(s.shape[0], self.n_backward_actions, dtype=torch.bool, device=s.device))
+        """Backward actions that lead into each state (its parents), bool [n, n_actions - 1]."""
+        raise NotImplementedError
+
+    def backward_step(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The parent reached by undoing each legal backward action, int32 [n, state_dim]."""
+        raise NotImplementedError
 
     def n_parents(self, states: torch.Tensor) -> torch.Tensor:
         """Number of parents of each state, int64 [n] (0 for s0)."""
-        s = self._states(states)
-        if not compiled_for(s):
-            return self.reference().n_parents(s)
-        return self._query(_N_PARENTS, s, torch.empty(s.shape[0], dtype=torch.int64, device=s.device))
+        return self.backward_mask(states).sum(-1).to(torch.int64)
 
     def is_initial(self, states: torch.Tensor) -> torch.Tensor:
+        """Whether each state is s0, bool [n]."""
         s = self._states(states)
-        if not compiled_for(s):
-            return self.reference().is_initial(s)
-        return self._query(_IS_INITIAL, s, torch.empty(s.shape[0], dtype=torch.bool, device=s.device))
+        return (s == self.initial_states(1, device=s.device)).all(-1)
 
     def encode(self, states: torch.Tensor) -> torch.Tensor:
         """Policy input features, float32 [n, feature_dim]."""
-        s = self._states(states)
-        if not compiled_for(s):
-            return self.reference().encode(s)
-        return self._query(_ENCODE, s, torch.empty(s.shape[0], self.feature_dim, dtype=torch.float32, device=s.device))
+        raise NotImplementedError
 
-    def log_reward(self, states: torch.Tensor) -> torch.Tensor:
-        """log R(x), float64 [n]."""
-        s = self._states(states)
-        if not compiled_for(s):
-            return self.reference().log_reward(s)
-        return self._query(_LOG_REWARD, s, torch.empty(s.shape[0], dtype=torch.float64, device=s.device))
+    def log_reward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """log R(x) of finished objects (given the context of each, for a conditional environment),
+        float64 [n]."""
+        raise NotImplementedError
 
-    def step(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """The child reached by each (legal) forward action; stop leaves the state unchanged."""
-        s = self._states(states)
-        a = self._actions(actions)
-        if not compiled_for(s):
-            return self.reference().step(s, a)
-        return self._query(_STEP, s, torch.empty_like(s), a)
+    def log_reward_state(self, states: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """log R(s) of every state, for environments where every state may stop (modified DB)."""
+        return self.log_reward(states, context)
 
-    def backward_step(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """The parent reached by each (legal) backward action."""
-        s = self._states(states)
-        a = self._actions(actions)
-        if not compiled_for(s):
-            return self.reference().backward_step(s, a)
-        return self._query(_BACKWARD_STEP, s, torch.empty_like(s), a)
+    def forward_action(self, backward_actions: torch.Tensor) -> torch.Tensor:
+        """The forward action that each backward action undoes (backward action b undoes b)."""
+        return backward_actions
 
     def backward_action(self, actions: torch.Tensor) -> torch.Tensor:
         """The backward action that undoes each forward move action."""
         return actions
+
+    def _call(self, fn, *args):
+        """Calls a compiled kernel over this environment (the numba route adds diagnostics)."""
+        return fn(*args)
 
     # -- enumeration (small environments) -------------------------------------------------------
     def all_states(self) -> torch.Tensor:
@@ -145,6 +178,8 @@ class Env:
             children = torch.unique(self.step(frontier[rows], acts), dim=0)
             new = [c for c in children.tolist() if tuple(c) not in keys]
             keys.update(map(tuple, new))
+            if len(keys) > 5_000_000:
+                raise ValueError(f"{self!r} has more than 5,000,000 states: too many to enumerate")
             frontier = torch.tensor(new, dtype=torch.int32).reshape(-1, self.state_dim)
             seen.append(frontier)
         return torch.cat(seen)
@@ -159,31 +194,58 @@ class Env:
     def _true_log_z(self) -> float:
         return float(torch.logsumexp(self.log_reward(self.all_terminal_states()), 0))
 
-    def true_log_z(self) -> float:
-        """log Z = log sum_x R(x), exactly, by enumeration."""
-        return self._true_log_z
+    def true_log_z(self, context: torch.Tensor | None = None) -> float:
+        """log Z = log sum_x R(x), exactly, by enumeration (given a context [1, C] if conditional)."""
+        if context is None and self.context_dim == 0:
+            return self._true_log_z
+        x = self.all_terminal_states()
+        c = self._context(torch.as_tensor(context, dtype=torch.float64).reshape(1, -1), 1)
+        return float(torch.logsumexp(self.log_reward(x, c.expand(x.shape[0], -1)), 0))
 
-    def true_distribution(self) -> torch.Tensor:
+    def true_distribution(self, context: torch.Tensor | None = None) -> torch.Tensor:
         """R(x)/Z over all_terminal_states(), float64."""
-        return torch.softmax(self.log_reward(self.all_terminal_states()), 0)
+        x = self.all_terminal_states()
+        if context is None and self.context_dim == 0:
+            return torch.softmax(self.log_reward(x), 0)
+        c = self._context(torch.as_tensor(context, dtype=torch.float64).reshape(1, -1), 1)
+        return torch.softmax(self.log_reward(x, c.expand(x.shape[0], -1)), 0)
+
+    # -- serialisation --------------------------------------------------------------------------
+    def config(self) -> dict:
+        """The constructor arguments that rebuild this environment (see to_config)."""
+        raise NotImplementedError(f"{type(self).__name__} does not describe itself: define config() returning its "
+                                  f"constructor arguments, or pass env= when loading a checkpoint")
+
+    def to_config(self) -> dict:
+        """{"class": "module:QualName", "params": {...}}: enough to rebuild the environment with
+        gfncore.envs.from_config (tensors stay tensors, so checkpoints load with weights_only)."""
+        cls = type(self)
+        return {"class": f"{cls.__module__}:{cls.__qualname__}", "name": self.name, "params": self.config()}
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}{self.spec}"
+        try:
+            params = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if not isinstance(v, torch.Tensor))
+        except NotImplementedError:
+            params = ""
+        return f"{type(self).__name__}({params})"
 
 
-_REGISTRY: dict[int, type] = {}
-
-
-def register(cls):
-    _REGISTRY[cls.kind] = cls
-    return cls
-
-
-def env_from_spec(kind: int, ints, floats) -> Env:
-    """Rebuild an environment from its spec (used inside custom ops, whose schema holds numbers)."""
+def from_config(cfg: dict, **overrides) -> Env:
+    """Rebuild an environment from Env.to_config() (overrides replace constructor arguments,
+    e.g. a log_reward callable that could not be saved)."""
     try:
-        cls = _REGISTRY[int(kind)]
-    except KeyError:
-        raise ValueError(f"unknown environment kind {kind}") from None
-    return cls.from_spec(tuple(ints), tuple(floats))
-
+        module, qualname = cfg["class"].split(":")
+    except (KeyError, ValueError, AttributeError):
+        raise ValueError(f"not an environment config: {cfg!r}") from None
+    obj = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    if not (isinstance(obj, type) and issubclass(obj, Env)):
+        raise ValueError(f"{cfg['class']} is not a gfncore environment class")
+    params = dict(cfg.get("params", {}))
+    missing = [k for k in cfg.get("needs", []) if k not in overrides]
+    if missing:
+        raise ValueError(f"this {cfg.get('name', 'environment')} was built with {', '.join(missing)} that a config "
+                         f"cannot hold: pass {', '.join(m + '=...' for m in missing)} to from_config / gfncore.load")
+    params.update(overrides)
+    return obj(**params)

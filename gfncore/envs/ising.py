@@ -2,19 +2,12 @@
 Boltzmann weight, so log Z is the model's log-partition function."""
 from __future__ import annotations
 
-import math
-from functools import lru_cache
-
 import torch
 
-from ..ops.reference import IsingReference
-from .base import Env, register
-
-_MAX_SIDE = 64  # csrc/envs/ising.h (Ising::kMaxSide)
+from .compiled import CompiledEnv
 
 
-@register
-class Ising(Env):
+class Ising(CompiledEnv, kind="ising"):
     """Ising model on an n x n lattice with R(x) = exp(-beta E(x)),
 
     E(x) = -J sum_<ij> x_i x_j - h sum_i x_i  over nearest-neighbour pairs,
@@ -30,26 +23,11 @@ class Ising(Env):
     state uses the same formula with unset sites as 0.
     """
 
-    kind = 2
-    name = "ising"
+    def reference(self):
+        """The same environment written as a PythonEnv (batched torch): the tests' oracle."""
+        from .twins import PyIsing
 
-    def __init__(self, n: int = 3, J: float = 1.0, h: float = 0.0, beta: float = 1.0):
-        if isinstance(n, bool) or int(n) != n or not 1 <= int(n) <= _MAX_SIDE:
-            raise ValueError(f"Ising: n must be an integer in [1, {_MAX_SIDE}], got {n}")
-        for name, v in (("J", J), ("h", h), ("beta", beta)):
-            if not math.isfinite(float(v)):
-                raise ValueError(f"Ising: {name} must be finite, got {v}")
-        if float(beta) < 0:
-            raise ValueError(f"Ising: beta (inverse temperature) must be >= 0, got {beta}")
-        self.n, self.J, self.h, self.beta = int(n), float(J), float(h), float(beta)
-        super().__init__((self.kind, (self.n,), (self.J, self.h, self.beta)))
-
-    @classmethod
-    def from_spec(cls, ints, floats):
-        return _cached(tuple(ints), tuple(floats))
-
-    def reference(self) -> IsingReference:
-        return IsingReference(self.n, self.J, self.h, self.beta)
+        return PyIsing(self.n, self.J, self.h, self.beta)
 
     def _configurations(self, values: tuple[int, ...], limit: int, what: str) -> torch.Tensor:
         N = self.n * self.n
@@ -70,17 +48,9 @@ class Ising(Env):
         """Every complete configuration (2^(n*n)); n <= 4."""
         return self._configurations((-1, 1), 2 ** 16, "the set of complete configurations")
 
-    def __repr__(self) -> str:
-        return f"Ising(n={self.n}, J={self.J}, h={self.h}, beta={self.beta})"
-
 
 def _max_side(k: int, limit: int) -> int:
     n = 1
     while k ** ((n + 1) ** 2) <= limit:
         n += 1
     return n
-
-
-@lru_cache(maxsize=64)
-def _cached(ints, floats) -> Ising:
-    return Ising(*ints, *floats)

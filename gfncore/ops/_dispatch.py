@@ -2,7 +2,9 @@
 else the plain-PyTorch reference (with a one-time warning)."""
 from __future__ import annotations
 
+import itertools
 import warnings
+import weakref
 
 import torch
 
@@ -10,6 +12,30 @@ from .. import _C
 
 _INFO = _C.build_info()
 _warned: set[str] = set()
+
+
+# Environments by integer id: a custom op's schema carries numbers and tensors, not Python
+# objects, so env-aware ops take the id and look the environment up here. Weak values: the table
+# never keeps an environment (and its data tensors) alive.
+_ENVS: "weakref.WeakValueDictionary[int, object]" = weakref.WeakValueDictionary()
+_NEXT_ENV_ID = itertools.count(1)
+
+
+def env_id(env) -> int:
+    """The id under which env-aware custom ops find `env` (assigned on first use)."""
+    i = env.__dict__.get("_op_id")
+    if i is None:
+        i = next(_NEXT_ENV_ID)
+        env.__dict__["_op_id"] = i
+        _ENVS[i] = env
+    return i
+
+
+def env_by_id(i: int):
+    try:
+        return _ENVS[int(i)]
+    except KeyError:
+        raise ValueError(f"gfncore: no live environment with id {i} (it was garbage-collected)") from None
 
 
 def compiled_for(t: torch.Tensor) -> bool:

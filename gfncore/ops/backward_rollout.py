@@ -5,53 +5,51 @@ from __future__ import annotations
 import torch
 
 from .. import _C
-from . import reference
-from ._dispatch import compiled_for, stream, warn_fallback
-from .rollout import draw_seed
+from ._dispatch import env_by_id, env_id, stream
+from .rollout import _kernel_env, _sample_actions, _sampling, eager, no_alias, seed_and_offset
 
 
-@torch.library.custom_op("gfncore::backward_rollout_step", mutates_args=())
-def _backward_rollout_step(
-    env_kind: int,
-    env_ints: list[int],
-    env_floats: list[float],
-    states: torch.Tensor,
-    logits: torch.Tensor,
-    ids: torch.Tensor | None,
-    seed: int,
-    offset: int,
-    temperature: float,
-    epsilon: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    from ..envs import env_from_spec
+def compose_backward_step(env, states, logits, ids, seed, offset, temperature, epsilon):
+    """backward_rollout_step through the environment's batched methods: the compiled sampling rule
+    over its backward mask (the kernel's draws), then env.backward_step."""
+    mask = env.backward_mask(states)
+    b, log_pb = _sample_actions(mask, logits, ids, seed, offset, temperature, epsilon)
+    par = env.backward_step(states, b).to(torch.int32)
+    return no_alias((b, log_pb, env.forward_action(b), par, env.is_initial(par)), (states, logits, ids))
 
-    env = env_from_spec(env_kind, env_ints, env_floats)
-    if not compiled_for(states):
-        warn_fallback("backward_rollout_step", states)
-        return reference.backward_rollout_step(env.reference(), states, logits, ids, seed, offset, temperature, epsilon)
+
+def _backward_step_impl(e, states, logits, ids, seed, offset, temperature, epsilon):
+    handle = _kernel_env(e, states)
+    if handle is None:
+        return compose_backward_step(e, states, logits, ids, seed, offset, temperature, epsilon)
     states, logits = states.contiguous(), logits.contiguous()
     ids = ids.contiguous() if ids is not None else None
     n = states.shape[0] if states.dim() == 2 else 0
     dev = states.device
-    mask = torch.empty(n, env.n_backward_actions, dtype=torch.bool, device=dev)  # scratch
+    mask = torch.empty(n, e.n_backward_actions, dtype=torch.bool, device=dev)  # scratch
     actions = torch.empty(n, dtype=torch.int64, device=dev)
     log_pb = torch.empty(n, dtype=logits.dtype, device=dev)
     forward_actions = torch.empty(n, dtype=torch.int64, device=dev)
-    parents = torch.empty(n, env.state_dim, dtype=torch.int32, device=dev)
+    parents = torch.empty(n, e.state_dim, dtype=torch.int32, device=dev)
     done = torch.empty(n, dtype=torch.bool, device=dev)
-    _C.backward_rollout_step(env.spec, states, logits, ids, seed, offset, temperature, epsilon, mask, actions, log_pb,
-                             forward_actions, parents, done, stream(states))
+    e._call(_C.backward_rollout_step, handle, states, logits, ids, seed, offset, temperature, epsilon, mask, actions,
+            log_pb, forward_actions, parents, done, stream(states))
     return actions, log_pb, forward_actions, parents, done
 
 
-@_backward_rollout_step.register_fake
-def _(env_kind, env_ints, env_floats, states, logits, ids, seed, offset, temperature, epsilon):
-    from ..envs import env_from_spec
+@torch.library.custom_op("gfncore::backward_rollout_step", mutates_args=())
+def _backward_rollout_step(env: int, states: torch.Tensor, logits: torch.Tensor, ids: torch.Tensor | None, seed: int,
+                           offset: int, temperature: float, epsilon: float
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    return _backward_step_impl(env_by_id(env), states, logits, ids, seed, offset, temperature, epsilon)
 
-    env = env_from_spec(env_kind, env_ints, env_floats)
+
+@_backward_rollout_step.register_fake
+def _(env, states, logits, ids, seed, offset, temperature, epsilon):
+    e = env_by_id(env)
     n = states.shape[0]
     return (states.new_empty(n, dtype=torch.int64), logits.new_empty(n), states.new_empty(n, dtype=torch.int64),
-            states.new_empty(n, env.state_dim, dtype=torch.int32), states.new_empty(n, dtype=torch.bool))
+            states.new_empty(n, e.state_dim, dtype=torch.int32), states.new_empty(n, dtype=torch.bool))
 
 
 def backward_rollout_step(
@@ -78,8 +76,8 @@ def backward_rollout_step(
     s = env._states(states)
     if logits is None:
         logits = torch.zeros(s.shape[0], env.n_backward_actions, dtype=torch.get_default_dtype(), device=s.device)
-    if seed is None:
-        seed = draw_seed(generator)
-    kind, ints, floats = env.spec
-    return _backward_rollout_step(kind, list(ints), list(floats), s, logits, ids, int(seed), int(offset),
-                                  float(temperature), float(epsilon))
+    seed, offset = seed_and_offset("backward_rollout_step", seed, offset, generator)
+    temperature, epsilon = _sampling("backward_rollout_step", temperature, epsilon)
+    if eager(s, logits, ids):
+        return _backward_step_impl(env, s, logits, ids, seed, offset, temperature, epsilon)
+    return _backward_rollout_step(env_id(env), s, logits, ids, seed, offset, temperature, epsilon)

@@ -6,35 +6,34 @@ import torch
 
 from .. import _C
 from . import reference
-from ._dispatch import compiled_for, stream, warn_fallback
+from ._dispatch import env_by_id, env_id, stream
+from .rollout import _kernel_env, eager
 
 
-@torch.library.custom_op("gfncore::parents", mutates_args=())
-def _parents(env_kind: int, env_ints: list[int], env_floats: list[float],
-             states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    from ..envs import env_from_spec
-
-    env = env_from_spec(env_kind, env_ints, env_floats)
-    if not compiled_for(states):
-        warn_fallback("parents", states)
-        return reference.parents(env.reference(), states, env.max_parents)
+def _parents_impl(e, states, max_parents):
+    handle = _kernel_env(e, states)
+    if handle is None:
+        return reference.parents(e, states, max_parents)
     states = states.contiguous()
-    n, P, D, dev = states.shape[0], env.max_parents, env.state_dim, states.device
+    n, P, D, dev = states.shape[0], max_parents, e.state_dim, states.device
     parent_states = torch.empty(n, P, D, dtype=torch.int32, device=dev)
     parent_actions = torch.empty(n, P, dtype=torch.int64, device=dev)
     counts = torch.empty(n, dtype=torch.int64, device=dev)
-    _C.parents(env.spec, states, parent_states, parent_actions, counts, stream(states))
+    e._call(_C.parents, handle, states, parent_states, parent_actions, counts, stream(states))
     return parent_states, parent_actions, counts
 
 
-@_parents.register_fake
-def _(env_kind, env_ints, env_floats, states):
-    from ..envs import env_from_spec
+@torch.library.custom_op("gfncore::parents", mutates_args=())
+def _parents(env: int, states: torch.Tensor, max_parents: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return _parents_impl(env_by_id(env), states, max_parents)
 
-    env = env_from_spec(env_kind, env_ints, env_floats)
+
+@_parents.register_fake
+def _(env, states, max_parents):
+    e = env_by_id(env)
     n = states.shape[0]
-    return (states.new_empty(n, env.max_parents, env.state_dim, dtype=torch.int32),
-            states.new_empty(n, env.max_parents, dtype=torch.int64),
+    return (states.new_empty(n, max_parents, e.state_dim, dtype=torch.int32),
+            states.new_empty(n, max_parents, dtype=torch.int64),
             states.new_empty(n, dtype=torch.int64))
 
 
@@ -48,5 +47,6 @@ def parents(env, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
     s0 has no parents (count 0). A row that is not in the state space raises ValueError.
     """
     s = env._states(states)
-    kind, ints, floats = env.spec
-    return _parents(kind, list(ints), list(floats), s)
+    if eager(s):
+        return _parents_impl(env, s, int(env.max_parents))
+    return _parents(env_id(env), s, int(env.max_parents))

@@ -44,109 +44,32 @@ def uniform53(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------
-# HyperGrid as vectorised torch ops (csrc/envs/hypergrid.h).
-class HyperGridReference:
-    """HyperGrid's state space, masks, steps, encoding and reward as batched torch ops."""
-
-    def __init__(self, ndim: int, height: int, R0: float, R1: float, R2: float):
-        self.ndim, self.height, self.R0, self.R1, self.R2 = ndim, height, R0, R1, R2
-        self.n_actions = ndim + 1
-        self.n_backward_actions = ndim
-        self.state_dim = ndim
-        self.feature_dim = ndim * height
-
-    def valid(self, s: torch.Tensor) -> torch.Tensor:
-        return ((s >= 0) & (s < self.height)).all(-1)
-
-    def _check(self, s: torch.Tensor) -> None:
-        if s.numel() and not bool(self.valid(s).all()):
-            raise ValueError("states holds a row that is not in the environment's state space")
-
-    def initial(self, n: int, device=None) -> torch.Tensor:
-        return torch.zeros(n, self.ndim, dtype=torch.int32, device=device)
-
-    def forward_mask(self, s: torch.Tensor) -> torch.Tensor:
-        self._check(s)
-        stop = torch.ones(*s.shape[:-1], 1, dtype=torch.bool, device=s.device)
-        return torch.cat([s < self.height - 1, stop], -1)
-
-    def backward_mask(self, s: torch.Tensor) -> torch.Tensor:
-        self._check(s)
-        return s > 0
-
-    def n_parents(self, s: torch.Tensor) -> torch.Tensor:
-        self._check(s)
-        return (s > 0).sum(-1).to(torch.int64)
-
-    def is_initial(self, s: torch.Tensor) -> torch.Tensor:
-        self._check(s)
-        return (s == 0).all(-1)
-
-    def step(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        legal = self.forward_mask(s).gather(-1, a.clamp(0, self.ndim).unsqueeze(-1)).squeeze(-1)
-        if a.numel() and not bool(((a >= 0) & (a <= self.ndim) & legal).all()):
-            raise ValueError("actions holds an action that is out of range or masked out")
-        move = a < self.ndim
-        inc = torch.nn.functional.one_hot(a.clamp(max=self.ndim - 1), self.ndim).to(s.dtype) * move.unsqueeze(-1)
-        return s + inc
-
-    def backward_step(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        ok = (a >= 0) & (a < self.ndim)
-        if a.numel() and not bool(ok.all()):
-            raise ValueError("actions holds an action that is out of range or masked out")
-        if a.numel() and not bool(self.backward_mask(s).gather(-1, a.unsqueeze(-1)).all()):
-            raise ValueError("actions holds an action that is out of range or masked out")
-        return s - torch.nn.functional.one_hot(a, self.ndim).to(s.dtype)
-
-    def encode(self, s: torch.Tensor) -> torch.Tensor:
-        self._check(s)
-        return torch.nn.functional.one_hot(s.long(), self.height).reshape(*s.shape[:-1], self.feature_dim).to(torch.float32)
-
-    def log_reward(self, s: torch.Tensor) -> torch.Tensor:
-        self._check(s)
-        ax = (s.to(torch.float64) / (self.height - 1) - 0.5).abs()
-        outer = (0.25 < ax).all(-1)
-        ring = ((0.3 < ax) & (ax < 0.4)).all(-1)
-        # bool * float would promote to float32; the compiled reward is float64
-        return torch.log(self.R0 + outer.to(torch.float64) * self.R1 + ring.to(torch.float64) * self.R2)
-
-
-# ---------------------------------------------------------------------------------------------
 # Ops (csrc/ops/*.h).
-def rollout_step(
-    env_ref,
-    states: torch.Tensor,
-    mask: torch.Tensor,
-    logits: torch.Tensor,
-    ids: torch.Tensor | None,
-    seed: int,
-    offset: int,
-    temperature: float,
-    epsilon: float,
-):
-    """Masked sampling (temperature, epsilon-uniform) with the kernel's Philox draws, then the
-    environment step. Returns (actions, log_prob, next_states, next_mask, features, done)."""
+def sample_actions(mask: torch.Tensor, logits: torch.Tensor, ids: torch.Tensor | None, seed: int, offset: int,
+                   temperature: float, epsilon: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sampling rule of csrc/ops/rollout.h (sample_action) in torch, with the kernel's Philox
+    draws: (actions [n], log_prob [n]) from the tempered, epsilon-mixed masked softmax."""
     if not (0.0 < temperature < math.inf):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
     if not (0.0 <= epsilon <= 1.0):
         raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
     n, A = logits.shape
-    env_ref._check(states)
+    mask = mask != 0
     z = logits.to(torch.float64) / temperature
     if bool(torch.isnan(z).masked_fill(~mask, False).any()):
-        raise ValueError("rollout_step: logits contain NaN at a legal action")
+        raise ValueError("sample_actions: logits contain NaN at a legal action")
     k = mask.sum(-1)
     if bool((k == 0).any()):
-        raise ValueError("rollout_step: mask allows no action")
+        raise ValueError("sample_actions: mask allows no action")
     zm = z.masked_fill(~mask, -math.inf)
-    zmax = zm.max(-1, keepdim=True).values
+    zmax = zm.max(-1, keepdim=True).values if n else zm.new_zeros(0, 1)
     if bool((~torch.isfinite(zmax)).any()):
-        raise ValueError("rollout_step: logits of every legal action are -inf/inf")
+        raise ValueError("sample_actions: logits of every legal action are -inf/inf")
     e = torch.exp(zm - zmax)
     cum = torch.cumsum(e, -1)
     total = cum[:, -1:]
-    sub = ids if ids is not None else torch.arange(n, device=states.device)
-    r = philox(seed, sub.cpu(), offset).to(states.device)
+    sub = ids if ids is not None else torch.arange(n, device=logits.device)
+    r = philox(seed, sub.cpu(), offset).to(logits.device)
     u0, u1 = uniform53(r[:, 0], r[:, 3]), uniform53(r[:, 1], r[:, 2])
     # softmax branch: first legal a with target < cumsum; fallback the last legal action
     target = (u1.unsqueeze(-1) * total)
@@ -163,11 +86,26 @@ def rollout_step(
     if epsilon > 0:
         # k in float64: epsilon / (an int64 tensor) would be computed in torch's default float32
         lp = torch.log((1 - epsilon) * torch.exp(lp) + epsilon / k.to(torch.float64))
+    return actions, lp.to(logits.dtype)
+
+
+def rollout_step(env, states: torch.Tensor, mask: torch.Tensor, logits: torch.Tensor, ids: torch.Tensor | None,
+                 seed: int, offset: int, temperature: float, epsilon: float):
+    """sample_actions, then the environment's own batched methods (any gfncore environment, e.g.
+    a PythonEnv twin of a compiled one). Returns (actions, log_prob, next_states, next_mask,
+    features, done)."""
+    if states.numel() and hasattr(env, "valid") and not bool(env.valid(states).all()):
+        raise ValueError("rollout_step: states holds a row that is not in the environment's state space")
+    actions, lp = sample_actions(mask, logits, ids, seed, offset, temperature, epsilon)
+    A = logits.shape[1]
     done = actions == A - 1
-    next_states = torch.where(done.unsqueeze(-1), states, env_ref.step(states, actions))
-    next_mask = env_ref.forward_mask(next_states) & ~done.unsqueeze(-1)
-    features = env_ref.encode(next_states)
-    return actions, lp.to(logits.dtype), next_states.to(torch.int32), next_mask, features, done
+    move = (~done).nonzero(as_tuple=True)[0]
+    next_states = states.clone()
+    if move.numel():
+        next_states[move] = env.step(states[move], actions[move]).to(states.dtype)
+    next_mask = env.forward_mask(next_states) & ~done.unsqueeze(-1)
+    features = env.encode(next_states)
+    return actions, lp, next_states.to(torch.int32), next_mask, features, done
 
 
 def masked_log_softmax_gather(logits: torch.Tensor, mask: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -230,92 +168,12 @@ def trajectory_balance_backward(grad, log_pf, log_pb, offsets, log_reward, log_z
 
 
 # ---------------------------------------------------------------------------------------------
-# Ising as vectorised torch ops (csrc/envs/ising.h).
-class IsingReference:
-    """Ising lattice's state space, masks, steps, encoding and energy-based reward as batched torch ops."""
-
-    def __init__(self, n: int, J: float, h: float, beta: float):
-        self.n, self.J, self.h, self.beta = n, J, h, beta
-        self.sites = n * n
-        self.n_actions = 2 * self.sites + 1
-        self.n_backward_actions = 2 * self.sites
-        self.state_dim = self.sites
-        self.feature_dim = 3 * self.sites
-
-    def valid(self, s: torch.Tensor) -> torch.Tensor:
-        return ((s >= -1) & (s <= 1)).all(-1)
-
-    def _check(self, s: torch.Tensor) -> None:
-        if s.numel() and not bool(self.valid(s).all()):
-            raise ValueError("states holds a row that is not in the environment's state space")
-
-    def initial(self, n: int, device=None) -> torch.Tensor:
-        return torch.zeros(n, self.sites, dtype=torch.int32, device=device)
-
-    def forward_mask(self, s: torch.Tensor) -> torch.Tensor:
-        self._check(s)
-        unset = s == 0
-        return torch.cat([unset, unset, (~unset).all(-1, keepdim=True)], -1)
-
-    def backward_mask(self, s: torch.Tensor) -> torch.Tensor:
-        self._check(s)
-        return torch.cat([s == -1, s == 1], -1)
-
-    def n_parents(self, s: torch.Tensor) -> torch.Tensor:
-        self._check(s)
-        return (s != 0).sum(-1).to(torch.int64)
-
-    def is_initial(self, s: torch.Tensor) -> torch.Tensor:
-        self._check(s)
-        return (s == 0).all(-1)
-
-    def forward_action_of(self, b: torch.Tensor) -> torch.Tensor:
-        return b
-
-    def _legal(self, mask: torch.Tensor, a: torch.Tensor) -> bool:
-        in_range = (a >= 0) & (a < mask.shape[-1])
-        ok = in_range & mask.gather(-1, a.clamp(0, mask.shape[-1] - 1).unsqueeze(-1)).squeeze(-1)
-        return not a.numel() or bool(ok.all())
-
-    def step(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        if not self._legal(self.forward_mask(s), a):
-            raise ValueError("actions holds an action that is out of range or masked out")
-        N = self.sites
-        move = a < 2 * N
-        site = torch.nn.functional.one_hot(a.clamp(max=2 * N - 1) % N, N).bool() & move.unsqueeze(-1)
-        value = torch.where(a < N, -1, 1).to(s.dtype).unsqueeze(-1)
-        return torch.where(site, value, s)
-
-    def backward_step(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        if not self._legal(self.backward_mask(s), a):
-            raise ValueError("actions holds an action that is out of range or masked out")
-        site = torch.nn.functional.one_hot(a % self.sites, self.sites).bool()
-        return s.masked_fill(site, 0)
-
-    def encode(self, s: torch.Tensor) -> torch.Tensor:
-        self._check(s)
-        return torch.nn.functional.one_hot(s.long() + 1, 3).reshape(*s.shape[:-1], -1).to(torch.float32)
-
-    def log_reward(self, s: torch.Tensor) -> torch.Tensor:
-        """-beta E(s), E = -J sum_<ij> s_i s_j - h sum_i s_i; unset sites count as 0. Torus for
-        n >= 3, open boundaries for n <= 2 (a wrap-around pair would repeat an in-lattice pair)."""
-        self._check(s)
-        x = s.to(torch.float64).reshape(*s.shape[:-1], self.n, self.n)
-        if self.n >= 3:
-            pairs = (x * x.roll(-1, -1)).sum((-2, -1)) + (x * x.roll(-1, -2)).sum((-2, -1))
-        else:
-            pairs = (x[..., :, :-1] * x[..., :, 1:]).sum((-2, -1)) + (x[..., :-1, :] * x[..., 1:, :]).sum((-2, -1))
-        return self.beta * (self.J * pairs + self.h * x.sum((-2, -1)))
-
-
-# ---------------------------------------------------------------------------------------------
 # Parents and backward sampling (csrc/ops/parents.h, csrc/ops/backward_rollout.h).
-def parents(env_ref, states: torch.Tensor, max_parents: int):
+def parents(env, states: torch.Tensor, max_parents: int):
     """Every parent of each state, compacted in increasing backward-action order:
     (parent_states [n, P, D] 0-padded, parent_actions [n, P] forward actions, -1-padded, counts [n])."""
-    env_ref._check(states)
     n, D = states.shape
-    bmask = env_ref.backward_mask(states)
+    bmask = env.backward_mask(states)
     counts = bmask.sum(-1).to(torch.int64)
     if n and int(counts.max()) > max_parents:
         raise ValueError("parents: an index is out of range (more parents than max_parents)")
@@ -323,46 +181,21 @@ def parents(env_ref, states: torch.Tensor, max_parents: int):
     slot = (torch.cumsum(bmask.to(torch.int64), -1) - 1)[rows, b]
     out_states = torch.zeros(n, max_parents, D, dtype=torch.int32, device=states.device)
     out_actions = torch.full((n, max_parents), -1, dtype=torch.int64, device=states.device)
-    forward_action_of = getattr(env_ref, "forward_action_of", None)
-    fwd = forward_action_of(b) if forward_action_of is not None else b  # HyperGrid: b undoes forward action b
-    out_states[rows, slot] = env_ref.backward_step(states[rows], b).to(torch.int32)
-    out_actions[rows, slot] = fwd
+    if rows.numel():
+        out_states[rows, slot] = env.backward_step(states[rows], b).to(torch.int32)
+        out_actions[rows, slot] = env.forward_action(b)
     return out_states, out_actions, counts
 
 
-class _BackwardViewReference:
-    """The reference twin of BackwardView<Env>: an env's backward moves dressed as forward actions
-    (plus one never-legal column where rollout_step expects stop), so reference.rollout_step draws
-    exactly what the kernel's sample_action draws."""
-
-    def __init__(self, env_ref):
-        self.env_ref = env_ref
-
-    def _check(self, s):
-        self.env_ref._check(s)
-
-    def step(self, s, b):
-        return self.env_ref.backward_step(s, b)
-
-    def forward_mask(self, s):
-        m = self.env_ref.backward_mask(s)
-        return torch.cat([m, torch.zeros_like(m[:, :1])], -1)
-
-    def encode(self, s):
-        return torch.empty(s.shape[0], 0, dtype=torch.float32, device=s.device)
-
-
-def backward_rollout_step(env_ref, states, logits, ids, seed: int, offset: int, temperature: float, epsilon: float):
+def backward_rollout_step(env, states, logits, ids, seed: int, offset: int, temperature: float, epsilon: float):
     """One backward step from each state (none of them s0): b ~ masked softmax of backward logits
     (Philox draws as the kernel), then the parent. Returns
     (actions, log_pb, forward_actions, parents, done)."""
-    view = _BackwardViewReference(env_ref)
-    mask = view.forward_mask(states)
-    padded = torch.cat([logits, torch.zeros_like(logits[:, :1])], -1)
-    b, lp, par, _, _, _ = rollout_step(view, states, mask, padded, ids, seed, offset, temperature, epsilon)
-    forward_action_of = getattr(env_ref, "forward_action_of", None)
-    fwd = forward_action_of(b) if forward_action_of is not None else b
-    return b, lp, fwd, par.to(torch.int32), env_ref.is_initial(par)
+    if states.numel() and hasattr(env, "valid") and not bool(env.valid(states).all()):
+        raise ValueError("backward_rollout_step: states holds a row that is not in the environment's state space")
+    b, lp = sample_actions(env.backward_mask(states), logits, ids, seed, offset, temperature, epsilon)
+    par = env.backward_step(states, b).to(torch.int32)
+    return b, lp, env.forward_action(b), par, env.is_initial(par)
 
 
 # ---------------------------------------------------------------------------------------------
