@@ -8,13 +8,14 @@ draws of y and K reward calls, at a standard error ~ 1/sqrt(K).
 
 Three criteria (`RegressorConfig.criterion`); the network always outputs f(x) = log Ŝ(x), so Ŝ > 0:
 
-- ``"mse"``: E[(Ŝ(x) − R)²]. Minimiser Ŝ = S (unbiased). Weighs absolute errors, so where S(x)
-  spans orders of magnitude the small values are fitted poorly in relative terms.
-- ``"gamma"``: E[R/Ŝ(x) + log Ŝ(x)] (the Gamma deviance; its excess over the minimum is the
-  Itakura-Saito divergence R/Ŝ − log(R/Ŝ) − 1 ≥ 0, which is what the progress bar shows). Setting
-  the derivative in f = log Ŝ to zero, 1 − E[R|x]/Ŝ = 0, gives Ŝ = S: the log-domain fit that is
-  still unbiased for S and for log S. Its gradient is the relative residual 1 − R/Ŝ, so every x
-  counts the same whatever the scale of S(x). Use it when S varies over orders of magnitude.
+- ``"gamma"`` (the default): E[R/Ŝ(x) + log Ŝ(x)], the Gamma deviance. Setting its derivative in
+  f = log Ŝ to zero, 1 − E[R|x]/Ŝ = 0, gives Ŝ = S: a log-domain fit whose minimiser is still S
+  itself (so log Ŝ → log S, no Jensen gap). Its gradient is the relative residual 1 − R/Ŝ, so
+  every x counts the same whatever the scale of S(x). Its excess over the minimum is the
+  Itakura-Saito divergence; the progress bar shows the per-draw R/Ŝ − log(R/Ŝ) − 1 ≥ 0.
+- ``"mse"``: E[(Ŝ(x) − R)²], the seed's criterion. Minimiser Ŝ = S as well, but it weighs
+  absolute errors, so where S(x) spans orders of magnitude the small values are fitted poorly in
+  relative terms (on the demo problem its held-out relative error is about 4x gamma's).
 - ``"log_mse"``: E[(log Ŝ(x) − log R)²]. Minimiser log Ŝ = E[log R | x], which is NOT log S:
   by Jensen E[log R] ≤ log E[R], with a gap that grows with the spread of R given x. It estimates
   the geometric mean of R; use it only when that is the quantity wanted, or when y is (nearly)
@@ -24,7 +25,7 @@ A sampler is ``sampler(x [B, k], generator) -> y [B, ...]`` (one draw of y per r
 reward is ``log_reward(x [B, k], y [B, ...]) -> log R [B]`` (R ≥ 0; −inf means R = 0).
 
     problem = BernoulliExpProblem(x_dim=4, n=10)
-    reg = ExpectationRegressor(x_dim=4, config=RegressorConfig(criterion="gamma"))
+    reg = ExpectationRegressor(x_dim=4, config=RegressorConfig(criterion="gamma", steps=2000))
     reg.fit(problem.sample_x(4096, gen), problem.sample_y, problem.log_reward)
     reg.log_expectation(x_new)                       # log Ŝ(x_new), one forward pass
     monte_carlo(x_new, problem.sample_y, problem.log_reward, K=256, generator=gen).log_s
@@ -136,9 +137,9 @@ def monte_carlo(x: torch.Tensor, sampler: SamplerFn, log_reward: LogRewardFn, K:
 class RegressorConfig:
     """Settings of an amortized expectation regressor Ŝ(x); the demo's flags come from these fields."""
 
-    criterion: str = field(default="mse", metadata={
-        "help": "mse (E[(S-R)^2], unbiased), gamma (E[R/S + log S], unbiased, relative errors) or "
-                "log_mse (E[(log S - log R)^2], fits E[log R|x] <= log S: biased)"})
+    criterion: str = field(default="gamma", metadata={
+        "help": "gamma (E[R/S + log S]: unbiased, relative errors), mse (E[(S-R)^2]: unbiased, the seed's, "
+                "absolute errors) or log_mse (E[(log S - log R)^2]: fits E[log R|x] <= log S, biased)"})
     hidden: int = field(default=128, metadata={"help": "MLP width"})
     layers: int = field(default=2, metadata={"help": "MLP hidden layers"})
     steps: int = field(default=2000, metadata={"help": "training steps"})
@@ -183,11 +184,11 @@ class ExpectationRegressor(torch.nn.Module):
                 mods += [torch.nn.Linear(a, b), torch.nn.SiLU()]
             mods.append(torch.nn.Linear(dims[-1], 1))
             self.net = torch.nn.Sequential(*mods)
-        # inputs standardised with the training set's moments; the output bias starts at the
-        # pilot estimate of log S, so the first steps do not spend themselves finding the scale
+        # set by the first fit (`_initialise`)
         self.register_buffer("x_mean", torch.zeros(x_dim))
         self.register_buffer("x_std", torch.ones(x_dim))
         self.register_buffer("log_scale", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))  # by the first fit's pilot batch
         self.history: list[dict] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -216,12 +217,12 @@ class ExpectationRegressor(torch.nn.Module):
         if not bool(torch.isfinite(x).all()):
             raise ValueError(f"{name} contains NaN or inf")
 
-    def _target(self, lr: torch.Tensor) -> torch.Tensor:
+    def _target(self, log_r: torch.Tensor) -> torch.Tensor:
         """Per-x regression target from [B, m] draws of log R: log of their mean R (mse, gamma) or
         their mean log R (log_mse)."""
         if self.config.criterion == "log_mse":
-            return lr.mean(1)
-        return torch.logsumexp(lr, 1) - math.log(lr.shape[1])
+            return log_r.mean(1)
+        return torch.logsumexp(log_r, 1) - math.log(log_r.shape[1])
 
     def loss(self, f: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The criterion on predictions f = log Ŝ(x) [B] and targets t [B] (log mean R or mean log R);
@@ -240,6 +241,21 @@ class ExpectationRegressor(torch.nn.Module):
             d = torch.where(finite, t - f, torch.zeros_like(f))
             return torch.where(finite, d.exp() - d - 1, f - self.log_scale).mean()
         return (f - t).square().mean()
+
+    def _initialise(self, x_train, sampler, log_reward, gen) -> None:
+        """Input moments from the training set; the output bias and the mse scale at the log mean R
+        (or mean log R) of a pilot batch, so the first steps do not spend themselves finding the scale."""
+        c, N = self.config, x_train.shape[0]
+        self.x_mean.copy_(x_train.mean(0))
+        self.x_std.copy_(x_train.std(0).nan_to_num(1.0).clamp(min=1e-6) if N > 1 else torch.ones(self.x_dim))
+        pilot = x_train[torch.randint(N, (min(4096, max(N, c.batch_size)),), generator=gen)]
+        t0 = self._target(draw_log_rewards(pilot, sampler, log_reward, gen).view(1, -1))
+        if not bool(torch.isfinite(t0).all()):
+            raise ValueError("log R = -inf (R = 0) in the pilot batch: " + (
+                "the log_mse criterion needs R > 0" if c.criterion == "log_mse" else "every reward is 0"))
+        self.log_scale.fill_(float(t0))
+        self.net[-1].bias.fill_(float(t0))
+        self.initialised.fill_(True)
 
     def fit(self, x_train: torch.Tensor, sampler: SamplerFn, log_reward: LogRewardFn, *,
             validation: tuple[torch.Tensor, torch.Tensor] | None = None, eval_every: int = 0,
@@ -263,17 +279,9 @@ class ExpectationRegressor(torch.nn.Module):
         x_train = x_train.to(torch.float32)
         N = x_train.shape[0]
         gen = torch.Generator().manual_seed(c.seed + 1)
-        with torch.no_grad():
-            self.x_mean.copy_(x_train.mean(0))
-            self.x_std.copy_(x_train.std(0).nan_to_num(1.0).clamp(min=1e-6) if N > 1 else torch.ones(self.x_dim))
-            # pilot batch: the output starts at the overall log mean R (or mean log R)
-            pilot = x_train[torch.randint(N, (min(4096, max(N, c.batch_size)),), generator=gen)]
-            t0 = self._target(draw_log_rewards(pilot, sampler, log_reward, gen).view(1, -1))
-            if not bool(torch.isfinite(t0).all()):
-                raise ValueError("log R = -inf (R = 0) in the pilot batch: " + (
-                    "the log_mse criterion needs R > 0" if c.criterion == "log_mse" else "every reward is 0"))
-            self.log_scale.fill_(float(t0))
-            self.net[-1].bias.fill_(float(t0))
+        if not bool(self.initialised):  # a later fit continues training with the scales it was trained with
+            with torch.no_grad():
+                self._initialise(x_train, sampler, log_reward, gen)
         opt = torch.optim.Adam(self.parameters(), lr=c.lr)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda i: c.lr_final + (1 - c.lr_final) * 0.5 * (1 + math.cos(math.pi * min(i, c.steps) / max(c.steps, 1))))
@@ -294,8 +302,8 @@ class ExpectationRegressor(torch.nn.Module):
         try:
             for i in range(c.steps):
                 xb = x_train[torch.randint(N, (c.batch_size,), generator=gen)]
-                lr = draw_log_rewards(xb.repeat_interleave(c.y_per_x, 0), sampler, log_reward, gen)
-                t = self._target(lr.view(c.batch_size, c.y_per_x))
+                log_r = draw_log_rewards(xb.repeat_interleave(c.y_per_x, 0), sampler, log_reward, gen)
+                t = self._target(log_r.view(c.batch_size, c.y_per_x))
                 if c.criterion == "log_mse" and bool(torch.isinf(t).any()):
                     raise ValueError("log_reward returned -inf (R = 0): the log_mse criterion needs R > 0")
                 loss = self.loss(self.forward(xb), t)
@@ -457,7 +465,7 @@ def run_demo(config: DemoConfig | None = None, regressor: RegressorConfig | None
     regressor across training-set sizes. Writes summary.json, table.md and amortize.png into
     config.out (when set) and returns the summary."""
     cfg = config if config is not None else DemoConfig()
-    rcfg = regressor if regressor is not None else RegressorConfig(criterion="gamma")
+    rcfg = regressor if regressor is not None else RegressorConfig()
     if not cfg.mc_samples or not cfg.train_sizes:
         raise ValueError("mc_samples and train_sizes must be non-empty")
     old_threads = torch.get_num_threads()
@@ -679,8 +687,6 @@ def _parser():
     for cls in (DemoConfig, RegressorConfig):
         for f in dataclasses.fields(cls):
             default = f.default
-            if cls is RegressorConfig and f.name == "criterion":
-                default = "gamma"
             flag = "--" + f.name.replace("_", "-")
             help_ = f"{f.metadata.get('help', '')} (default: {default})"
             if f.type == "bool":

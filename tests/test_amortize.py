@@ -142,6 +142,12 @@ def test_regressor_is_reproducible_from_its_seed():
     assert torch.allclose(a.log_expectation(x), b.log_expectation(x), rtol=0, atol=1e-5)
     assert not torch.allclose(a.log_expectation(x), c.log_expectation(x), rtol=0, atol=1e-3)
     assert [h["step"] for h in a.history] == [h["step"] for h in b.history]
+    # a second fit continues from the trained network: no re-initialisation of scales or bias
+    before = a.log_expectation(x)
+    a.config.steps = 0
+    prob2 = BernoulliExpProblem(scale=3.0)  # a pilot batch of these rewards would move the bias a lot
+    a.fit(prob2.sample_x(64, torch.Generator()), prob2.sample_y, prob2.log_reward, progress=False)
+    assert torch.equal(a.log_expectation(x), before)
 
 
 def test_rewards_of_zero_are_handled_by_the_mean_criteria():

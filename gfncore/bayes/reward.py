@@ -38,10 +38,15 @@ class MinibatchLogReward:
     """The log-reward of a GFlowNet posterior sampler over θ, log R(θ) = log P(θ) + log P(D|θ), or
     its unbiased minibatch estimate log P(θ) + (|D|/|b|)·Σ_{z∈b} log P(z|θ).
 
-    Each call draws one minibatch b of batch_size examples uniformly without replacement (from
-    `generator`) and shares it across the rows of theta, so every row's estimate is unbiased:
-    each example is in b with probability |b|/|D|. With batch_size=None (or = |D|) it is the exact
-    full-batch log R. The estimate's variance is `noise_variance(theta)`.
+    Each call draws one minibatch b of batch_size examples, uniformly without replacement, and
+    shares it across the rows of theta, so every row's estimate is unbiased: each example is in b
+    with probability |b|/|D|. With shuffle="epoch" (the default: random reshuffling, as a data
+    loader does) the minibatches are consecutive slices of one random permutation of the data, a
+    new one when fewer than batch_size examples remain: each slice is a uniform random subset, the
+    draws of one epoch are disjoint, and an epoch costs one permutation. With
+    shuffle="independent" every call draws a fresh subset (a permutation of |D| per call). With
+    batch_size=None (or = |D|) it is the exact full-batch log R. The variance of one estimate is
+    `noise_variance(theta)`.
 
     With `reference` = some θ_ref [n] (any real vector: the least-squares fit, a posterior mean, 0)
     it is the difference estimator log P(θ) + Σ_{z∈D} log P(z|θ_ref)
@@ -58,7 +63,7 @@ class MinibatchLogReward:
 
     def __init__(self, log_prior: LogPriorFn, log_likelihood: LogLikelihoodFn, data, batch_size: int | None = None,
                  generator: torch.Generator | None = None, grid: ParameterGrid | None = None,
-                 reference: torch.Tensor | None = None, chunk: int = 1 << 22):
+                 reference: torch.Tensor | None = None, shuffle: str = "epoch", chunk: int = 1 << 22):
         if not callable(log_prior) or not callable(log_likelihood):
             raise TypeError("log_prior and log_likelihood must be callables")
         if grid is not None and not isinstance(grid, ParameterGrid):
@@ -74,6 +79,10 @@ class MinibatchLogReward:
                                  "use batch_size=None for the full batch")
         self.batch_size = self.n_data if batch_size is None else batch_size
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        if shuffle not in ("epoch", "independent"):
+            raise ValueError(f"shuffle must be 'epoch' or 'independent', got {shuffle!r}")
+        self.shuffle = shuffle
+        self._perm, self._pos = None, 0
         self.chunk = chunk  # θ rows × examples per log_likelihood call in full-batch mode
         self.reference = None
         if reference is not None:
@@ -88,10 +97,10 @@ class MinibatchLogReward:
 
     @classmethod
     def from_model(cls, model, data, batch_size: int | None = None, generator: torch.Generator | None = None,
-                   reference: torch.Tensor | None = None):
+                   reference: torch.Tensor | None = None, shuffle: str = "epoch"):
         """The reward of a built-in model (or any object with log_prior, log_likelihood and grid)."""
         return cls(model.log_prior, model.log_likelihood, data, batch_size, generator, getattr(model, "grid", None),
-                   reference)
+                   reference, shuffle)
 
     @property
     def full_batch(self) -> bool:
@@ -108,9 +117,21 @@ class MinibatchLogReward:
             return self.full(theta)
         return self.on_batch(theta, self.sample_batch())
 
+    def of_index(self, index: torch.Tensor) -> torch.Tensor:
+        """`self(grid.theta(index))` for grid indices [B, n] (what a sampler's states hold); needs the grid."""
+        if self.grid is None:
+            raise ValueError("of_index needs the reward's grid (pass grid=, or build it with from_model)")
+        return self(self.grid.theta(index))
+
     def sample_batch(self) -> torch.Tensor:
         """Indices of one minibatch: batch_size examples, uniformly without replacement."""
-        return torch.randperm(self.n_data, generator=self.generator)[:self.batch_size]
+        b = self.batch_size
+        if self.shuffle == "independent":
+            return torch.randperm(self.n_data, generator=self.generator)[:b]
+        if self._perm is None or self._pos + b > self.n_data:
+            self._perm, self._pos = torch.randperm(self.n_data, generator=self.generator), 0
+        self._pos += b
+        return self._perm[self._pos - b:self._pos]
 
     def on_batch(self, theta: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """log P(θ) + (|D|/|index|)·Σ_{i∈index} log P(z_i|θ) [B] for given example indices."""
