@@ -283,8 +283,8 @@ class ExpectationRegressor(torch.nn.Module):
             with torch.no_grad():
                 self._initialise(x_train, sampler, log_reward, gen)
         opt = torch.optim.Adam(self.parameters(), lr=c.lr)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda i: c.lr_final + (1 - c.lr_final) * 0.5 * (1 + math.cos(math.pi * min(i, c.steps) / max(c.steps, 1))))
+        cosine = lambda i: 0.5 * (1 + math.cos(math.pi * min(i, c.steps) / max(c.steps, 1)))  # noqa: E731
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: c.lr_final + (1 - c.lr_final) * cosine(i))
         every = eval_every or max(1, c.steps // 20)
         bar = tqdm(total=c.steps, disable=not progress, desc=f"amortize {c.criterion}", dynamic_ncols=True)
         t_start = time.perf_counter()
@@ -577,21 +577,25 @@ def _run_demo(cfg: DemoConfig, rcfg: RegressorConfig) -> dict:
     return summary
 
 
+def _md_row(*cells) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
 def format_tables(s: dict) -> str:
     """The demonstration's results as markdown tables."""
-    a, eq = s["amortized"], s["equal_time"]
-    lines = [f"Problem: x in R^{s['config']['x_dim']}, y in {{0,1}}^{s['config']['n']}, "
-             f"log S(x) in [{s['log_s_range'][0]:.2f}, {s['log_s_range'][1]:.2f}] on {s['config']['n_test']} "
-             f"held-out x; {s['threads']} torch thread(s).", "",
-             "Amortized (criterion %s, N = %d) vs Monte Carlo with K samples, errors against the exact S(x):"
-             % (a["criterion"], a["n_train"]), "",
-             "| estimator | mean rel. err | median | p90 | mean abs log err | us/query (batch of %d) | us/query (one at a time) |"
-             % s["config"]["n_test"], "|---|---:|---:|---:|---:|---:|---:|"]
-    lines.append(f"| amortized Ŝ(x) | {a['rel_err_mean']:.4f} | {a['rel_err_median']:.4f} | {a['rel_err_p90']:.4f} | "
-                 f"{a['log_err_mean']:.4f} | {a['us_per_query_batched']:.2f} | {a['us_per_query_single']:.1f} |")
-    for r in s["monte_carlo"]:
-        lines.append(f"| MC K={r['K']} | {r['rel_err_mean']:.4f} | {r['rel_err_median']:.4f} | {r['rel_err_p90']:.4f} | "
-                     f"{r['log_err_mean']:.4f} | {r['us_per_query_batched']:.2f} | {r['us_per_query_single']:.1f} |")
+    a, eq, cfg, rc = s["amortized"], s["equal_time"], s["config"], s["regressor"]
+    errs = lambda r: (f"{r['rel_err_mean']:.4f}", f"{r['rel_err_median']:.4f}", f"{r['rel_err_p90']:.4f}")  # noqa: E731
+    lines = [f"Problem: x in R^{cfg['x_dim']}, y in {{0,1}}^{cfg['n']}, log S(x) in "
+             f"[{s['log_s_range'][0]:.2f}, {s['log_s_range'][1]:.2f}] on {cfg['n_test']} held-out x; "
+             f"{s['threads']} torch thread(s).", "",
+             f"Amortized (criterion {a['criterion']}, N = {a['n_train']}) vs Monte Carlo with K samples, errors "
+             "against the exact S(x):", "",
+             _md_row("estimator", "mean rel. err", "median", "p90", "mean abs log err",
+                 f"us/query (batch of {cfg['n_test']})", "us/query (one at a time)"),
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, r in [("amortized Ŝ(x)", a)] + [(f"MC K={r['K']}", r) for r in s["monte_carlo"]]:
+        lines.append(_md_row(name, *errs(r), f"{r['log_err_mean']:.4f}", f"{r['us_per_query_batched']:.2f}",
+                         f"{r['us_per_query_single']:.1f}"))
     lines.append("")
     for mode in ("batched", "single"):
         e = eq[mode]
@@ -602,29 +606,29 @@ def format_tables(s: dict) -> str:
             lines.append(f"- {mode}: at the amortized query's time ({e['amortized_us']:.2f} us) MC affords "
                          f"K ≈ {e['K_at_equal_time']:.1f}, mean rel. error ≈ {e['mc_rel_err_at_equal_time']:.4f} "
                          f"(amortized: {a['rel_err_mean']:.4f}).")
-    lines.append(f"- MC needs K ≈ {eq['K_to_match_amortized_error']:.0f} (≈ {eq['mc_us_to_match_batched']:.1f} us/query "
-                 f"batched) to match the amortized error; training took {a['train_seconds']:.1f} s, repaid after ≈ "
-                 + (f"{eq['queries_to_repay_training']:.0f} queries." if eq["queries_to_repay_training"] else "never."))
-    lines += ["", "Criteria at N = %d (same steps and draws):" % s["config"]["n_train"], "",
-              "| criterion | converges to | mean rel. err vs S | vs exp E[log R] | train s |", "|---|---|---:|---:|---:|"]
+    repaid = eq["queries_to_repay_training"]
+    lines.append(f"- MC needs K ≈ {eq['K_to_match_amortized_error']:.0f} (≈ {eq['mc_us_to_match_batched']:.1f} "
+                 f"us/query batched) to match the amortized error; training took {a['train_seconds']:.1f} s, "
+                 f"repaid after ≈ " + (f"{repaid:.0f} queries." if repaid else "never."))
+    lines += ["", f"Criteria at N = {cfg['n_train']} (same steps and draws):", "",
+              _md_row("criterion", "converges to", "mean rel. err vs S", "vs exp E[log R]", "train s"),
+              "|---|---|---:|---:|---:|"]
     for r in s["criteria"]:
         target = "exp E[log R|x] (biased)" if r["criterion"] == "log_mse" else "S(x)"
-        lines.append(f"| {r['criterion']} | {target} | {r['rel_err_mean']:.4f} | {r['rel_err_vs_geometric_mean']:.4f} | "
-                     f"{r['train_seconds']:.1f} |")
-    lines += ["", f"Training-set size (criterion {a['criterion']}, {s['regressor']['steps']} steps x "
-              f"{s['regressor']['batch_size']} x x {s['regressor']['y_per_x']} y each):", "",
-              "| N (distinct x) | mean rel. err held-out x | median | p90 | mean rel. err seen x | train s |",
+        lines.append(_md_row(r["criterion"], target, f"{r['rel_err_mean']:.4f}", f"{r['rel_err_vs_geometric_mean']:.4f}",
+                         f"{r['train_seconds']:.1f}"))
+    lines += ["", f"Training-set size (criterion {a['criterion']}; {rc['steps']} steps of {rc['batch_size']} x "
+              f"with {rc['y_per_x']} fresh y each):", "",
+              _md_row("N (distinct x)", "mean rel. err held-out x", "median", "p90", "mean rel. err seen x", "train s"),
               "|---:|---:|---:|---:|---:|---:|"]
     for r in s["train_sizes"]:
-        lines.append(f"| {r['n_train']} | {r['rel_err_mean']:.4f} | {r['rel_err_median']:.4f} | {r['rel_err_p90']:.4f} | "
-                     f"{r['rel_err_mean_seen_x']:.4f} | {r['train_seconds']:.1f} |")
-    lines += ["", f"Training length (criterion {a['criterion']}, N = {s['config']['n_train']}): reward draws "
-              "spent once, against MC's K draws per query:", "",
-              "| steps | reward draws | mean rel. err held-out x | median | p90 | train s |",
+        lines.append(_md_row(r["n_train"], *errs(r), f"{r['rel_err_mean_seen_x']:.4f}", f"{r['train_seconds']:.1f}"))
+    lines += ["", f"Training length (criterion {a['criterion']}, N = {cfg['n_train']}): reward draws spent once, "
+              "against MC's K draws per query:", "",
+              _md_row("steps", "reward draws", "mean rel. err held-out x", "median", "p90", "train s"),
               "|---:|---:|---:|---:|---:|---:|"]
     for r in s["train_steps"]:
-        lines.append(f"| {r['steps']} | {r['reward_evaluations']} | {r['rel_err_mean']:.4f} | {r['rel_err_median']:.4f} | "
-                     f"{r['rel_err_p90']:.4f} | {r['train_seconds']:.1f} |")
+        lines.append(_md_row(r["steps"], r["reward_evaluations"], *errs(r), f"{r['train_seconds']:.1f}"))
     return "\n".join(lines) + "\n"
 
 
@@ -635,7 +639,8 @@ def plot_demo(s: dict, path: str) -> str | None:
     try:
         import matplotlib
     except ImportError:
-        print("amortize: the plot needs matplotlib (pip install matplotlib); summary.json and table.md are written")
+        print("amortize: the plot needs matplotlib (pip install matplotlib); summary.json and table.md "
+              "are written")
         return None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -655,7 +660,8 @@ def plot_demo(s: dict, path: str) -> str | None:
     ax0.legend(fontsize=8)
     mc_lines = [r for r in mc if r["K"] in (16, 256, 4096)] or mc[-2:]
     for ax, rows, key, xlabel, title in (
-            (ax1, s["train_sizes"], "n_train", "training-set size N (distinct x)", "amortized error vs training-set size"),
+            (ax1, s["train_sizes"], "n_train", "training-set size N (distinct x)",
+             "amortized error vs training-set size"),
             (ax2, s.get("train_steps", []), "reward_evaluations", "reward draws spent in training",
              "amortized error vs training draws")):
         if not rows:

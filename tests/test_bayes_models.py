@@ -23,9 +23,9 @@ def test_grid_enumerates_every_setting_once_in_order():
         ParameterGrid.linspace(-1, 1, 10, 8).all_indices(max_size=1000)
 
 
-@pytest.mark.parametrize("values, match", [([0.5], "at least 2 values, got 1"), ([], "at least 2 values, got 0"),
-                                           ([0.0, 0.0, 1.0], "strictly increasing"), ([1.0, 0.0], "strictly increasing"),
-                                           ([0.0, math.nan], "finite")])
+@pytest.mark.parametrize("values, match", [
+    ([0.5], "at least 2 values, got 1"), ([], "at least 2 values, got 0"), ([0.0, 0.0, 1.0], "strictly increasing"),
+    ([1.0, 0.0], "strictly increasing"), ([0.0, math.nan], "finite")])
 def test_bad_grids_raise(values, match):
     with pytest.raises(ValueError, match=match):
         ParameterGrid(values, 2)

@@ -66,7 +66,8 @@ def test_epoch_shuffling_gives_uniform_disjoint_minibatches(problem, thetas):
     """Random reshuffling: each slice is a uniform subset (unbiased per draw; checked on draws one
     epoch apart, which are independent), the slices of an epoch are disjoint, and the mean over a
     whole epoch is the full-batch value exactly."""
-    r = MinibatchLogReward.from_model(problem.model, problem.data, batch_size=40, generator=torch.Generator().manual_seed(1))
+    r = MinibatchLogReward.from_model(problem.model, problem.data, batch_size=40,
+                                      generator=torch.Generator().manual_seed(1))
     epoch = [r.sample_batch() for _ in range(5)]
     assert torch.equal(torch.cat(epoch).sort().values, torch.arange(200))
     exact = r.full(thetas)
@@ -145,7 +146,8 @@ def _pair(problem):
 def test_log_likelihood_of_wrong_shape_raises(problem, thetas):
     lp, ll = _pair(problem)
     r = MinibatchLogReward(lp, lambda t, b: ll(t, b).sum(1), problem.data, batch_size=20)
-    with pytest.raises(ValueError, match=r"log_likelihood\(theta, batch\) must return shape \[B, \|batch\|\] = \(8, 20\), got \(8,\)"):
+    with pytest.raises(ValueError, match=r"log_likelihood\(theta, batch\) must return shape "
+                                         r"\[B, \|batch\|\] = \(8, 20\), got \(8,\)"):
         r(thetas)
     r = MinibatchLogReward(lp, lambda t, b: ll(t, b).T, problem.data)
     with pytest.raises(ValueError, match=r"\(8, 200\), got \(200, 8\)"):
