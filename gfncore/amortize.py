@@ -644,6 +644,7 @@ def plot_demo(s: dict, path: str) -> str | None:
         return None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401  (matplotlib.ticker.NullFormatter below)
 
     fig, (ax0, ax1, ax2) = plt.subplots(1, 3, figsize=(16, 4.4))
     mc = s["monte_carlo"]
@@ -675,6 +676,7 @@ def plot_demo(s: dict, path: str) -> str | None:
         for r, c in zip(mc_lines, ("C0", "C1", "C2")):
             ax.axhline(r["rel_err_mean"], color=c, ls=":", label=f"MC K={r['K']} (per query)")
         ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels collide on short ranges
         ax.set_xlabel(xlabel)
         ax.set_ylabel("mean relative error")
         ax.set_title(title)
