@@ -50,6 +50,20 @@ class ReplayBuffer:
             self.x, self.log_reward = self.x[overflow:], self.log_reward[overflow:]
         return len(keep)
 
+    def state_dict(self) -> dict:
+        """The stored objects and settings, as tensors and numbers (torch.load(weights_only=True))."""
+        return {"x": self.x.clone(), "log_reward": self.log_reward.clone(), "capacity": self.capacity,
+                "prioritized": self.prioritized, "alpha": self.alpha}
+
+    def load_state_dict(self, sd: dict) -> None:
+        x, lr = sd["x"].to("cpu", torch.int32), sd["log_reward"].to("cpu", torch.float64)
+        if x.dim() != 2 or x.shape[1] != self.env.state_dim or lr.shape != (x.shape[0],):
+            raise ValueError(f"replay state holds objects of shape {list(x.shape)}; this buffer stores "
+                             f"[n, {self.env.state_dim}] with one log-reward each")
+        self.capacity, self.prioritized, self.alpha = int(sd["capacity"]), bool(sd["prioritized"]), float(sd["alpha"])
+        self.x, self.log_reward = x, lr
+        self._keys = set(map(tuple, x.tolist()))
+
     def sample_objects(self, k: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if len(self) == 0:
             raise ValueError("the replay buffer is empty: add objects before sampling")

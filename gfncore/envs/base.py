@@ -170,6 +170,23 @@ class Env:
     def __repr__(self) -> str:
         return f"{type(self).__name__}{self.spec}"
 
+    # Stopgap until the environment layer's own serialisation lands (issue 6): the constructor's
+    # parameters, read back from the attributes of the same names.
+    def to_config(self) -> dict:
+        """{"name": ..., "params": {...}}, JSON-able; gfncore.envs.from_config rebuilds the environment."""
+        import inspect
+
+        if not type(self).__module__.startswith("gfncore.envs."):  # a user subclass may change anything
+            raise NotImplementedError(f"{type(self).__name__} is not a built-in environment; pass the environment "
+                                      f"itself (gfncore.load(path, env=...))")
+        params = {}
+        for p in list(inspect.signature(type(self).__init__).parameters)[1:]:
+            if not hasattr(self, p):
+                raise NotImplementedError(f"{type(self).__name__} cannot describe its parameter {p!r}; "
+                                          f"pass the environment itself (gfncore.load(path, env=...))")
+            params[p] = getattr(self, p)
+        return {"name": self.name, "params": params}
+
 
 _REGISTRY: dict[int, type] = {}
 
