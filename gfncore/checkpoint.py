@@ -55,6 +55,8 @@ def describe(trainer) -> dict:
         env = None  # gfncore.load(path, env=...) then takes the environment
     return {"format": FORMAT, "version": VERSION,
             "versions": {"gfncore": str(__version__), "torch": str(torch.__version__)},
+            # what the run ran with: a resume at the same thread count continues it bit for bit
+            "runtime": {"threads": torch.get_num_threads(), "device": str(trainer.device)},
             "env": env, "env_repr": repr(trainer.env), "policy": describe_policy(trainer.policy),
             "config": asdict(trainer.config), "state": trainer.state_dict()}
 

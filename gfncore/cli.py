@@ -28,6 +28,10 @@ class UsageError(Exception):
     """Bad command-line input: main() prints the one-line message and returns exit code 2."""
 
 
+class RunFailed(Exception):
+    """A run that stopped on an error after writing what it had: main() prints one line, exit code 1."""
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad flag in one line (no usage dump) through UsageError."""
 
@@ -193,7 +197,10 @@ def _resumed_configs(env_name: str, env_cfg, cfg, saved: dict, given: set[str]):
             flag = "--" + name.replace("_", "-")
             raise UsageError(f"gfncore train: error: --resume continues the saved run, whose {flag} is "
                              f"{train_kw.get(name)!r}; start a new run (--out elsewhere) to change it")
-    return type(env_cfg)(**env_kw), TrainConfig(**train_kw)
+    try:
+        return type(env_cfg)(**env_kw), TrainConfig(**train_kw)
+    except (ValueError, TypeError) as e:  # e.g. a run trained on cuda, resumed where there is none
+        raise UsageError(f"gfncore train: error: --resume: {e}") from None
 
 
 @contextmanager
@@ -234,7 +241,7 @@ def train(env_name: str, env_cfg, cfg, run: RunConfig, given: set[str] = frozens
     when a signal stopped it). Raises UsageError before writing anything on bad input."""
     import torch
 
-    from . import set_num_threads
+    from . import default_threads, set_num_threads
     from .checkpoint import read
     from .envs import from_config
     from .train import NonFiniteError, Trainer, config_dict, policy_for
@@ -254,8 +261,10 @@ def train(env_name: str, env_cfg, cfg, run: RunConfig, given: set[str] = frozens
     except (ValueError, TypeError, OverflowError) as e:
         raise UsageError(f"gfncore train {env_name}: error: {e}") from None
 
-    if cfg.threads > 0:
-        set_num_threads(cfg.threads)
+    # One thread count for the whole run (torch's float results depend on it): the flag, else the
+    # resumed run's own (so that a resume continues it bit for bit), else the machine's default.
+    saved_threads = (saved.get("runtime") or {}).get("threads") if saved else None
+    set_num_threads(cfg.threads or saved_threads or default_threads())
     torch.manual_seed(cfg.seed)
     trainer = Trainer.from_config(env, policy_for(env, cfg), cfg)
     if saved:
@@ -277,7 +286,8 @@ def train(env_name: str, env_cfg, cfg, run: RunConfig, given: set[str] = frozens
     _write_lines(metrics_path, trainer.history if saved else [])
     eval_every = cfg.eval_every or max(cfg.steps // 10, 1)
     base = {"env": repr(env), "env_config": _env_config(env), "loss": cfg.loss, "target_steps": cfg.steps,
-            "config": config_dict(env_cfg, cfg), "checkpoint": ckpt}
+            "threads": torch.get_num_threads(), "device": str(trainer.device), "config": config_dict(env_cfg, cfg),
+            "checkpoint": ckpt}
     with _stop_on_signals(trainer) as received:
         try:
             trainer.fit(max(cfg.steps - trainer.step_count, 0), progress=run.progress, eval_every=eval_every,
@@ -285,8 +295,9 @@ def train(env_name: str, env_cfg, cfg, run: RunConfig, given: set[str] = frozens
         except NonFiniteError as e:
             # the trainer is as it was after its last good step: keep that, and say what happened
             trainer.save(ckpt)
-            _write_json(os.path.join(out, "summary.json"), _partial(trainer, base, f"non-finite {e.quantity}", str(e)))
-            raise
+            msg = f"{e.detail}; the run's last good state (step {trainer.step_count}) is in {ckpt}"
+            _write_json(os.path.join(out, "summary.json"), _partial(trainer, base, f"non-finite {e.quantity}", msg))
+            raise RunFailed(msg) from e
         if received:
             trainer.save(ckpt)
             s = _partial(trainer, base, received[0], f"stopped by {received[0]} at step {trainer.step_count}; "
@@ -300,15 +311,14 @@ def train(env_name: str, env_cfg, cfg, run: RunConfig, given: set[str] = frozens
     _write_json(os.path.join(out, "summary.json"), summary)
     # pictures last: the results above are already on disk whatever happens here
     if env_name == "hypergrid" and env.ndim == 2 and trainer.capabilities()["exact"]:
-        try:
-            from .plotting import plot_distribution
-        except ImportError:
-            print("gfncore: distribution.png skipped: matplotlib is missing (pip install matplotlib)", file=sys.stderr)
-        else:
-            from .metrics import exact_terminal_distribution
+        from .metrics import exact_terminal_distribution
+        from .plotting import plot_distribution
 
+        try:
             plot_distribution(env, exact_terminal_distribution(env, trainer.policy), os.path.join(out, "distribution.png"),
                               title=f"{env!r}, {cfg.loss}, {trainer.step_count} steps: L1 = {summary['l1']:.4f}")
+        except ImportError as e:
+            print(f"gfncore: distribution.png skipped: {e}", file=sys.stderr)
     summary["out"] = out
     return summary
 
@@ -357,7 +367,8 @@ def _final_summary(trainer, base: dict, cfg) -> dict:
 
 
 def _print_summary(s: dict) -> None:
-    print(f"{s['env']}  loss={s['loss']}  steps={s['steps']}  ({s['iters_per_s']:.1f} it/s, {s['train_s']:.1f} s training)")
+    print(f"{s['env']}  loss={s['loss']}  steps={s['steps']}  ({s['iters_per_s']:.1f} it/s, {s['train_s']:.1f} s training, "
+          f"{s['threads']} thread{'s' if s['threads'] != 1 else ''}, {s['device']})")
     _print_quality(s, s.get("empirical_l1_10k"), 10_000)
     modes = f"modes found = {s['modes_found']}   " if s.get("has_modes") else ""
     print(f"{modes}outputs in {s['out']}/")
@@ -379,7 +390,7 @@ def _print_quality(s: dict, empirical: float | None, n: int) -> None:
 def _load_checkpoint(ns):
     import torch
 
-    from . import set_num_threads
+    from . import default_threads, set_num_threads
     from .checkpoint import load
     from .train import TrainConfig
 
@@ -396,8 +407,7 @@ def _load_checkpoint(ns):
         raise UsageError(f"gfncore {ns.command}: error: --out {ns.out} {what}")
     if not os.path.isfile(ns.checkpoint):
         raise UsageError(f"gfncore {ns.command}: error: --checkpoint {ns.checkpoint} is not a file")
-    if ns.threads > 0:
-        set_num_threads(ns.threads)
+    set_num_threads(ns.threads or default_threads())
     try:
         env, policy, trainer = load(ns.checkpoint, device=ns.device)
     except (ValueError, TypeError) as e:
@@ -443,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    from .train import NonFiniteError, TrainConfig
+    from .train import TrainConfig
 
     ns = build_parser().parse_args(argv)
     if ns.command == "sample":
@@ -457,11 +467,11 @@ def _main(argv: list[str]) -> int:
     run = from_args(RunConfig, ns, prog)
     try:
         s = train(ns.env, env_cfg, cfg, run, given=_given(argv))
-    except NonFiniteError as e:
+    except RunFailed as e:
         print(f"gfncore train: {e}", file=sys.stderr)
         return FAILED
-    except KeyboardInterrupt as e:
-        print(f"\ngfncore train: {e or 'SIGINT'} again: stopped at once, without a new checkpoint", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("\ngfncore train: stopped at once by a signal, without a new checkpoint", file=sys.stderr)
         return INTERRUPTED
     if s.get("partial"):
         print(f"gfncore train: {s['message']}", file=sys.stderr)

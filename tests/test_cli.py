@@ -227,3 +227,31 @@ def test_cli_subprocess_smoke(tmp_path):
                           str(tmp_path / "bad")], capture_output=True, text=True, env=env, timeout=120, cwd=str(tmp_path))
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_cli_without_matplotlib_still_writes_its_results(tmp_path, capsys, monkeypatch):
+    # matplotlib is a declared dependency; if it is missing all the same, the results are on disk
+    # and the picture is skipped with one line saying what to install
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
+    out = tmp_path / "noplot"
+    assert cli.main(["train", "hypergrid", "--steps", "4", "--out", str(out), *SMALL]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["steps"] == 4 and (out / "checkpoint.pt").is_file() and not (out / "distribution.png").exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install matplotlib" in err[0]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cli_resume_of_a_cuda_run_without_cuda_is_one_line(tmp_path, capsys):
+    out = tmp_path / "gpu_run"
+    assert cli.main(["train", "hypergrid", "--height", "4", "--steps", "2", "--out", str(out), *SMALL]) == 0
+    ck = torch.load(out / "checkpoint.pt", weights_only=True)
+    ck["config"]["device"] = "cuda"  # as if it had been trained on a GPU
+    torch.save(ck, out / "checkpoint.pt")
+    capsys.readouterr()
+    assert cli.main(["train", "hypergrid", "--out", str(out), "--resume", "--steps", "4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "device" in err[0]
+    # the same run continues on the CPU when asked to
+    assert cli.main(["train", "hypergrid", "--out", str(out), "--resume", "--steps", "4", "--device", "cpu",
+                     "--no-progress"]) == 0
