@@ -93,14 +93,21 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, overrides: dict | N
     for f in dataclasses.fields(cls):
         default = (overrides or {}).get(f.name, f.default)
         flag = "--" + f.name.replace("_", "-")
-        choices = f" (one of {', '.join(map(str, f.metadata['choices']))})" if "choices" in f.metadata else ""
-        help_ = f"{f.metadata.get('help', '')}{choices} (default: {default})"
+        help_ = f.metadata.get("help", "") + _bounds(f.metadata) + (f" (default: {default})" if default != "" else "")
         kw = {"default": argparse.SUPPRESS} if suppress else {"default": default}
         if f.type in (bool, "bool"):
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, help=help_, **kw)
+            action = argparse.BooleanOptionalAction if f.default else "store_true"
+            parser.add_argument(flag, dest=f.name, action=action, help=help_, **kw)
         else:
             typ = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
             parser.add_argument(flag, dest=f.name, type=typ, help=help_, metavar=f.name.upper(), **kw)
+
+
+def _bounds(m) -> str:
+    parts = [f"{op} {m[k]}" for k, op in (("gt", ">"), ("min", ">="), ("lt", "<"), ("max", "<=")) if k in m]
+    if "choices" in m:
+        parts.append("one of " + ", ".join(map(str, m["choices"])))
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def from_args(cls, ns: argparse.Namespace, prog: str = "gfncore"):

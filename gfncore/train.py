@@ -51,7 +51,7 @@ class TrainConfig:
     """Training settings; the CLI's flags are generated from these fields, and their bounds are
     checked in one place (gfncore.config) for both."""
 
-    loss: str = option("tb", "objective: " + ", ".join(LOSSES), choices=tuple(LOSSES))
+    loss: str = option("tb", "objective", choices=tuple(LOSSES))
     lam: float = option(0.9, "SubTB lambda: weight lambda^(k-j) of sub-trajectory j..k", gt=0)
     importance_weights: bool = option(False, "weight exploratory samples by P_F(tau)/P_behaviour(tau) (self-normalised)")
     replay_capacity: int = option(0, "replay buffer size (0: no replay)", min=0)
@@ -64,7 +64,7 @@ class TrainConfig:
     lr_log_z: float = option(0.1, "Adam learning rate of log Z", min=0)
     hidden: int = option(256, "MLP width", min=1)
     layers: int = option(2, "MLP hidden layers", min=1)
-    pb: str = option("uniform", "backward policy: uniform, learned or shared", choices=("uniform", "learned", "shared"))
+    pb: str = option("uniform", "backward policy", choices=("uniform", "learned", "shared"))
     temperature: float = option(1.0, "behaviour-policy temperature", gt=0)
     epsilon: float = option(0.0, "behaviour-policy epsilon-uniform mix", min=0, max=1)
     seed: int = option(0, "seed of the network init and of every rollout", min=0, max=2**63 - 1)
