@@ -293,11 +293,12 @@ class Trainer:
     def capabilities(self) -> dict:
         """What this environment allows an evaluation to compute: ``exact`` (the sampler's exact
         P_T over an enumerable state space: L1, JSD), ``true_log_z`` (a float, or None when
-        log Z cannot be computed) and ``terminals`` (objects enumerable: empirical L1)."""
+        log Z cannot be computed) and ``terminals`` (how many objects there are, when they can be
+        enumerated: the empirical L1 of n samples is reported for at most n / 10 of them)."""
         if self._capabilities is None:
             env = self.env
             exact = _small(env.all_states)
-            terminals = exact or _small(env.all_terminal_states)
+            terminals = _count(env.all_terminal_states)
             true_log_z = None
             try:  # enumeration up to the environment's own limit, or its closed form
                 true_log_z = float(env.true_log_z())
@@ -309,8 +310,9 @@ class Trainer:
     def evaluate(self, n_samples: int = 0, generator: torch.Generator | None = None) -> dict:
         """What the environment allows: exact L1 / JSD / |log Z error| where its state space is
         enumerable, else log Z against true_log_z() where that exists, else log Z alone; plus, with
-        n_samples, the empirical L1 of that many samples (drawn with `generator`, by default one
-        seeded from the config, so evaluating never moves the training stream)."""
+        n_samples, the empirical L1 of that many samples where they are at least 10 per object
+        (drawn with `generator`, by default one seeded from the config, so evaluating never moves
+        the training stream)."""
         cap = self.capabilities()
         log_z = self.log_z
         if cap["exact"]:
@@ -322,7 +324,8 @@ class Trainer:
         if n_samples:
             g = generator if generator is not None else torch.Generator().manual_seed(self.config.seed + 1)
             x = self.sample(n_samples, generator=g)
-            if cap["terminals"]:
+            # fewer than ~10 samples per object make an empirical L1 that measures the sample size
+            if cap["terminals"] is not None and cap["terminals"] * 10 <= n_samples:
                 out["empirical_l1"] = M.empirical_l1(self.env, x)
             if hasattr(self.env, "mode_mask"):
                 out["modes_found"] = M.modes_found(self.env, x)
@@ -443,10 +446,15 @@ EXACT_LIMIT = 200_000  # states: above this an exact evaluation costs more than 
 
 
 def _small(enumerate_fn) -> bool:
+    n = _count(enumerate_fn)
+    return n is not None and n <= EXACT_LIMIT
+
+
+def _count(enumerate_fn) -> int | None:
     try:
-        return enumerate_fn().shape[0] <= EXACT_LIMIT
+        return int(enumerate_fn().shape[0])
     except _NOT_ENUMERABLE:
-        return False
+        return None
 
 
 def _plain_attributes(obj) -> dict:
