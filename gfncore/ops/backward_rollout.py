@@ -7,7 +7,7 @@ import torch
 from .. import _C
 from . import reference
 from ._dispatch import compiled_for, stream, warn_fallback
-from .rollout import draw_seed
+from .rollout import _counter, draw_seed
 
 
 @torch.library.custom_op("gfncore::backward_rollout_step", mutates_args=())
@@ -80,6 +80,7 @@ def backward_rollout_step(
         logits = torch.zeros(s.shape[0], env.n_backward_actions, dtype=torch.get_default_dtype(), device=s.device)
     if seed is None:
         seed = draw_seed(generator)
+    seed, offset = _counter("seed", seed, "backward_rollout_step"), _counter("offset", offset, "backward_rollout_step")
     kind, ints, floats = env.spec
-    return _backward_rollout_step(kind, list(ints), list(floats), s, logits, ids, int(seed), int(offset),
+    return _backward_rollout_step(kind, list(ints), list(floats), s, logits, ids, seed, offset,
                                   float(temperature), float(epsilon))

@@ -63,14 +63,15 @@ def _(env_kind, env_ints, env_floats, states, mask, logits, ids, seed, offset, t
     )
 
 
-def _counter(name: str, v) -> int:
-    # The op schema carries int64 and the kernel reads uint64: accept exactly [0, 2^63).
+def _counter(name: str, v, op: str = "rollout_step") -> int:
+    """A Philox seed or offset for `op`: the op schema carries int64 and the kernel reads uint64,
+    so exactly the ints in [0, 2^63) are accepted (TypeError / ValueError otherwise)."""
     try:
         v = operator.index(v)
     except TypeError:
-        raise TypeError(f"rollout_step: {name} must be an int, got {type(v).__name__}") from None
+        raise TypeError(f"{op}: {name} must be an int, got {type(v).__name__}") from None
     if not 0 <= v < 2**63:
-        raise ValueError(f"rollout_step: {name} must be in [0, 2**63), got {v}")
+        raise ValueError(f"{op}: {name} must be in [0, 2**63), got {v}")
     return v
 
 
