@@ -6,7 +6,7 @@ import torch
 
 from .. import _C
 from . import reference
-from ._dispatch import compiled_for, stream, warn_fallback
+from ._dispatch import check_same_device, compiled_for, require_tensors, stream, warn_fallback
 from .rollout import _counter, draw_seed
 
 
@@ -48,6 +48,7 @@ def _backward_rollout_step(
 def _(env_kind, env_ints, env_floats, states, logits, ids, seed, offset, temperature, epsilon):
     from ..envs import env_from_spec
 
+    check_same_device("backward_rollout_step", states=states, logits=logits, ids=ids)  # else CPU garbage out
     env = env_from_spec(env_kind, env_ints, env_floats)
     n = states.shape[0]
     return (states.new_empty(n, dtype=torch.int64), logits.new_empty(n), states.new_empty(n, dtype=torch.int64),
@@ -76,6 +77,7 @@ def backward_rollout_step(
     Randomness as in :func:`gfncore.ops.rollout_step`: Philox keyed by seed, ``ids`` and ``offset``.
     """
     s = env._states(states)
+    require_tensors("backward_rollout_step", **{k: v for k, v in (("logits", logits), ("ids", ids)) if v is not None})
     if logits is None:
         logits = torch.zeros(s.shape[0], env.n_backward_actions, dtype=torch.get_default_dtype(), device=s.device)
     if seed is None:

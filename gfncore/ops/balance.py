@@ -7,6 +7,7 @@ gets zero gradient; every producer in the library writes 0."""
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -19,8 +20,11 @@ _PB = "one row per transition, like log_pf"
 _LR = "one log-reward per trajectory (len(offsets) - 1)"
 
 
+# Buffers allocated before the bindings check the arguments are sized by the numel of a dense
+# argument (never by a shape alone: a [2**40, 0] tensor holds nothing), so a bad input cannot ask
+# the allocator for more than the inputs already occupy.
 def _num_traj(offsets: torch.Tensor) -> int:
-    return max(offsets.shape[0] - 1, 0) if offsets.dim() == 1 else 0
+    return max(offsets.numel() - 1, 0) if offsets.dim() == 1 else 0
 
 
 def _work(n: int, like: torch.Tensor) -> torch.Tensor:
@@ -37,7 +41,7 @@ def _tb_forward(log_pf, log_pb, offsets, log_reward, log_z):
 
 def _tb_backward(grad, log_pf, log_pb, offsets, log_reward, log_z):
     gpf, gpb, gr = empty_like_dense(log_pf), empty_like_dense(log_pb), empty_like_dense(log_reward)
-    gz = log_pf.new_empty(log_reward.shape[:1])  # per trajectory; summed below for a shared log Z
+    gz = log_pf.new_empty(log_reward.numel())  # per trajectory; summed below for a shared log Z
     _C.trajectory_balance(log_pf, log_pb, offsets, log_reward, log_z, None, grad, gpf, gpb, gr, gz, stream(log_pf))
     return gpf, gpb, gr, (gz.sum() if log_z.dim() == 0 else gz)
 
@@ -52,10 +56,9 @@ _TB = FusedOp("trajectory_balance", _TB_ARGS, grads=("log_pf", "log_pb", "log_re
 def _as_log_z(log_z, like: torch.Tensor) -> torch.Tensor:
     if isinstance(log_z, torch.Tensor):
         return log_z
-    try:
-        return torch.tensor(float(log_z), dtype=like.dtype, device=like.device)
-    except (TypeError, ValueError):
-        raise TypeError(f"log_z must be a torch.Tensor or a number, got {type(log_z).__name__}") from None
+    if isinstance(log_z, bool) or not isinstance(log_z, numbers.Real):
+        raise TypeError(f"log_z must be a torch.Tensor or a real number, got {type(log_z).__name__}")
+    return torch.tensor(float(log_z), dtype=like.dtype, device=like.device)
 
 
 def trajectory_balance(log_pf: torch.Tensor, log_pb: torch.Tensor, offsets: torch.Tensor, log_reward: torch.Tensor,
@@ -124,7 +127,7 @@ def trajectory_balance_from_logits(logits: torch.Tensor, mask: torch.Tensor, act
 
 # --- detailed and modified detailed balance (one kernel) --------------------------------------
 def _db_forward(log_pf, log_pb, log_flow, offsets, log_reward):
-    out = log_pf.new_empty(log_pf.shape[:1])
+    out = log_pf.new_empty(log_pf.numel())
     _C.detailed_balance(log_pf, log_pb, log_flow, offsets, log_reward, out, None, None, None, None, None, stream(log_pf))
     return out
 
@@ -156,7 +159,7 @@ def detailed_balance(log_pf: torch.Tensor, log_pb: torch.Tensor, log_flow: torch
 
 
 def _mdb_forward(log_pf, log_pb, log_pf_stop, log_reward_state, offsets):
-    out = log_pf.new_empty(log_pf.shape[:1])
+    out = log_pf.new_empty(log_pf.numel())
     _C.modified_detailed_balance(log_pf, log_pb, log_pf_stop, log_reward_state, offsets, out, None, None, None, None,
                                  None, stream(log_pf))
     return out
@@ -191,10 +194,11 @@ def modified_detailed_balance(log_pf: torch.Tensor, log_pb: torch.Tensor, log_pf
 
 # --- sub-trajectory balance -------------------------------------------------------------------
 def _check_lam(lam) -> float:
-    try:
-        lam = float(lam)
-    except (TypeError, ValueError):
-        raise TypeError(f"lam must be a number, got {type(lam).__name__}") from None
+    if isinstance(lam, torch.Tensor) and lam.numel() == 1 and lam.dtype.is_floating_point:
+        lam = lam.item()
+    if isinstance(lam, bool) or not isinstance(lam, numbers.Real):
+        raise TypeError(f"lam must be a real number, got {type(lam).__name__}")
+    lam = float(lam)
     if not (math.isfinite(lam) and lam > 0):
         raise ValueError(f"lam must be a finite number > 0, got {lam}")
     return lam
@@ -209,7 +213,7 @@ def _subtb_forward(log_pf, log_pb, log_flow, offsets, log_reward, lam):
 
 def _subtb_backward(grad, log_pf, log_pb, log_flow, offsets, log_reward, lam):
     gs = [empty_like_dense(t) for t in (log_pf, log_pb, log_flow, log_reward)]
-    work = _work(log_pf.shape[0] + log_reward.shape[0], log_pf)
+    work = _work(log_pf.numel() + log_reward.numel(), log_pf)
     _C.subtrajectory_balance(log_pf, log_pb, log_flow, offsets, log_reward, lam, None, grad, *gs, work, stream(log_pf))
     return gs
 
@@ -237,7 +241,7 @@ def subtrajectory_balance(log_pf: torch.Tensor, log_pb: torch.Tensor, log_flow: 
 
 # --- flow matching ----------------------------------------------------------------------------
 def _fm_forward(log_in, in_count, log_out, out_mask):
-    out = log_in.new_empty(log_in.shape[:1])
+    out = log_in.new_empty(in_count.numel())
     _C.flow_matching(log_in, in_count, log_out, out_mask, out, None, None, None, stream(log_in))
     return out
 
@@ -281,7 +285,7 @@ def _zvar_forward(log_pf, log_pb, offsets, log_reward):
 
 def _zvar_backward(grad, log_pf, log_pb, offsets, log_reward):
     gs = [empty_like_dense(t) for t in (log_pf, log_pb, log_reward)]
-    _C.log_partition_variance(log_pf, log_pb, offsets, log_reward, None, grad, *gs, _work(log_reward.shape[0] + 2, log_pf),
+    _C.log_partition_variance(log_pf, log_pb, offsets, log_reward, None, grad, *gs, _work(log_reward.numel() + 2, log_pf),
                               stream(log_pf))
     return gs
 

@@ -8,7 +8,7 @@ import torch
 
 from .. import _C
 from . import reference
-from ._dispatch import check_same_device, compiled_for, require_tensors, stream, warn_fallback
+from ._dispatch import check_same_device, compiled_for, materialize, require_tensors, stream, warn_fallback
 
 
 @torch.library.custom_op("gfncore::rollout_step", mutates_args=())
@@ -31,9 +31,12 @@ def _rollout_step(
     if not compiled_for(states):
         warn_fallback("rollout_step", states)
         return reference.rollout_step(env.reference(), states, mask, logits, ids, seed, offset, temperature, epsilon)
-    states, mask, logits = states.contiguous(), mask.contiguous(), logits.contiguous()
-    ids = ids.contiguous() if ids is not None else None
-    n = states.shape[0] if states.dim() == 2 else 0
+    # A huge stride-0 view raises MemoryError here, not the allocator's RuntimeError; the outputs
+    # are sized by rows that exist (a [2**40, 0] states tensor holds none).
+    states, mask, logits = (materialize("rollout_step", k, t)
+                            for k, t in (("states", states), ("mask", mask), ("logits", logits)))
+    ids = materialize("rollout_step", "ids", ids) if ids is not None else None
+    n = states.shape[0] if states.dim() == 2 and states.shape[1] == env.state_dim else 0
     dev = states.device
     actions = torch.empty(n, dtype=torch.int64, device=dev)
     log_prob = torch.empty(n, dtype=logits.dtype, device=dev)

@@ -9,7 +9,9 @@ from ._dispatch import Bool, F, FusedOp, I64, stream
 
 
 def gather_forward(logits, mask, actions):
-    out = logits.new_empty(logits.shape[:1])
+    # Sized by a dense argument's numel, not a shape the kernel has yet to check: a [2**40, 0]
+    # logits tensor holds nothing but would ask for a 2**40-row output.
+    out = logits.new_empty(actions.numel())
     _C.masked_log_softmax_gather(logits, mask, actions, out, None, None, stream(logits))
     return out
 
