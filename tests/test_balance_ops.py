@@ -533,3 +533,19 @@ def test_fm_mask_bytes_other_than_0_and_1_read_as_true():
     torch.testing.assert_close(y, y_r)
     torch.testing.assert_close(li.grad, li_r.grad)
     torch.testing.assert_close(lo.grad, lo_r.grad)
+
+
+@pytest.mark.parametrize("name", ["db", "mdb", "subtb", "zvar"])
+def test_offsets_of_an_empty_batch_must_be_zero(name):
+    # No trajectory row runs to look at offsets[0] when B = 0: the binding checks it itself.
+    fn, make, _, off_i = PACKED_OPS[name]
+    args = make([], torch.float64, torch.Generator().manual_seed(0))
+    assert fn(*args).numel() == 0
+    with pytest.raises(ValueError, match=r"offsets must start at 0.*got \[3\]"):
+        fn(*_with(args, off_i, torch.tensor([3])))
+
+
+def test_tb_offsets_of_an_empty_batch_must_be_zero():
+    e = torch.zeros(0, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"offsets must start at 0.*got \[-1\]"):
+        ops.trajectory_balance(e, e, torch.tensor([-1]), e, torch.tensor(0.0, dtype=torch.float64))
