@@ -9,7 +9,7 @@ examples, bounded time) and "long" (many more, random each run) for local huntin
 
     GFN_FUZZ_PROFILE=long python -m pytest tests/test_fuzz_ops.py -s
 
-Outcome counts by kind print at the end of the module (-s shows them).
+Outcome counts by kind print at the end of the module.
 """
 from __future__ import annotations
 
@@ -107,20 +107,22 @@ class Worker:
 
 
 @pytest.fixture(scope="module")
-def worker():
+def worker(request):
     w = Worker()
     yield w
     w.close()
     total = collections.Counter()
-    lines = []
+    lines = [f"fuzz outcomes (profile {os.environ.get('GFN_FUZZ_PROFILE', 'ci')}), per target:"]
     for target, c in sorted(COUNTS.items()):
         total.update(c)
         lines.append(f"  {target:32s} " + " ".join(f"{k}={v}" for k, v in sorted(c.items())))
-    print(f"\nfuzz outcomes (profile {os.environ.get('GFN_FUZZ_PROFILE', 'ci')}), per target:")
-    print("\n".join(lines))
-    print("  total: " + " ".join(f"{k}={v}" for k, v in sorted(total.items())))
+    lines.append("  total: " + " ".join(f"{k}={v}" for k, v in sorted(total.items())))
     for why, case in KNOWN_SEEN.items():
-        print(f"  known (not fixed here): {why}\n    e.g. python tests/fuzz_targets.py --replay '{json.dumps(case)}'")
+        lines.append(f"  known (not fixed here): {why}\n    e.g. python tests/fuzz_targets.py --replay '{json.dumps(case)}'")
+    # With capture suspended: the counts show whatever the capture mode.
+    capman = request.config.pluginmanager.get_plugin("capturemanager")
+    with capman.global_and_fixture_disabled():
+        print("\n" + "\n".join(lines), flush=True)
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))
