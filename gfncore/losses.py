@@ -70,7 +70,8 @@ def trajectory_balance_loss(env: Env, policy, traj: Trajectories) -> torch.Tenso
     logits = out.pf_logits
     log_z = policy.log_z.to(logits.dtype)
     log_reward = traj.log_reward.to(logits.dtype)
-    return ops.trajectory_balance_from_logits(logits, mask, traj.actions, log_pb, traj.offsets, log_reward, log_z).mean()
+    return ops.trajectory_balance_from_logits(logits, mask, traj.actions, log_pb, traj.offsets, log_reward, log_z,
+                                              reduction="mean")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -316,7 +316,7 @@ def _make_tbl(case, g, dtype):
     mask, actions = _mask_and_actions(g, T, A)
     lz = _rand(g, dtype, s, B) if case["parents"] % 2 else _rand(g, dtype, s)
     return ([_rand(g, dtype, s, T, A), mask, actions, _rand(g, dtype, s, T), _offsets(L), _rand(g, dtype, s, B), lz],
-            ["float", "mask", "actions", "float", "offsets", "float", "float"], [])
+            ["float", "mask", "actions", "float", "offsets", "float", "float"], [("none", "mean")[case["width"] % 2]])
 
 
 def _make_db(case, g, dtype):
@@ -364,12 +364,16 @@ def _fused_specs():
     import gfncore.ops as ops
     from gfncore.ops import reference as R
 
+    def tbl(*a):
+        return ops.trajectory_balance_from_logits(*a[:7], reduction=a[7])
+
     def tbl_ref(logits, mask, actions, *rest):
-        return R.trajectory_balance(R.masked_log_softmax_gather(logits, mask, actions), *rest)
+        per_traj = R.trajectory_balance(R.masked_log_softmax_gather(logits, mask, actions), *rest[:4])
+        return per_traj.mean() if rest[4] == "mean" else per_traj
 
     return {
         "trajectory_balance": FusedSpec(ops.trajectory_balance, R.trajectory_balance, _make_tb),
-        "trajectory_balance_from_logits": FusedSpec(ops.trajectory_balance_from_logits, tbl_ref, _make_tbl),
+        "trajectory_balance_from_logits": FusedSpec(tbl, tbl_ref, _make_tbl),
         "detailed_balance": FusedSpec(ops.detailed_balance, R.detailed_balance, _make_db),
         "modified_detailed_balance": FusedSpec(ops.modified_detailed_balance, R.modified_detailed_balance, _make_mdb),
         "subtrajectory_balance": FusedSpec(ops.subtrajectory_balance, R.subtrajectory_balance, _make_subtb),
@@ -387,12 +391,15 @@ def _fused_extra_mutation(args, roles, scalars, case):
         idx = [i for i, r in enumerate(roles) if r == {"offsets": "offsets", "actions": "actions", "count": "count",
                                                         "all_masked": "mask", "mask_bytes": "mask"}.get(kind)]
         if kind == "scalar":
-            if scalars:  # SubTB's lam
+            if case["target"] == "subtrajectory_balance":  # lam
                 scalars[0] = [0.0, -1.0, math.nan, math.inf, -math.inf, "0.5", None, True, 1e-3, 7.5][p % 10]
                 return "valid" if p % 10 >= 8 else "hostile"
+            if case["target"] == "trajectory_balance_from_logits":  # reduction
+                scalars[0] = ["sum", None, 1, "MEAN", ""][p % 5]
+                return "hostile"
             lz = [i for i, r in enumerate(roles) if r == "float"][-1]  # TB's log_z as a Python number
             if isinstance(args[lz], torch.Tensor) and args[lz].dim() == 0:
-                args[lz] = [float(args[lz]), "nope", None][p % 3]
+                args[lz] = [float(args[lz].detach()), "nope", None][p % 3]
                 return "valid" if p % 3 == 0 else "hostile"
             return None
         if not idx:

@@ -549,3 +549,24 @@ def test_tb_offsets_of_an_empty_batch_must_be_zero():
     e = torch.zeros(0, dtype=torch.float64)
     with pytest.raises(ValueError, match=r"offsets must start at 0.*got \[-1\]"):
         ops.trajectory_balance(e, e, torch.tensor([-1]), e, torch.tensor(0.0, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
+def test_tb_from_logits_mean_is_the_mean_of_the_per_trajectory_op(device):
+    # reduction="mean" (what the tb loss calls) folds the batch mean into the op: same value and
+    # gradients as .mean() of the per-trajectory output, and the op checks like any other.
+    gen = torch.Generator().manual_seed(31)
+    args = _tbl_in([3, 1, 5, 2], torch.float64, gen, device=device)
+    diff = (0, 3, 5, 6)
+    w = torch.ones((), dtype=torch.float64, device=device)
+    y, g = _grads(lambda *a: ops.trajectory_balance_from_logits(*a, reduction="mean"), args, diff, w)
+    y_r, g_r = _grads(lambda *a: ops.trajectory_balance_from_logits(*a).mean(), args, diff, w)
+    assert y.shape == ()
+    torch.testing.assert_close(y, y_r, rtol=1e-12, atol=1e-12)
+    for a, b in zip(g, g_r):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    xs = [a.requires_grad_(True) if i in diff else a for i, a in enumerate(args)]
+    assert torch.autograd.gradcheck(lambda *a: ops.trajectory_balance_from_logits(*a, reduction="mean"), xs)
+    torch.library.opcheck(torch.ops.gfncore.trajectory_balance_from_logits_mean.default, tuple(xs))
+    with pytest.raises(ValueError, match="reduction must be 'none' or 'mean'"):
+        ops.trajectory_balance_from_logits(*args, reduction="sum")

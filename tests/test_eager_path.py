@@ -44,6 +44,10 @@ def _cases(gen):
         "trajectory_balance_from_logits": (ops.trajectory_balance_from_logits,
                                            torch.ops.gfncore.trajectory_balance_from_logits,
                                            [logits, mask, actions, r(T), off, r(B), r(())], [0, 3, 5, 6]),
+        "trajectory_balance_from_logits_mean": (
+            lambda *a: ops.trajectory_balance_from_logits(*a, reduction="mean"),
+            torch.ops.gfncore.trajectory_balance_from_logits_mean, [logits, mask, actions, r(T), off, r(B), r(())],
+            [0, 3, 5, 6]),
     }
 
 
@@ -69,7 +73,7 @@ def test_eager_node_equals_custom_op(name):
 
 
 @pytest.mark.parametrize("name", ["trajectory_balance", "subtrajectory_balance", "masked_log_softmax_gather",
-                                  "trajectory_balance_from_logits"])
+                                  "trajectory_balance_from_logits", "trajectory_balance_from_logits_mean"])
 def test_ops_trace_under_torch_compile(name):
     # aot_eager traces the graph through the custom ops' fake kernels and autograd registrations
     # (the part torch.compile needs from us) without paying for inductor's C++ compilation.

@@ -13,7 +13,7 @@ import torch
 
 from .. import _C
 from . import reference
-from ._dispatch import I64, OFFSETS, Bool, F, FusedOp, empty_like_dense, stream
+from ._dispatch import I64, OFFSETS, Bool, F, FusedOp, stream
 from .softmax_gather import gather_backward, gather_forward
 
 _PB = "one row per transition, like log_pf"
@@ -40,7 +40,7 @@ def _tb_forward(log_pf, log_pb, offsets, log_reward, log_z):
 
 
 def _tb_backward(grad, log_pf, log_pb, offsets, log_reward, log_z):
-    gpf, gpb, gr = empty_like_dense(log_pf), empty_like_dense(log_pb), empty_like_dense(log_reward)
+    gpf, gpb, gr = torch.empty_like(log_pf), torch.empty_like(log_pb), torch.empty_like(log_reward)
     gz = log_pf.new_empty(log_reward.numel())  # per trajectory; summed below for a shared log Z
     _C.trajectory_balance(log_pf, log_pb, offsets, log_reward, log_z, None, grad, gpf, gpb, gr, gz, stream(log_pf))
     return gpf, gpb, gr, (gz.sum() if log_z.dim() == 0 else gz)
@@ -78,13 +78,13 @@ def trajectory_balance(log_pf: torch.Tensor, log_pb: torch.Tensor, offsets: torc
 
 # --- trajectory balance from P_F logits -------------------------------------------------------
 def _tbl_forward(logits, mask, actions, log_pb, offsets, log_reward, log_z):
-    return _tb_forward(gather_forward(logits, mask, actions), log_pb, offsets, log_reward, log_z)
-
-
-def _tbl_backward(grad, logits, mask, actions, log_pb, offsets, log_reward, log_z):
-    # log_pf is recomputed (one pass over [T, A]) rather than kept from the forward: nothing of
-    # size T outlives the forward, and the op keeps the one-output shape of every fused op.
     log_pf = gather_forward(logits, mask, actions)
+    return _tb_forward(log_pf, log_pb, offsets, log_reward, log_z), log_pf  # log_pf: kept for the backward
+
+
+def _tbl_backward(grad, logits, mask, actions, log_pb, offsets, log_reward, log_z, log_pf=None):
+    if log_pf is None:  # the custom op keeps one output: recompute (one pass over [T, A])
+        log_pf = gather_forward(logits, mask, actions)
     gpf, gpb, gr, gz = _tb_backward(grad, log_pf, log_pb, offsets, log_reward, log_z)
     return gather_backward(gpf, logits, mask, actions), gpb, gr, gz
 
@@ -100,18 +100,36 @@ def _tbl_reference_backward(grad, logits, mask, actions, log_pb, offsets, log_re
     return reference.masked_log_softmax_gather_backward(gpf, logits, mask, actions), gpb, gr, gz
 
 
+# The batch mean as part of the op: the loss then costs one autograd node, not two (a mean node
+# costs about as much as this kernel at a training batch's size).
+def _mean_grad(grad, offsets):
+    B = _num_traj(offsets)
+    return grad.expand(B).div(B)  # a new dense [B] tensor
+
+
+def _tbl_mean_forward(*args):
+    per_traj, log_pf = _tbl_forward(*args)
+    return per_traj.mean(), log_pf
+
+
 _TBL_ARGS = (F("logits", ("T", "A")), Bool("mask", ("T", "A"), what=("rows of logits", "columns of logits")),
              I64("actions", ("T",), what="rows of logits"), F("log_pb", ("T",), what="one row per transition, like logits"),
              OFFSETS, F("log_reward", ("B",), what=_LR), F("log_z", (), ("B",)))
-_TBL = FusedOp("trajectory_balance_from_logits", _TBL_ARGS, grads=("logits", "log_pb", "log_reward", "log_z"),
-               out=("B",), forward=_tbl_forward, backward=_tbl_backward, reference=_tbl_reference,
-               reference_backward=_tbl_reference_backward)
+_TBL_GRADS = ("logits", "log_pb", "log_reward", "log_z")
+_TBL = FusedOp("trajectory_balance_from_logits", _TBL_ARGS, grads=_TBL_GRADS, out=("B",), forward=_tbl_forward,
+               backward=_tbl_backward, reference=_tbl_reference, reference_backward=_tbl_reference_backward)
+_TBL_MEAN = FusedOp(
+    "trajectory_balance_from_logits_mean", _TBL_ARGS, grads=_TBL_GRADS, out=(), forward=_tbl_mean_forward,
+    backward=lambda g, *a: _tbl_backward(_mean_grad(g, a[4]), *a),
+    reference=lambda *a: _tbl_reference(*a).mean(),
+    reference_backward=lambda g, *a: _tbl_reference_backward(_mean_grad(g, a[4]), *a))
 
 
 def trajectory_balance_from_logits(logits: torch.Tensor, mask: torch.Tensor, actions: torch.Tensor,
                                    log_pb: torch.Tensor, offsets: torch.Tensor, log_reward: torch.Tensor,
-                                   log_z: torch.Tensor) -> torch.Tensor:
-    """Per-trajectory trajectory balance, ``[B]``, straight from the P_F logits of every packed row.
+                                   log_z: torch.Tensor, reduction: str = "none") -> torch.Tensor:
+    """Per-trajectory trajectory balance, ``[B]``, straight from the P_F logits of every packed row
+    (``reduction="mean"``: its batch mean, the TB loss, a scalar).
 
     The same as ``trajectory_balance(masked_log_softmax_gather(logits, mask, actions), log_pb,
     offsets, log_reward, log_z)``, as one fused op: the gather feeds the trajectory-balance kernel
@@ -120,9 +138,12 @@ def trajectory_balance_from_logits(logits: torch.Tensor, mask: torch.Tensor, act
     ``actions`` ``[T]`` int64; the rest as in :func:`trajectory_balance` (the stop row's log_pb
     is ignored). Gradients flow to logits, log_pb, log_reward and log_z.
     """
+    if reduction not in ("none", "mean"):
+        raise ValueError(f"reduction must be 'none' or 'mean', got {reduction!r}")
     if isinstance(logits, torch.Tensor):
         log_z = _as_log_z(log_z, logits)
-    return _TBL(logits, mask, actions, log_pb, offsets, log_reward, log_z)
+    op = _TBL if reduction == "none" else _TBL_MEAN
+    return op(logits, mask, actions, log_pb, offsets, log_reward, log_z)
 
 
 # --- detailed and modified detailed balance (one kernel) --------------------------------------
@@ -133,7 +154,7 @@ def _db_forward(log_pf, log_pb, log_flow, offsets, log_reward):
 
 
 def _db_backward(grad, log_pf, log_pb, log_flow, offsets, log_reward):
-    gs = [empty_like_dense(t) for t in (log_pf, log_pb, log_flow, log_reward)]
+    gs = [torch.empty_like(t) for t in (log_pf, log_pb, log_flow, log_reward)]
     _C.detailed_balance(log_pf, log_pb, log_flow, offsets, log_reward, None, grad, *gs, stream(log_pf))
     return gs
 
@@ -166,7 +187,7 @@ def _mdb_forward(log_pf, log_pb, log_pf_stop, log_reward_state, offsets):
 
 
 def _mdb_backward(grad, log_pf, log_pb, log_pf_stop, log_reward_state, offsets):
-    gs = [empty_like_dense(t) for t in (log_pf, log_pb, log_pf_stop, log_reward_state)]
+    gs = [torch.empty_like(t) for t in (log_pf, log_pb, log_pf_stop, log_reward_state)]
     _C.modified_detailed_balance(log_pf, log_pb, log_pf_stop, log_reward_state, offsets, None, grad, *gs, stream(log_pf))
     return gs
 
@@ -212,7 +233,7 @@ def _subtb_forward(log_pf, log_pb, log_flow, offsets, log_reward, lam):
 
 
 def _subtb_backward(grad, log_pf, log_pb, log_flow, offsets, log_reward, lam):
-    gs = [empty_like_dense(t) for t in (log_pf, log_pb, log_flow, log_reward)]
+    gs = [torch.empty_like(t) for t in (log_pf, log_pb, log_flow, log_reward)]
     work = _work(log_pf.numel() + log_reward.numel(), log_pf)
     _C.subtrajectory_balance(log_pf, log_pb, log_flow, offsets, log_reward, lam, None, grad, *gs, work, stream(log_pf))
     return gs
@@ -247,7 +268,7 @@ def _fm_forward(log_in, in_count, log_out, out_mask):
 
 
 def _fm_backward(grad, log_in, in_count, log_out, out_mask):
-    gi, go = empty_like_dense(log_in), empty_like_dense(log_out)
+    gi, go = torch.empty_like(log_in), torch.empty_like(log_out)
     _C.flow_matching(log_in, in_count, log_out, out_mask, None, grad, gi, go, stream(log_in))
     return gi, go
 
@@ -284,7 +305,7 @@ def _zvar_forward(log_pf, log_pb, offsets, log_reward):
 
 
 def _zvar_backward(grad, log_pf, log_pb, offsets, log_reward):
-    gs = [empty_like_dense(t) for t in (log_pf, log_pb, log_reward)]
+    gs = [torch.empty_like(t) for t in (log_pf, log_pb, log_reward)]
     _C.log_partition_variance(log_pf, log_pb, offsets, log_reward, None, grad, *gs, _work(log_reward.numel() + 2, log_pf),
                               stream(log_pf))
     return gs
