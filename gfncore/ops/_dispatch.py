@@ -304,9 +304,9 @@ class FusedOp:
     # -- the public call -----------------------------------------------------------------------
     def __call__(self, *args):
         tensors = args[:self.n_tensors]
-        for a, t in zip(self.args, tensors):
-            if not isinstance(t, torch.Tensor):
-                raise TypeError(f"gfncore.ops.{self.name}: {a.name} must be a torch.Tensor, got {type(t).__name__}")
+        if not all(isinstance(t, torch.Tensor) for t in tensors):
+            a, t = next((a, t) for a, t in zip(self.args, tensors) if not isinstance(t, torch.Tensor))
+            raise TypeError(f"gfncore.ops.{self.name}: {a.name} must be a torch.Tensor, got {type(t).__name__}")
         if eager_fast(*tensors):
             if not all(t.is_contiguous() for t in tensors):
                 # Checked before anything is copied: a wrong or huge stride-0 input raises here.
