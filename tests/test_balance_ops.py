@@ -102,6 +102,8 @@ def _tbl_ref(logits, mask, actions, *rest):
 OBJECTIVES = {
     "tb_per_traj_log_z": (ops.trajectory_balance, ref.trajectory_balance, _tb_in, (0, 1, 3, 4)),
     "tb_from_logits": (ops.trajectory_balance_from_logits, _tbl_ref, _tbl_in, (0, 3, 5, 6)),
+    "tb_from_logits_mean": (lambda *a: ops.trajectory_balance_from_logits(*a, reduction="mean"),
+                            lambda *a: _tbl_ref(*a).mean(), _tbl_in, (0, 3, 5, 6)),
     "db": (ops.detailed_balance, ref.detailed_balance, _db_in, (0, 1, 2, 4)),
     "mdb": (ops.modified_detailed_balance, ref.modified_detailed_balance, _mdb_in, (0, 1, 2, 3)),
     "subtb_0.9": _subtb(0.9),
@@ -137,7 +139,7 @@ def test_matches_reference_float64(name, shape, noncontig, device):
     y, g = _grads(fused, args, diff, w)
     y_r, g_r = _grads(refn, args, diff, w)
     assert y.shape == y_r.shape and y.dtype == torch.float64
-    torch.testing.assert_close(y, y_r, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(y, y_r, rtol=1e-10, atol=1e-10, equal_nan=True)  # NaN: the mean of no trajectory
     for a, b in zip(g, g_r):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
@@ -357,7 +359,8 @@ def test_mixed_devices_raise():
 
 
 @pytest.mark.parametrize("shape", ["mixed", "empty"])
-@pytest.mark.parametrize("name", ["db", "mdb", "subtb_0.9", "fm", "zvar"])
+@pytest.mark.parametrize("name", ["tb_per_traj_log_z", "tb_from_logits", "tb_from_logits_mean", "db", "mdb", "subtb_0.9",
+                                  "fm", "zvar"])
 def test_reference_fallback_matches_kernel(name, shape, monkeypatch):
     # On a device without a compiled kernel both the forward and the backward op use the reference.
     import gfncore.ops._dispatch as dispatch
@@ -370,14 +373,14 @@ def test_reference_fallback_matches_kernel(name, shape, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the one-time fallback notice
         y_fb, g_fb = _grads(fused, args, diff, w)
-    torch.testing.assert_close(y_fb, y)
+    torch.testing.assert_close(y_fb, y, equal_nan=True)
     for a, b in zip(g_fb, g):
         torch.testing.assert_close(a, b)
 
 
 # --- conventions and hardening --------------------------------------------------------------
 # Objectives with a log_pb argument, and its position.
-WITH_LOG_PB = {"tb_per_traj_log_z": 1, "tb_from_logits": 3, "db": 1, "mdb": 1, "subtb_0.9": 1, "subtb_2.5": 1,
+WITH_LOG_PB = {"tb_per_traj_log_z": 1, "tb_from_logits": 3, "tb_from_logits_mean": 3, "db": 1, "mdb": 1, "subtb_0.9": 1, "subtb_2.5": 1,
                "zvar": 1}
 
 
