@@ -74,7 +74,9 @@ class Env:
                     raise ValueError(f"{self.name}: {what} row {bad} holds a value outside int32 "
                                      f"({states[bad].tolist()}); no state of this environment does")
             states = states.to(torch.int32)
-        return states.contiguous()
+        from ..ops._dispatch import materialize
+
+        return materialize(f"{self.name}", what, states)  # a huge stride-0 view: MemoryError, not an abort
 
     def _actions(self, actions, n: int, what: str = "actions") -> torch.Tensor:
         if not isinstance(actions, torch.Tensor):
