@@ -36,15 +36,17 @@ def test_openmp_spin_default_is_set_before_torch_loads():
     from pathlib import Path
 
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    env["PYTHONPATH"] = str(Path(gfncore.__file__).resolve().parent.parent)
+    # run where the installed package is found first: the source tree (no _C) must not shadow it
+    here = str(Path(gfncore.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = here
     code = "import os, gfncore; print(os.environ.get('GOMP_SPINCOUNT'))"
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, cwd=here)
     assert r.stdout.strip() == "10000", r.stderr
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                       env=dict(env, OMP_WAIT_POLICY="active"))
+                       env=dict(env, OMP_WAIT_POLICY="active"), cwd=here)
     assert r.stdout.strip() == "None", r.stderr
     r = subprocess.run([sys.executable, "-c", "import torch; " + code], capture_output=True, text=True, env=env,
-                       timeout=120)
+                       timeout=120, cwd=here)
     assert r.stdout.strip() == "None", r.stderr
 
 
