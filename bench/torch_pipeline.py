@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from gfncore.ops.reference import HyperGridReference
+from gfncore.envs.twins import PyHyperGrid
 
 
 class TorchHyperGrid:
@@ -22,7 +22,7 @@ class TorchHyperGrid:
         self.ndim, self.height = ndim, height
         self.R0, self.R1, self.R2 = R0, R1, R2
         self.n_actions = ndim + 1
-        self.reference = HyperGridReference(ndim, height, R0, R1, R2)
+        self.reference = PyHyperGrid(ndim, height, R0, R1, R2)
 
     def initial(self, n: int) -> torch.Tensor:
         return torch.zeros(n, self.ndim, dtype=torch.int64)

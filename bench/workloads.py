@@ -23,8 +23,21 @@ HIDDEN, LAYERS = 256, 2
 LR, LR_LOG_Z = 1e-3, 0.1
 
 
-def make_env() -> gfn.envs.HyperGrid:
-    return gfn.envs.HyperGrid(ndim=NDIM, height=HEIGHT, R0=R0)
+ROUTES = ("cpp", "numba", "python")
+
+
+def make_env(route: str = "cpp"):
+    """The benchmark HyperGrid through one of the three environment routes: the C++ struct, the
+    numba callbacks or the batched-torch PythonEnv (the same state space, reward and draws)."""
+    if route == "cpp":
+        return gfn.envs.HyperGrid(ndim=NDIM, height=HEIGHT, R0=R0)
+    from gfncore.envs.twins import NumbaHyperGrid, PyHyperGrid
+
+    if route == "numba":
+        return NumbaHyperGrid(ndim=NDIM, height=HEIGHT, R0=R0)
+    if route == "python":
+        return PyHyperGrid(ndim=NDIM, height=HEIGHT, R0=R0)
+    raise ValueError(f"unknown route {route!r}; choose one of {ROUTES}")
 
 
 def make_policy(env, seed: int = 0, flow: bool = False) -> gfn.nn.MLPPolicy:
@@ -47,8 +60,8 @@ def active_sizes(traj) -> list[int]:
 
 # -- gfncore --------------------------------------------------------------------------------------
 class GfncorePipeline:
-    def __init__(self, batch_size: int, seed: int = 0, loss: str = "tb"):
-        self.env = make_env()
+    def __init__(self, batch_size: int, seed: int = 0, loss: str = "tb", route: str = "cpp"):
+        self.env = make_env(route)
         self.policy = make_policy(self.env, seed, flow=loss in ("db", "subtb"))
         self.trainer = gfn.Trainer(self.env, self.policy, loss=loss, batch_size=batch_size, lr=LR,
                                    lr_log_z=LR_LOG_Z, seed=seed)
@@ -79,12 +92,12 @@ class GfncorePipeline:
         """Valid trajectories, finite loss, compiled path == generic op path for the same seed."""
         env, sampler = self.env, self.trainer.sampler
         a = sampler.sample(64, seed=1234)
-        b = sampler.sample(64, seed=1234, compiled_path=False)
+        b = gfn.Sampler(make_env("cpp"), self.policy).sample(64, seed=1234, compiled_path=False)
         for name in ("states", "actions", "offsets", "mask", "features"):
             assert torch.equal(getattr(a, name), getattr(b, name)), f"compiled and generic samples differ in {name}"
         assert torch.allclose(a.log_prob, b.log_prob, atol=1e-6), "compiled and generic log_prob differ"
         assert torch.allclose(a.log_reward, b.log_reward), "compiled and generic log_reward differ"
-        check_hypergrid_trajectories(env, a)
+        check_hypergrid_trajectories(make_env("cpp"), a)
         loss = trajectory_balance_loss(env, self.policy, a)
         assert torch.isfinite(loss), "gfncore loss is not finite"
 
@@ -126,7 +139,7 @@ class FloorPipeline:
     """Replays recorded (active batch sizes, T) of gfncore steps through the bare network work."""
 
     def __init__(self, batch_size: int, seed: int = 0):
-        env = make_env()
+        env = make_env("cpp")
         self.policy = make_policy(env, seed)
         self.optimizer = make_optimizer(self.policy)
         cap = batch_size * env.max_length
@@ -170,8 +183,8 @@ class UniformPolicy(torch.nn.Module):
 
 
 class GfncoreRollout:
-    def __init__(self, batch_size: int, seed: int = 0):
-        self.env = make_env()
+    def __init__(self, batch_size: int, seed: int = 0, route: str = "cpp"):
+        self.env = make_env(route)
         self.sampler = gfn.Sampler(self.env, UniformPolicy(self.env.n_actions))
         self.n = batch_size
         self.generator = torch.Generator().manual_seed(seed)
@@ -181,9 +194,9 @@ class GfncoreRollout:
 
     def check(self) -> None:
         a = self.sampler.sample(64, seed=99)
-        b = self.sampler.sample(64, seed=99, compiled_path=False)
-        assert torch.equal(a.states, b.states) and torch.equal(a.offsets, b.offsets)
-        check_hypergrid_trajectories(self.env, a)
+        b = gfn.Sampler(make_env("cpp"), self.sampler.policy).sample(64, seed=99, compiled_path=False)
+        assert torch.equal(a.states, b.states) and torch.equal(a.offsets, b.offsets), "routes draw differently"
+        check_hypergrid_trajectories(make_env("cpp"), a)
 
 
 class PlainRollout:

@@ -12,6 +12,7 @@ from .envs.compiled import HandleEnv
 from .trajectories import Trajectories
 
 MAX_BATCH = 2**40
+_FLOATS = (torch.float32, torch.float64)
 
 
 def _policy_device(policy) -> torch.device:
@@ -74,8 +75,12 @@ class Sampler:
         epsilon: float | None = None,
         device=None,
         context: torch.Tensor | None = None,
+        first_id: int = 0,
         compiled_path: bool = True,
     ) -> Trajectories:
+        """n trajectories (seed drawn from `generator` if not given). Trajectory i draws Philox
+        subsequence first_id + i: a process sampling its share [first_id, first_id + n) of a larger
+        batch draws exactly what one process sampling the whole batch would."""
         try:
             n = operator.index(n)
         except TypeError:
@@ -84,22 +89,31 @@ class Sampler:
             raise ValueError(f"n must be in [0, 2**40], got {n}")
         if seed is None:
             seed = ops.draw_seed(generator)
-        seed, _ = ops.rollout.seed_and_offset("Sampler.sample", seed, 0, None)
+        seed, first_id = ops.rollout.seed_and_offset("Sampler.sample", seed, first_id, None)
+        if first_id > 2**62:
+            raise ValueError(f"Sampler.sample: first_id must be in [0, 2**62], got {first_id}")
         temp, eps = ops.rollout._sampling("Sampler.sample", self.temperature if temperature is None else temperature,
                                           self.epsilon if epsilon is None else epsilon)
         dev = torch.device(device) if device is not None else _policy_device(self.policy)
+        env = self.env
+        first_step = n * (4 * env.state_dim + 4 * env.feature_dim + env.n_actions)
+        if first_step > 2**40:
+            raise ValueError(f"n = {n} trajectories need {first_step / 2**30:,.0f} GiB for their first step alone; "
+                             f"sample in smaller batches")
         ctx = self.env._context(context, n) if context is not None else self.contexts(n, generator)
         if ctx is not None:
             ctx = ctx.to(dev, torch.get_default_dtype())
         if dev.type == "cpu" and compiled_path and isinstance(self.env, HandleEnv):
-            traj = self._sample_cpu(n, seed, temp, eps, ctx)
+            traj = self._sample_cpu(n, seed, temp, eps, ctx, first_id)
         else:
-            traj = self._sample_generic(n, seed, temp, eps, dev, ctx)
+            traj = self._sample_generic(n, seed, temp, eps, dev, ctx, first_id)
         traj.context = ctx
         if n:
-            x = traj.terminal_states
-            lr = self.env.log_reward(x, None if ctx is None else ctx.to(x.device))
-            traj.log_reward = lr.to(traj.log_reward.dtype).to(traj.log_reward.device)
+            x = traj.__dict__.pop("_terminal", None)
+            x = traj.terminal_states if x is None else x
+            lr = self.env.reward(x, None if ctx is None else ctx.to(x.device))
+            want = traj.log_reward
+            traj.log_reward = lr if (lr.dtype == want.dtype and lr.device == want.device) else lr.to(want.device, want.dtype)
         return traj
 
     # -- the compiled recording path ------------------------------------------------------------
@@ -112,45 +126,55 @@ class Sampler:
             self._cached = rec
         return rec
 
-    def _sample_cpu(self, n: int, seed: int, temp: float, eps: float, ctx) -> Trajectories:
+    def _sample_cpu(self, n: int, seed: int, temp: float, eps: float, ctx, first_id: int = 0) -> Trajectories:
         # One Python iteration per step: the policy forward on the active rows' features and one
         # call that samples, steps and compacts. A concurrent or re-entrant call gets its own buffers.
         if not self._lock.acquire(blocking=False):
             rec = _C.RolloutRecorder(self.env._handle, max(n, 1) * min(self.env.max_length or 1, 16))
-            return self._rollout(rec, n, seed, temp, eps, ctx)
+            return self._rollout(rec, n, seed, temp, eps, ctx, first_id)
         try:
-            return self._rollout(self._recorder(n), n, seed, temp, eps, ctx)
+            return self._rollout(self._recorder(n), n, seed, temp, eps, ctx, first_id)
         finally:
             self._lock.release()
 
-    def _rollout(self, rec, n: int, seed: int, temp: float, eps: float, ctx) -> Trajectories:
-        env, policy = self.env, self.policy
-        m = env._call(rec.start, n, seed, temp, eps)
+    def _rollout(self, rec, n: int, seed: int, temp: float, eps: float, ctx, first_id: int = 0) -> Trajectories:
+        env, forward = self.env, self.policy.forward_logits
+        # the numba route wraps kernel calls to diagnose a failing callback; C++ needs no wrapper
+        plain = type(env)._call is Env._call
+        call = (lambda fn, *a: fn(*a)) if plain else env._call
+        step = rec.step if plain else (lambda lg: env._call(rec.step, lg))
+        m = call(rec.start, n, seed, temp, eps, first_id)
         dtype = torch.float32
-        gen, feats, ids = -1, None, None
+        views = self.__dict__.get("_views")
+        if views is None or views[0] is not rec:
+            views = (rec, -1, None, None)
+        _, gen, feats, ids = views
+        pos = 0
         while m:
             if rec.generation != gen:  # the recorder grew: its arrays are new
                 gen, feats, ids = rec.generation, torch.from_numpy(rec.features), torch.from_numpy(rec.ids)
-            pos = rec.position
+                self.__dict__["_views"] = (rec, gen, feats, ids)
             f = feats[pos:pos + m]
-            logits = policy_logits(policy, f, None if ctx is None else ctx[ids[pos:pos + m]])
-            if logits.dtype not in (torch.float32, torch.float64):
-                logits = logits.float()
+            logits = forward(f) if ctx is None else forward(f, ctx[ids[pos:pos + m]])
             dtype = logits.dtype
-            m = env._call(rec.step, logits.contiguous())
-        T = rec.position
+            # a policy may hand back transposed or expanded logits: the kernel reads rows
+            m_next = step((logits if dtype in _FLOATS else logits.float()).contiguous())
+            pos, m = pos + m, m_next
+        T = pos
         empty = torch.empty
         traj = Trajectories(states=empty(T, env.state_dim, dtype=torch.int32), actions=empty(T, dtype=torch.int64),
                             offsets=empty(n + 1, dtype=torch.int64), log_reward=empty(n, dtype=dtype),
                             mask=empty(T, env.n_actions, dtype=torch.bool), features=empty(T, env.feature_dim),
                             log_prob=empty(T, dtype=dtype))
         log_pb = empty(T, dtype=dtype)  # the dtype the loss uses it in
-        env._call(rec.pack, traj.states, traj.actions, traj.offsets, traj.mask, traj.features, traj.log_prob, log_pb)
+        x = empty(n, env.state_dim, dtype=torch.int32)
+        call(rec.pack, traj.states, traj.actions, traj.offsets, traj.mask, traj.features, traj.log_prob, log_pb, x)
         traj.remember_uniform_log_pb(env, log_pb)
+        traj.__dict__["_terminal"] = x
         return traj
 
     # -- the generic path -----------------------------------------------------------------------
-    def _sample_generic(self, n: int, seed: int, temp: float, eps: float, dev, ctx) -> Trajectories:
+    def _sample_generic(self, n: int, seed: int, temp: float, eps: float, dev, ctx, first_id: int = 0) -> Trajectories:
         env, policy = self.env, self.policy
         # a Python environment's tensors stay where its methods put them; the policy's go to dev
         states = env.initial_states(n, device=dev if _runs_on_device(env, dev) else None)
@@ -164,7 +188,8 @@ class Sampler:
                                  f"steps never reach a state where only stop is legal")
             logits = policy_logits(policy, feats.to(dev), None if ctx is None else ctx[ids.to(dev)])
             a, lp, ns, nm, nf, done = ops.rollout_step(env, states, mask.to(states.device), logits.to(states.device),
-                                                       seed=seed, offset=t, ids=ids, temperature=temp, epsilon=eps)
+                                                       seed=seed, offset=t, ids=ids + first_id if first_id else ids,
+                                                       temperature=temp, epsilon=eps)
             rec.append((states, a, ids, mask, feats, lp))
             keep = ~done
             states, mask, feats, ids = ns[keep], nm[keep], nf[keep], ids[keep]

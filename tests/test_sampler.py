@@ -74,7 +74,10 @@ def test_compiled_path_equals_generic_path(n, temperature, epsilon, dtype):
     a = s.sample(n, seed=5, compiled_path=True)
     b = s.sample(n, seed=5, compiled_path=False)
     assert a.n == n and b.n == n
-    _assert_same(a, b)
+    # The two paths hand the policy the same rows from differently aligned buffers; on some CPUs
+    # (AVX-512) the matmul then sums in another order, so log_prob may differ in the last bits.
+    # The samples themselves are the same draws and must be identical.
+    _assert_same(a, b, exact_log_prob=False)
 
 
 @pytest.mark.usefixtures("kernel_threads")
@@ -327,3 +330,60 @@ def test_cuda_sampler_matches_cpu():
     for f in ("states", "actions", "offsets", "mask", "features"):
         assert torch.equal(getattr(cpu, f), getattr(gpu, f).cpu()), f
     torch.testing.assert_close(cpu.log_prob, gpu.log_prob.cpu(), rtol=1e-10, atol=1e-10)
+
+
+class _OddLogits(torch.nn.Module):
+    """A policy whose logits come back transposed (layout [A, n] viewed as [n, A]) or expanded."""
+
+    def __init__(self, n_actions, kind):
+        super().__init__()
+        self.n_actions, self.kind = n_actions, kind
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward_logits(self, features):
+        n = features.shape[0]
+        if self.kind == "transposed":
+            return torch.zeros(self.n_actions, n).t()
+        if self.kind == "expanded":
+            return torch.zeros(1, self.n_actions).expand(n, -1)
+        return torch.zeros(n, self.n_actions)
+
+
+@pytest.mark.parametrize("kind", ["transposed", "expanded"])
+def test_odd_logit_layouts_are_handled(kind):
+    env = HyperGrid(2, 4)
+    ref = gfncore.Sampler(env, _OddLogits(env.n_actions, "plain")).sample(50, seed=3)
+    for compiled_path in (True, False):
+        got = gfncore.Sampler(env, _OddLogits(env.n_actions, kind)).sample(50, seed=3, compiled_path=compiled_path)
+        assert torch.equal(got.states, ref.states) and torch.equal(got.actions, ref.actions)
+
+
+def test_huge_batches_fail_clearly():
+    env = HyperGrid(2, 4)
+    s = gfncore.Sampler(env, _policy(env))
+    with pytest.raises(ValueError, match="n must be in"):
+        s.sample(2**41, seed=0)
+    with pytest.raises(ValueError, match="GiB for their first step"):
+        s.sample(2**40, seed=0)
+    with pytest.raises(ValueError, match="GiB for their first step"):
+        s.sample(2**40, seed=0, compiled_path=False)
+    with pytest.raises(TypeError, match="n must be an int"):
+        s.sample(3.5, seed=0)
+    for seed in (-1, 2**63, 2**64):
+        with pytest.raises(ValueError, match="seed must be in"):
+            s.sample(3, seed=seed)
+        with pytest.raises(ValueError, match="seed must be in"):
+            gfncore.ops.backward_rollout_step(env, torch.ones(2, 2, dtype=torch.int32), seed=seed)
+
+
+@pytest.mark.parametrize("compiled_path", [True, False])
+def test_shares_of_a_batch_draw_the_whole_batch(compiled_path):
+    # what data-parallel ranks do: each samples its share with its first trajectory id
+    env = HyperGrid(3, 5)
+    s = gfncore.Sampler(env, _policy(env), epsilon=0.1)
+    whole = s.sample(90, seed=11, compiled_path=compiled_path)
+    parts = [s.sample(k, seed=11, first_id=f, compiled_path=compiled_path) for f, k in ((0, 40), (40, 30), (70, 20))]
+    both = gfncore.Trajectories.cat(parts)
+    for f in ("states", "actions", "offsets", "mask"):
+        assert torch.equal(getattr(both, f), getattr(whole, f)), f
+    torch.testing.assert_close(both.log_prob, whole.log_prob, rtol=1e-5, atol=1e-6)

@@ -112,10 +112,10 @@ static void sample_actions(py::handle mask_o, py::handle logits_o, py::handle id
 class RolloutRecorder {
  public:
   virtual ~RolloutRecorder() = default;
-  virtual int64_t start(int64_t n, uint64_t seed, double temperature, double epsilon) = 0;
+  virtual int64_t start(int64_t n, uint64_t seed, double temperature, double epsilon, uint64_t first_id) = 0;
   virtual int64_t step(py::handle logits) = 0;
   virtual void pack(py::handle states, py::handle actions, py::handle offsets, py::handle mask, py::handle features,
-                    py::handle log_prob, py::handle log_pb) = 0;
+                    py::handle log_prob, py::handle log_pb, py::handle terminal) = 0;
   int64_t capacity() const { return cap_; }
   int64_t rows() const { return pos_ + m_; }
   int64_t position() const { return pos_; }
@@ -128,7 +128,7 @@ class RolloutRecorder {
   py::object env_obj_;            // the _C.Env: keeps the struct's pointees alive
   py::object features_, ids_;     // numpy arrays owned here (and by any view Python holds)
   int64_t cap_ = 0, n_ = 0, pos_ = 0, m_ = 0, generation_ = 0;
-  uint64_t seed_ = 0, t_ = 0;
+  uint64_t seed_ = 0, t_ = 0, first_id_ = 0;
   double temperature_ = 1.0, epsilon_ = 0.0;
   bool started_ = false;
 };
@@ -143,14 +143,16 @@ class RolloutRecorderImpl final : public RolloutRecorder {
     grow(std::max<int64_t>(capacity, 1));
   }
 
-  int64_t start(int64_t n, uint64_t seed, double temperature, double epsilon) override {
+  int64_t start(int64_t n, uint64_t seed, double temperature, double epsilon, uint64_t first_id) override {
     check_sampling(temperature, epsilon);
     GFN_CHECK(n >= 0 && n <= (int64_t{1} << 40), "n must be in [0, 2^40], got ", n);
+    GFN_CHECK(first_id <= (uint64_t{1} << 62), "first_id must be in [0, 2^62], got ", first_id);
     started_ = false;
     grow(2 * n);  // the first step writes up to n more rows after the n initial ones
     const EnvHandle& h = env_arg(env_obj_);
     reset_callbacks(h);
     n_ = n, pos_ = 0, m_ = n, t_ = 0, seed_ = seed, temperature_ = temperature, epsilon_ = epsilon;
+    first_id_ = first_id;
     const int D = env_.state_dim(), A = env_.n_actions(), F = env_.feature_dim();
     if (n > 0) {
       env_.initial(rs_.data());
@@ -226,7 +228,7 @@ class RolloutRecorderImpl final : public RolloutRecorder {
   }
 
   void pack(py::handle states_o, py::handle actions_o, py::handle offsets_o, py::handle mask_o, py::handle features_o,
-            py::handle log_prob_o, py::handle log_pb_o) override {
+            py::handle log_prob_o, py::handle log_pb_o, py::handle terminal_o) override {
     GFN_CHECK(started_ && m_ == 0, "pack called before the rollout finished");
     const int64_t D = env_.state_dim(), A = env_.n_actions(), F = env_.feature_dim();
     const int64_t T = pos_, n = n_;
@@ -244,7 +246,16 @@ class RolloutRecorderImpl final : public RolloutRecorder {
     GFN_CHECK(st.numel == T * D && ac.numel == T && of.numel == n + 1 && mk.numel == T * A && ft.numel == T * F &&
                   lp.numel == T && lb.numel == T,
               "pack: outputs must hold the rollout's ", T, " rows and ", n, " trajectories");
+    int32_t* term = nullptr;  // optional: the finished objects x [n, D], what the reward is computed on
+    if (!terminal_o.is_none()) {
+      TensorArg tm = tensor_arg(terminal_o, "terminal");
+      GFN_CHECK_TYPE(!tm.cuda, "terminal must be a CPU tensor");
+      check_dtype(tm, DType::kInt32);
+      GFN_CHECK(tm.numel == n * D, "pack: terminal must hold ", n, " states");
+      term = tm.data<int32_t>();
+    }
     const EnvHandle& h = env_arg(env_obj_);
+    unsigned long long unmarked = kNoError;
     {
       py::gil_scoped_release nogil;
       // Counting sort by trajectory id; rows are recorded step by step, so a trajectory's rows stay in order.
@@ -278,17 +289,25 @@ class RolloutRecorderImpl final : public RolloutRecorder {
           a[w] = ract[r];
           lpo[w] = static_cast<LP>(rlp[r]);
         });
-        // uniform P_B: log P_B(s_t | s_{t+1}) = -log #parents(s_{t+1}) on move rows, 0 on stop rows
+        // uniform P_B: log P_B(s_t | s_{t+1}) = -log #parents(s_{t+1}) on move rows, 0 on stop rows.
+        // User code (a callback environment) is also checked to mark each move in the child's
+        // backward mask: otherwise P_B, and training, would be silently wrong.
         const Env env = env_;
         const double* neg_log = neg_log_.data();
         const int64_t n_log = static_cast<int64_t>(neg_log_.size());
+        ErrorSink err{&unmarked};
         parallel_for(n, 256, [&](int64_t i) {
           const int64_t last = off[i + 1] - 1;
           for (int64_t t = off[i]; t < last; ++t) {
-            const int64_t c = env.n_parents(s + (t + 1) * D);
+            const int32_t* child = s + (t + 1) * D;
+            if constexpr (std::is_same_v<Env, CallbackEnv>) {
+              if (!env.backward_legal(child, env.backward_action_of(a[t]))) err.report(t, kIllegalAction);
+            }
+            const int64_t c = env.n_parents(child);
             lbo[t] = static_cast<LB>(c >= 0 && c < n_log ? neg_log[c] : -std::log(static_cast<double>(c > 1 ? c : 1)));
           }
           lbo[last] = LB(0);
+          if (term) std::copy(s + last * D, s + (last + 1) * D, term + i * D);
         });
       };
       auto with_lb = [&](auto* lpo) {
@@ -300,6 +319,9 @@ class RolloutRecorderImpl final : public RolloutRecorder {
     }
     started_ = false;
     check_callbacks(h);
+    if (unmarked != kNoError)
+      throw ValueError(str("rollout: packed row ", unmarked >> 8, ": the environment's backward_mask does not mark the "
+                           "move that led into the next state (run gfncore.envs.check_env(env))"));
   }
 
  private:
@@ -366,15 +388,16 @@ class RolloutRecorderImpl final : public RolloutRecorder {
     const int64_t* rid = rid_;
     int64_t* ract = ract_.data();
     double* rlp = rlp_.data();
-    const uint64_t seed = seed_, offset = t_;
+    const uint64_t seed = seed_, offset = t_, first_id = first_id_;
     const double temperature = temperature_, epsilon = epsilon_;
     parallel_for(m_, 256, [&](int64_t i) {
       const int64_t r = pos + i;
       int64_t a = 0;
       double lp = 0.0;
       // the environment wrote this row's mask itself: no need to re-check legality
+      // trajectory i of this batch is trajectory first_id + i of the whole (e.g. multi-process) batch
       int st = sample_action<false>(env, rs + r * D, rm + r * A, logits + i * A, seed, offset,
-                                    static_cast<uint64_t>(rid[r]), temperature, epsilon, &a, &lp);
+                                    first_id + static_cast<uint64_t>(rid[r]), temperature, epsilon, &a, &lp);
       if (st != kOk) {
         err.report(i, st);
         return;
@@ -418,10 +441,11 @@ GFN_BINDINGS(bind_rollout) {
                               "writes the packed trajectories. The active rows are [position, position + active) "
                               "of the arrays `features` and `ids` (re-read them when `generation` changes).")
       .def(py::init(&make_recorder), py::arg("env"), py::arg("capacity") = 0)
-      .def("start", &RolloutRecorder::start, py::arg("n"), py::arg("seed"), py::arg("temperature"), py::arg("epsilon"))
+      .def("start", &RolloutRecorder::start, py::arg("n"), py::arg("seed"), py::arg("temperature"), py::arg("epsilon"),
+           py::arg("first_id") = 0)
       .def("step", &RolloutRecorder::step, py::arg("logits"))
       .def("pack", &RolloutRecorder::pack, py::arg("states"), py::arg("actions"), py::arg("offsets"), py::arg("mask"),
-           py::arg("features"), py::arg("log_prob"), py::arg("log_pb"))
+           py::arg("features"), py::arg("log_prob"), py::arg("log_pb"), py::arg("terminal") = py::none())
       .def_property_readonly("capacity", &RolloutRecorder::capacity)
       .def_property_readonly("rows", &RolloutRecorder::rows)
       .def_property_readonly("position", &RolloutRecorder::position)

@@ -38,7 +38,7 @@ class HandleEnv(Env):
 
     def _query(self, q: str, states: torch.Tensor, shape: tuple, dtype, actions: torch.Tensor | None = None):
         dev = states.device
-        if not self._runs_on(states):
+        if dev.type != "cpu" and not self._runs_on(states):
             _warn_cpu_round_trip(self, q, dev)
             out = self._query(q, states.cpu(), shape, dtype, None if actions is None else actions.cpu())
             return out.to(dev)
@@ -102,11 +102,11 @@ class HandleEnv(Env):
 
     def log_reward(self, x, context=None):
         s = self._states(x, "x")
-        c = self._context(context, s.shape[0])
+        c = None if context is None and not self.context_dim else self._context(context, s.shape[0])
         if self._log_reward_fn is None:
             if c is not None:
                 raise TypeError(f"{self.name} is conditional but has no log_reward(x, context): pass log_reward=fn")
-            return self.builtin_log_reward(s)
+            return self._query("log_reward", s, (s.shape[0],), torch.float64)
         fn = self._log_reward_fn
         out = fn(s) if c is None else fn(s, c)
         return self._check_log_reward(out, s, f"{self.name}: log_reward callable {getattr(fn, '__name__', fn)!r}")
