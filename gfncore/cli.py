@@ -1,6 +1,6 @@
-"""Command line: `gfncore train ENV [flags]`, `gfncore sample`, `gfncore eval`. Training flags come
-from the config dataclasses and are checked against their declared bounds (gfncore.config), so
-the CLI and the Python API never drift apart. Bad input is one line on stderr and exit code 2,
+"""Command line: `gfncore train ENV [flags]`, `gfncore sample`, `gfncore eval`, `gfncore causal`
+(gfncore/causal/cli.py). Training flags come from the config dataclasses and are checked against
+their declared bounds (gfncore.config), so the CLI and the Python API never drift apart. Bad input is one line on stderr and exit code 2,
 before anything is written."""
 from __future__ import annotations
 
@@ -147,6 +147,9 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
         s.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1)")
         s.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
         s.add_argument("--threads", type=int, default=0, help="CPU threads (0: gfncore's default)")
+    from .causal.cli import add_parser as add_causal  # applications own their flags
+
+    add_causal(sub)
     return p
 
 
@@ -467,6 +470,10 @@ def _main(argv: list[str]) -> int:
         return sample_command(ns)
     if ns.command == "eval":
         return eval_command(ns)
+    if ns.command == "causal":
+        from .causal.cli import run as causal
+
+        return causal(ns)
     cfg_cls = ENVS[ns.env][0]
     prog = f"gfncore train {ns.env}"
     env_cfg = from_args(cfg_cls, ns, prog)
