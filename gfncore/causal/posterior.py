@@ -30,12 +30,12 @@ class PosteriorConfig:
     edge_penalty: float = field(default=1.0, metadata={"help": "edge prior: log P(G) = -edge_penalty |E|"})
     max_parents: int = field(default=-1, metadata={"help": "most parents of a node (-1: no limit)"})
     loss: str = field(default="mdb", metadata={"help": "objective: mdb (modified DB), tb or subtb"})
-    steps: int = field(default=3000, metadata={"help": "training steps"})
+    steps: int = field(default=1500, metadata={"help": "training steps"})
     batch_size: int = field(default=128, metadata={"help": "trajectories per step"})
-    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate of the policy (start of the cosine schedule)"})
+    lr: float = field(default=3e-3, metadata={"help": "Adam learning rate of the policy (start of the cosine schedule)"})
     lr_final: float = field(default=0.01, metadata={"help": "final learning rate as a fraction of lr (cosine decay)"})
     lr_log_z: float = field(default=0.1, metadata={"help": "learning rate of log Z (tb)"})
-    hidden: int = field(default=512, metadata={"help": "MLP width"})
+    hidden: int = field(default=256, metadata={"help": "MLP width"})
     reward_shift: bool = field(default=True, metadata={
         "help": "offset the stop logit by log R(s) (DAGPolicy; --no-reward-shift: a plain MLPPolicy)"})
     layers: int = field(default=2, metadata={"help": "MLP hidden layers"})
@@ -281,9 +281,10 @@ def fit_posterior(data, interventions=None, score: str | None = None, *, config:
     (``steps=5000, loss="tb"``) or through ``config``.
 
     Defaults: modified detailed balance (every graph is a finished object; the reward differences
-    along edges come from the local-score cache), an MLP of two hidden layers of 512 over the
-    adjacency and the legal-edge mask, uniform P_B, epsilon = 0.1 exploration, batches of 128,
-    Adam at 1e-3 with a cosine decay to 1e-5 over 3000 steps.
+    along edges come from the local-score cache), DAGPolicy (an MLP of two hidden layers of 256
+    over the adjacency and the legal-edge mask, stop logit offset by log R(s)), uniform P_B,
+    epsilon = 0.1 exploration, batches of 128, Adam at 3e-3 with a cosine decay to 3e-5 over
+    1500 steps.
 
     checkpoint: a path to save the trainer to (every minute, at the end, on Ctrl-C); resume=True
     continues from it. The metrics are described in :func:`evaluate`.
