@@ -63,4 +63,14 @@ from .train import NonFiniteError, TrainConfig, Trainer  # noqa: E402
 from .trajectories import Trajectories  # noqa: E402
 
 __all__ = ["build_info", "set_num_threads", "default_threads", "load", "NonFiniteError", "envs", "metrics", "nn", "ops", "backward", "replay", "Sampler", "BackwardSampler",
-           "ReplayBuffer", "Trainer", "TrainConfig", "Trajectories", "LOSSES", "get_loss", "trajectory_balance_loss"]
+           "ReplayBuffer", "Trainer", "TrainConfig", "Trajectories", "LOSSES", "get_loss", "trajectory_balance_loss",
+           "causal"]
+
+
+def __getattr__(name: str):
+    # Applications load on first use (gfn.causal.fit_posterior), so `import gfncore` stays cheap.
+    if name == "causal":
+        import importlib
+
+        return importlib.import_module(".causal", __name__)
+    raise AttributeError(f"module 'gfncore' has no attribute {name!r}")

@@ -38,6 +38,8 @@ class PosteriorConfig:
     hidden: int = field(default=256, metadata={"help": "MLP width"})
     reward_shift: bool = field(default=True, metadata={
         "help": "offset the stop logit by log R(s) (DAGPolicy; --no-reward-shift: a plain MLPPolicy)"})
+    stop_bias: float = field(default=-1.0, metadata={
+        "help": "initial stop logit above the edge logits (-1: log of the number of edges)"})
     layers: int = field(default=2, metadata={"help": "MLP hidden layers"})
     lam: float = field(default=0.9, metadata={"help": "SubTB lambda"})
     epsilon: float = field(default=0.1, metadata={"help": "exploration: share of uniformly random legal actions"})
@@ -141,14 +143,22 @@ def make_trainer(env, cfg: PosteriorConfig):
                            log_z_init=log_r_greedy, reward_ref=log_r_greedy - log_r0)
     else:
         policy = MLPPolicy(env, hidden=cfg.hidden, layers=cfg.layers, flow=cfg.loss == "subtb", log_z_init=log_r_greedy)
-    if policy.flow_head is not None:
-        with torch.no_grad():
+    with torch.no_grad():
+        if policy.flow_head is not None:
             policy.flow_head.bias.fill_(log_r_greedy)
+        policy.pf_head.bias[-1] += stop_bias(env, cfg)
     replay = ReplayBuffer(env, cfg.replay_capacity) if cfg.replay_capacity > 0 else None
     opts = {"lam": cfg.lam} if cfg.loss == "subtb" else {}
     return Trainer(env, policy, loss=cfg.loss, batch_size=cfg.batch_size, lr=cfg.lr, lr_log_z=cfg.lr_log_z,
                    temperature=cfg.temperature, epsilon=cfg.epsilon, seed=cfg.seed, loss_options=opts,
                    replay=replay, replay_fraction=cfg.replay_fraction)
+
+
+def stop_bias(env, cfg: PosteriorConfig) -> float:
+    """The initial stop logit above the edge logits: cfg.stop_bias, or where it is < 0 the log of
+    the number of edges, so an untrained plain policy stops about half the time at the empty graph
+    (graphs of a few edges) instead of once in d(d - 1) moves (graphs of hundreds of edges at d = 20)."""
+    return cfg.stop_bias if cfg.stop_bias >= 0 else math.log(max(env.n_actions - 1, 1))
 
 
 @torch.no_grad()
