@@ -11,7 +11,7 @@ def build_info() -> dict:
     return dict(_C.build_info())
 
 
-from . import backward, envs, metrics, nn, ops, replay  # noqa: E402
+from . import backward, distributed, envs, metrics, nn, ops, replay  # noqa: E402
 from .backward import BackwardSampler  # noqa: E402
 from .losses import LOSSES, get_loss, trajectory_balance_loss  # noqa: E402
 from .replay import ReplayBuffer  # noqa: E402
@@ -19,5 +19,5 @@ from .sampler import Sampler  # noqa: E402
 from .train import TrainConfig, Trainer  # noqa: E402
 from .trajectories import Trajectories  # noqa: E402
 
-__all__ = ["build_info", "envs", "metrics", "nn", "ops", "backward", "replay", "Sampler", "BackwardSampler",
+__all__ = ["build_info", "distributed", "envs", "metrics", "nn", "ops", "backward", "replay", "Sampler", "BackwardSampler",
            "ReplayBuffer", "Trainer", "TrainConfig", "Trajectories", "LOSSES", "get_loss", "trajectory_balance_loss"]

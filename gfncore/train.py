@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from . import distributed as D
 from . import metrics as M
 from .envs.base import Env
 from .losses import get_loss
@@ -54,7 +55,7 @@ class Trainer:
     def __init__(self, env: Env, policy, loss: str = "tb", batch_size: int = 64, lr: float = 1e-3,
                  lr_log_z: float = 0.1, temperature: float = 1.0, epsilon: float = 0.0, seed: int = 0,
                  loss_options: dict | None = None, replay: ReplayBuffer | None = None, replay_fraction: float = 0.5,
-                 context_sampler=None, trajectories_per_context: int = 1):
+                 context_sampler=None, trajectories_per_context: int = 1, distributed: bool | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not 0.0 <= replay_fraction < 1.0:
@@ -82,6 +83,43 @@ class Trainer:
         self._modes: set[tuple] = set()
         self._pending_x: list[torch.Tensor] = []  # terminal states of batches not yet scanned for modes
         self._pending_rows = 0
+        self._setup_distributed(distributed, lr, lr_log_z, temperature, epsilon, seed, loss_options)
+
+    def _setup_distributed(self, distributed, lr, lr_log_z, temperature, epsilon, seed, loss_options) -> None:
+        """Data-parallel training when a torch.distributed process group is initialised (or
+        distributed=True, which initialises one from torchrun's environment): see gfncore.distributed."""
+        if distributed is None:
+            distributed = D.active()
+        self.topology = D.init() if distributed else D.Topology()
+        self._reduce = None
+        if self.topology.world_size == 1:
+            return
+        if self.objective.importance_weights:
+            raise ValueError("importance_weights normalise over the whole batch; they are not supported in "
+                             "data-parallel training")
+        if self.batch_size < self.topology.world_size:
+            raise ValueError(f"batch_size ({self.batch_size}) must be at least the world size "
+                             f"({self.topology.world_size}): every rank needs a share of the batch")
+        self._reduce = D.Reducer(self.topology)
+        # each rank draws replayed objects from its own buffer with its own generator
+        self.replay_generator = torch.Generator().manual_seed(int(seed) + 1_000_003 * (self.topology.rank + 1))
+        try:
+            env_desc = self.env.to_config()
+        except NotImplementedError:
+            env_desc = repr(self.env)
+        D.broadcast_parameters(self.policy, self.topology)
+        D.check_same_config({
+            "env": env_desc, "loss": self.loss_name, "loss_options": loss_options or {}, "batch_size": self.batch_size,
+            "lr": lr, "lr_log_z": lr_log_z, "temperature": temperature, "epsilon": epsilon, "seed": seed,
+            "replay": None if self.replay is None else [self.replay.capacity, self.replay.prioritized,
+                                                        self.replay.alpha, self.replay_fraction],
+            "parameters": [list(p.shape) for p in self.policy.parameters()],
+        }, self.topology)
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes outputs (rank 0, or the only process)."""
+        return self.topology.is_main
 
     @classmethod
     def from_config(cls, env: Env, policy, cfg: TrainConfig) -> "Trainer":
@@ -109,22 +147,27 @@ class Trainer:
         return float(self.objective.log_z(self.env, self.policy, context))
 
     def sample_trajectories(self, n: int | None = None) -> Trajectories:
+        """A batch of n (default batch_size) fresh trajectories; in data-parallel training, this
+        rank's share of them (the same draws as one process sampling all n)."""
         n = n or self.batch_size
+        first, n_local = D.shard(n, self.topology)
         if not self.env.context_dim:
-            return self.sampler.sample(n, generator=self.generator)
+            return self.sampler.sample(n_local, generator=self.generator, first_id=first)
         k = self.trajectories_per_context if n % self.trajectories_per_context == 0 else 1
-        c = self.sampler.contexts(n // k, self.generator).repeat_interleave(k, 0)
+        c = self.sampler.contexts(n // k, self.generator).repeat_interleave(k, 0)[first:first + n_local]
         self._last_context = c
-        return self.sampler.sample(n, generator=self.generator, context=c)
+        return self.sampler.sample(n_local, generator=self.generator, context=c, first_id=first)
 
     def _batch(self) -> Trajectories:
         if self.replay is None or len(self.replay) == 0:
             return self.sample_trajectories()
         k = int(round(self.batch_size * self.replay_fraction))
         fresh = self.sample_trajectories(self.batch_size - k)
-        if k == 0:
+        k_local = D.shard(k, self.topology)[1]
+        if k_local == 0:
             return fresh
-        old = self.replay.sample(k, self.policy, generator=self.generator).to(fresh.states.device)
+        gen = self.generator if self.topology.world_size == 1 else self.replay_generator
+        old = self.replay.sample(k_local, self.policy, generator=gen).to(fresh.states.device)
         return Trajectories.cat([fresh, old])
 
     def train_step(self) -> dict:
@@ -132,9 +175,15 @@ class Trainer:
         log-probs in one forward, fused loss, Adam."""
         t0 = time.perf_counter()
         traj = self._batch()
-        loss = self.loss_fn(self.env, self.policy, traj)
+        if self._reduce is None:
+            loss = self.loss_fn(self.env, self.policy, traj)
+        else:
+            loss = self.loss_fn(self.env, self.policy, traj, reduce=self._reduce)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self._reduce is not None:
+            # each rank's loss is its share of the global loss: gradients and values add up
+            loss = D.sync_gradients(list(self.policy.parameters()), self.topology, extra=loss.detach())[0]
         self.optimizer.step()
         self.step_count += 1
         if self.replay is not None:
@@ -180,8 +229,10 @@ class Trainer:
         from tqdm.auto import tqdm
 
         can_eval = evaluate if evaluate is not None else (_enumerable(self.env) and not self.env.context_dim)
-        bar = tqdm(total=steps, disable=not progress, desc=f"{self.env.name} {self.loss_name}", dynamic_ncols=True)
-        log = open(log_path, "a") if log_path else None
+        can_eval = can_eval and self.is_main  # rank 0 evaluates and writes; the others only train
+        bar = tqdm(total=steps, disable=not (progress and self.is_main), desc=f"{self.env.name} {self.loss_name}",
+                   dynamic_ncols=True)
+        log = open(log_path, "a") if log_path and self.is_main else None
         t0 = time.perf_counter()
         try:
             for i in range(steps):
