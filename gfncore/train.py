@@ -101,6 +101,12 @@ class Trainer:
             raise ValueError(f"batch_size ({self.batch_size}) must be at least the world size "
                              f"({self.topology.world_size}): every rank needs a share of the batch")
         self._reduce = D.Reducer(self.topology)
+        if "OMP_NUM_THREADS" not in os.environ:  # torchrun sets it to 1 when it starts several ranks
+            from . import _C
+
+            threads = D.default_threads(self.topology)
+            torch.set_num_threads(threads)
+            _C.set_num_threads(threads)
         # each rank draws replayed objects from its own buffer with its own generator
         self.replay_generator = torch.Generator().manual_seed(int(seed) + 1_000_003 * (self.topology.rank + 1))
         try:
