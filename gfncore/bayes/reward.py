@@ -144,7 +144,8 @@ class MinibatchLogReward:
                 h = jacfwd(jacfwd(f))(ref)
             except Exception as e:  # a user function that autodiff cannot see through
                 raise ValueError(f"cv_order=2 needs log_likelihood to be twice differentiable in θ with torch.func "
-                                 f"(jacfwd); it failed with {type(e).__name__}: {e}. Use cv_order=1") from e
+                                 f"(jacfwd); it failed with {type(e).__name__}: {e}. Use cv_order=1 (PosteriorConfig.control_variate=1, "
+                                 f"--control-variate 1)") from e
             m = batch[0].shape[0]
             if tuple(g.shape) != (m, n) or tuple(h.shape) != (m, n, n):
                 raise ValueError(f"cv_order=2: log_likelihood's derivatives have shapes {tuple(g.shape)}, "
