@@ -200,20 +200,34 @@ class SetEncoder(nn.Module):
     whose context is a whole data set D (a posterior over parameters amortized over data sets)
     sees D through it, so reordering the examples cannot change P_F(.|s, D) or log Z(D).
 
+    With ``moments=2`` (the default) the pooled vector also holds the set's empirical first and
+    second moments, the means of e_i and of every product e_i[a] e_i[b]. A randomly initialised phi
+    averaged over a set gives nearly the same vector for every set (the differences between data
+    sets live in small shifts of such averages, which its ReLUs blur), so rho would first have to
+    learn to amplify them; the moments carry them from the first step, and for a linear-Gaussian
+    likelihood they are the sufficient statistics (X^T X, X^T y, y^T y) themselves. ``moments=0``
+    pools phi alone.
+
     Identical context rows (a batch draws several trajectories per context, and every state of a
     trajectory carries its context) are encoded once.
     """
 
-    def __init__(self, element_dim: int, set_size: int, hidden: int = 64, out_dim: int = 64, layers: int = 2):
+    def __init__(self, element_dim: int, set_size: int, hidden: int = 64, out_dim: int = 64, layers: int = 2,
+                 moments: int = 2):
         super().__init__()
         for name, v in (("element_dim", element_dim), ("set_size", set_size), ("hidden", hidden),
                         ("out_dim", out_dim), ("layers", layers)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"SetEncoder: {name} must be an int >= 1, got {v!r}")
-        self.element_dim, self.set_size, self.out_dim = element_dim, set_size, out_dim
+        if moments not in (0, 1, 2):
+            raise ValueError(f"SetEncoder: moments must be 0, 1 or 2, got {moments!r}")
+        self.element_dim, self.set_size, self.out_dim, self.moments = element_dim, set_size, out_dim, moments
         self.context_dim = element_dim * set_size
         self.phi = mlp(element_dim, hidden, layers, hidden)
-        self.rho = mlp(hidden, hidden, 1, out_dim)
+        iu = torch.triu_indices(element_dim, element_dim)
+        self.register_buffer("_pairs", iu, persistent=False)
+        n_mom = (element_dim if moments >= 1 else 0) + (iu.shape[1] if moments == 2 else 0)
+        self.rho = mlp(hidden + n_mom, hidden, 1, out_dim)
 
     def forward(self, context: torch.Tensor) -> torch.Tensor:
         if context.dim() != 2 or context.shape[1] != self.context_dim:
@@ -227,4 +241,10 @@ class SetEncoder(nn.Module):
 
     def _embed(self, context: torch.Tensor) -> torch.Tensor:
         elems = context.reshape(context.shape[0], self.set_size, self.element_dim)
-        return self.rho(self.phi(elems).mean(1))
+        pooled = [self.phi(elems).mean(1)]
+        if self.moments >= 1:
+            pooled.append(elems.mean(1))
+        if self.moments == 2:
+            a, b = self._pairs
+            pooled.append((elems[..., a] * elems[..., b]).mean(1))
+        return self.rho(torch.cat(pooled, -1) if len(pooled) > 1 else pooled[0])
