@@ -54,7 +54,7 @@ class ConditionalConfig:
         "help": "comma-separated contexts kept out of training and evaluated (default: 4 points inside the range)"})
     held_out_gap: float = field(default=0.04, metadata={
         "help": "training never draws contexts within this fraction of the range of a held-out context"})
-    trajectories_per_context: int = field(default=16, metadata={"help": "trajectories per training context"})
+    trajectories_per_context: int = field(default=4, metadata={"help": "trajectories per training context"})
     conditioning: str = field(default="concat", metadata={"help": "how the policy sees c: concat or film"})
     lr_schedule: str = field(default="cosine", metadata={"help": "cosine (decay to lr * lr_final) or constant"})
     lr_final: float = field(default=0.02, metadata={"help": "final learning rate as a fraction of lr (cosine)"})
@@ -157,6 +157,22 @@ def held_out_contexts(rng: ContextRange, spec: str) -> list[float]:
         if not rng.low <= v <= rng.high:
             raise ValueError(f"held-out context {v} is outside the training range [{rng.low}, {rng.high}]")
     return vals
+
+
+class ContextScaler(torch.nn.Module):
+    """The context encoder of a scalar-context policy: c -> (c − centre) / half-width of the training
+    range, so the log Z(c) head's and the trunk's first ReLU layers see inputs in [−1, 1] around 0
+    (raw inputs all of one sign leave many ReLUs dead across the whole range, and the head then
+    cannot bend to follow log S(c))."""
+
+    def __init__(self, low: float, high: float, dim: int = 1):
+        super().__init__()
+        self.out_dim = dim
+        self.register_buffer("centre", torch.tensor(0.5 * (low + high)))
+        self.register_buffer("scale", torch.tensor(2.0 / (high - low)))
+
+    def forward(self, context: torch.Tensor) -> torch.Tensor:
+        return (context - self.centre.to(context.dtype)) * self.scale.to(context.dtype)
 
 
 def cosine_schedule(optimizer: torch.optim.Optimizer, steps: int, final: float):
@@ -262,7 +278,7 @@ def _train_conditional(env_name, env_cfg, cfg, run, ccfg, rng, held, make_cond, 
     contexts = banded_contexts(rng.low, rng.high, [(c - gap, c + gap) for c in held])
     torch.manual_seed(cfg.seed)
     policy = MLPPolicy(env, hidden=cfg.hidden, layers=cfg.layers, pb=cfg.pb, flow=cfg.loss in ("db", "subtb"),
-                       conditioning=ccfg.conditioning)
+                       conditioning=ccfg.conditioning, context_encoder=ContextScaler(rng.low, rng.high))
     k = ccfg.trajectories_per_context
     if cfg.batch_size % k:
         raise ValueError(f"trajectories_per_context ({k}) must divide batch_size ({cfg.batch_size})")
