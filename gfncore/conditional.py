@@ -335,7 +335,7 @@ def _train_conditional(env_name, env_cfg, cfg, run, ccfg, rng, held, make_cond, 
         rows.append(r)
     held_rows = [r for r in rows if r["kind"] == "held-out"]
     summary = {
-        "env": repr(env), "context": rng.name, "range": [rng.low, rng.high], "held_out": held,
+        "env": _env_label(env), "context": rng.name, "range": [rng.low, rng.high], "held_out": held,
         "held_out_gap": gap, "training_pieces": contexts.pieces, "loss": cfg.loss, "steps": trainer.step_count,
         "train_s": trainer.train_seconds, "iters_per_s": trainer.step_count / max(trainer.train_seconds, 1e-9),
         "threads": torch.get_num_threads(), "enumerable": enumerable, "eval_samples": ccfg.eval_samples,
@@ -357,11 +357,16 @@ def _train_conditional(env_name, env_cfg, cfg, run, ccfg, rng, held, make_cond, 
         _amortization_gain(summary)
     summary["table"] = format_table(summary)
     trainer.save(os.path.join(out, "checkpoint.pt"))
-    summary["plot"] = plot_curve(summary, os.path.join(out, "log_z_curve.png"))
     with open(os.path.join(out, "table.md"), "w") as f:
         f.write(summary["table"])
-    with open(os.path.join(out, "summary.json"), "w") as f:
+    path = os.path.join(out, "summary.json")
+    with open(path, "w") as f:
         json.dump(summary, f, indent=1)
+    # the plot last, so that without matplotlib every result is already on disk
+    summary["plot"] = plot_curve(summary, os.path.join(out, "log_z_curve.png"))
+    if summary["plot"]:
+        with open(path, "w") as f:
+            json.dump(summary, f, indent=1)
     summary["out"] = out
     return summary
 
@@ -433,6 +438,11 @@ def _per_context(env_name, env_cfg, cfg, ccfg, held_rows, make_fixed, enumerable
                      "steps_to_match": reached, "steps_run": tr.step_count, "train_s": tr.train_seconds,
                      "final": ev})
     return rows
+
+
+def _env_label(env) -> str:
+    # repr of a compiled env shows a handle address; the parameters say which environment it was
+    return f"{type(env).__name__}({', '.join(f'{k}={v}' for k, v in env.config().items())})"
 
 
 def _amortization_gain(s: dict) -> None:
@@ -532,7 +542,10 @@ def plot_curve(s: dict, path: str) -> str | None:
     ax0.set_ylabel("log S(c) = log Σ_y R(c, y)")
     ax0.set_title(f"{s['env']}: one sampler for every {s['context']}")
     ax0.legend(fontsize=8)
-    ax1.semilogy(c, [max(r["log_z_error"], 1e-6) for r in rows], "o-", color="C0", label="|log Ŝ(c) − log S(c)|")
+    ax1.semilogy(c, [max(r["log_z_error"], 1e-6) for r in rows], "o-", color="C0", label="|log Ŝ(c) − log S(c)| (head)")
+    if all("log_z_is_error" in r for r in rows):
+        ax1.semilogy(c, [max(r["log_z_is_error"], 1e-6) for r in rows], "s--", color="C2", ms=4,
+                     label=f"|log Ŝ(c) − log S(c)| (IS, {s['eval_samples']})")
     if s["enumerable"]:
         ax1.semilogy(c, [max(r["l1"], 1e-6) for r in rows], "^-", color="C1", label="exact L1 of π̂(·|c)")
     ax1.set_xlabel(s["context"])

@@ -201,9 +201,14 @@ def run_bayes(data_cfg: BayesDataConfig, cfg) -> dict:
         summary["predictive"] = pred
         _write_predictive(os.path.join(out, "predictive.csv"), model, theta[:4096], Xt, yt)
     _write_samples(os.path.join(out, "samples.csv"), theta, prob["features"])
-    summary["plot"] = plot_marginals(summary, prob["features"], os.path.join(out, "marginals.png"))
-    with open(os.path.join(out, "summary.json"), "w") as f:
+    path = os.path.join(out, "summary.json")
+    with open(path, "w") as f:
         json.dump(summary, f, indent=1)
+    # the plot last, so that without matplotlib every result is already on disk
+    summary["plot"] = plot_marginals(summary, prob["features"], os.path.join(out, "marginals.png"))
+    if summary["plot"]:
+        with open(path, "w") as f:
+            json.dump(summary, f, indent=1)
     summary["out"] = out
     return summary
 
