@@ -54,6 +54,12 @@ def default_threads() -> int:
 
 
 from . import backward, envs, metrics, nn, ops, replay  # noqa: E402
+# applications: amortized expectations, conditional GFlowNets over a context range, Bayesian
+# posteriors over parameters (torch-only imports; plots and progress bars load when used)
+from . import amortize, bayes, conditional  # noqa: E402
+from .amortize import ExpectationRegressor, RegressorConfig  # noqa: E402
+from .bayes import AmortizedPosterior, PosteriorConfig, PosteriorSampler  # noqa: E402
+from .conditional import ConditionalConfig, train_conditional  # noqa: E402
 from .backward import BackwardSampler  # noqa: E402
 from .losses import LOSSES, get_loss, trajectory_balance_loss  # noqa: E402
 from .replay import ReplayBuffer  # noqa: E402
@@ -63,4 +69,6 @@ from .train import NonFiniteError, TrainConfig, Trainer  # noqa: E402
 from .trajectories import Trajectories  # noqa: E402
 
 __all__ = ["build_info", "set_num_threads", "default_threads", "load", "NonFiniteError", "envs", "metrics", "nn", "ops", "backward", "replay", "Sampler", "BackwardSampler",
-           "ReplayBuffer", "Trainer", "TrainConfig", "Trajectories", "LOSSES", "get_loss", "trajectory_balance_loss"]
+           "ReplayBuffer", "Trainer", "TrainConfig", "Trajectories", "LOSSES", "get_loss", "trajectory_balance_loss",
+           "amortize", "bayes", "conditional", "ExpectationRegressor", "RegressorConfig", "PosteriorSampler",
+           "PosteriorConfig", "AmortizedPosterior", "ConditionalConfig", "train_conditional"]

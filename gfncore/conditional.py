@@ -12,8 +12,8 @@ the state space can be enumerated) as a table (table.md), a plot (log_z_curve.pn
 summary.json. With `--compare-contexts k` it also trains a separate sampler at k of the held-out
 contexts until it is as accurate there as the amortized one, and reports both costs.
 
-`train_conditional` is the entry point; `add_conditional_args(parser)` adds the flags to a
-`gfncore train <env>` parser (`python -m gfncore.conditional <env> ...` runs it standalone).
+`train_conditional` is the entry point; the flags of `gfncore train <env>` include
+ConditionalConfig's (`python -m gfncore.conditional <env> ...` is `gfncore train <env> ...`).
 """
 from __future__ import annotations
 
@@ -22,9 +22,11 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
+
+from .config import option, validate
 
 # the conditional version of each `gfncore train` environment: its context's name, the
 # conditional environment, the unconditional one at a fixed context (a per-context sampler), and
@@ -35,6 +37,9 @@ _CONDITIONAL = {
     "hypergrid": ("R0", lambda c: _envs().HyperGridR0(c.ndim, c.height, R1=c.R1, R2=c.R2),
                   lambda c, v: _envs().HyperGrid(c.ndim, c.height, v, c.R1, c.R2), lambda low: low / 2),
 }
+
+
+CONDITIONAL_ENVS = tuple(_CONDITIONAL)
 
 
 def _envs():
@@ -48,43 +53,26 @@ class ConditionalConfig:
     """Settings of a conditional run (an amortized sum S(c) over a range of contexts); the flags of
     `gfncore train <env> --conditional ...` come from these fields."""
 
-    conditional: str = field(default="", metadata={
-        "help": "NAME=LOW:HIGH: train one sampler for every context in [LOW, HIGH] (ising: beta, hypergrid: R0)"})
-    held_out: str = field(default="", metadata={
-        "help": "comma-separated contexts kept out of training and evaluated (default: 4 points inside the range)"})
-    held_out_gap: float = field(default=0.04, metadata={
-        "help": "training never draws contexts within this fraction of the range of a held-out context"})
-    trajectories_per_context: int = field(default=4, metadata={"help": "trajectories per training context"})
-    conditioning: str = field(default="concat", metadata={"help": "how the policy sees c: concat or film"})
-    lr_schedule: str = field(default="cosine", metadata={"help": "cosine (decay to lr * lr_final) or constant"})
-    lr_final: float = field(default=0.02, metadata={"help": "final learning rate as a fraction of lr (cosine)"})
-    curve_points: int = field(default=19, metadata={"help": "contexts at which log S-hat(c) is compared with exact"})
-    extrapolate: float = field(default=0.2, metadata={
-        "help": "the curve also covers this fraction of the range beyond each end (never seen in training)"})
-    compare_contexts: int = field(default=0, metadata={
-        "help": "train a separate sampler at this many held-out contexts and compare costs"})
-    compare_max_steps: int = field(default=6000, metadata={"help": "step limit of each per-context sampler"})
-    eval_samples: int = field(default=4096, metadata={"help": "samples per context for the mean log R check"})
+    conditional: str = option("", "NAME=LOW:HIGH: train one sampler for every context in [LOW, HIGH] "
+                                   "(ising: beta, hypergrid: R0)")
+    held_out: str = option("", "comma-separated contexts kept out of training and evaluated "
+                               "(default: 4 points inside the range)")
+    held_out_gap: float = option(0.04, "training never draws contexts within this fraction of the range of a "
+                                       "held-out context", min=0, lt=0.5)
+    trajectories_per_context: int = option(4, "trajectories per training context", min=1)
+    conditioning: str = option("concat", "how the policy sees c", choices=("concat", "film"))
+    lr_schedule: str = option("cosine", "cosine (decay to lr * lr_final) or constant", choices=("cosine", "constant"))
+    lr_final: float = option(0.02, "final learning rate as a fraction of lr (cosine)", gt=0, max=1)
+    curve_points: int = option(19, "contexts at which log S-hat(c) is compared with exact", min=1)
+    extrapolate: float = option(0.2, "the curve also covers this fraction of the range beyond each end "
+                                     "(never seen in training)", min=0, max=1)
+    compare_contexts: int = option(0, "train a separate sampler at this many held-out contexts and compare costs",
+                                   min=0)
+    compare_max_steps: int = option(6000, "step limit of each per-context sampler", min=0)
+    eval_samples: int = option(4096, "samples per context for the mean log R check", min=0)
 
     def __post_init__(self):
-        if self.conditioning not in ("concat", "film"):
-            raise ValueError(f"conditioning must be 'concat' or 'film', got {self.conditioning!r}")
-        if self.lr_schedule not in ("cosine", "constant"):
-            raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
-        if not 0 < self.lr_final <= 1:
-            raise ValueError(f"lr_final must be in (0, 1], got {self.lr_final!r}")
-        if not 0 <= self.held_out_gap < 0.5:
-            raise ValueError(f"held_out_gap must be in [0, 0.5), got {self.held_out_gap!r}")
-        if not 0 <= self.extrapolate <= 1:
-            raise ValueError(f"extrapolate must be in [0, 1], got {self.extrapolate!r}")
-        for name in ("trajectories_per_context", "curve_points"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
-        for name in ("compare_contexts", "compare_max_steps", "eval_samples"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {v!r}")
+        validate(self)
 
 
 @dataclass(frozen=True)
@@ -240,6 +228,22 @@ def _enumerable_states(env) -> bool:
         return False
 
 
+def check_conditional(env_name: str, ccfg: ConditionalConfig, cfg) -> tuple[ContextRange, list[float]]:
+    """The context range and the held-out contexts of a conditional run, or ValueError naming the
+    flag: what `gfncore train` checks before it writes anything."""
+    if env_name not in _CONDITIONAL:
+        raise ValueError(f"no conditional version of {env_name!r}; conditional: {sorted(_CONDITIONAL)}")
+    rng = ContextRange.parse(ccfg.conditional, _CONDITIONAL[env_name][0])
+    if env_name == "hypergrid" and rng.low <= 0:
+        raise ValueError(f"--conditional {ccfg.conditional!r}: R0 must be > 0 over the whole range")
+    if env_name == "ising" and rng.low < 0:
+        raise ValueError(f"--conditional {ccfg.conditional!r}: beta (an inverse temperature) must be >= 0")
+    if cfg.batch_size % ccfg.trajectories_per_context:
+        raise ValueError(f"--trajectories-per-context ({ccfg.trajectories_per_context}) must divide --batch-size "
+                         f"({cfg.batch_size})")
+    return rng, held_out_contexts(rng, ccfg.held_out)
+
+
 def train_conditional(env_name: str, env_cfg, cfg, run, ccfg: ConditionalConfig) -> dict:
     """Train one conditional sampler for every context in a range and evaluate it on held-out and
     extrapolated contexts against exact answers; writes summary.json, table.md, log_z_curve.png,
@@ -251,15 +255,8 @@ def train_conditional(env_name: str, env_cfg, cfg, run, ccfg: ConditionalConfig)
     from .nn import MLPPolicy
     from .train import Trainer
 
-    if env_name not in _CONDITIONAL:
-        raise ValueError(f"no conditional version of {env_name!r}; conditional: {sorted(_CONDITIONAL)}")
-    cname, make_cond, make_fixed, floor = _CONDITIONAL[env_name]
-    rng = ContextRange.parse(ccfg.conditional, cname)
-    if env_name == "hypergrid" and rng.low <= 0:
-        raise ValueError(f"--conditional {ccfg.conditional!r}: R0 must be > 0 over the whole range")
-    if env_name == "ising" and rng.low < 0:
-        raise ValueError(f"--conditional {ccfg.conditional!r}: beta (an inverse temperature) must be >= 0")
-    held = held_out_contexts(rng, ccfg.held_out)
+    rng, held = check_conditional(env_name, ccfg, cfg)
+    _, make_cond, make_fixed, floor = _CONDITIONAL[env_name]
     old_threads = torch.get_num_threads()
     if getattr(cfg, "threads", 0) > 0:
         torch.set_num_threads(cfg.threads)
@@ -280,8 +277,6 @@ def _train_conditional(env_name, env_cfg, cfg, run, ccfg, rng, held, make_cond, 
     policy = MLPPolicy(env, hidden=cfg.hidden, layers=cfg.layers, pb=cfg.pb, flow=cfg.loss in ("db", "subtb"),
                        conditioning=ccfg.conditioning, context_encoder=ContextScaler(rng.low, rng.high))
     k = ccfg.trajectories_per_context
-    if cfg.batch_size % k:
-        raise ValueError(f"trajectories_per_context ({k}) must divide batch_size ({cfg.batch_size})")
     opts = {"lam": cfg.lam} if cfg.loss == "subtb" else {}
     trainer = Trainer(env, policy, loss=cfg.loss, batch_size=cfg.batch_size, lr=cfg.lr, lr_log_z=cfg.lr_log_z,
                       temperature=cfg.temperature, epsilon=cfg.epsilon, seed=cfg.seed, loss_options=opts,
@@ -558,49 +553,22 @@ def plot_curve(s: dict, path: str) -> str | None:
     return path
 
 
-def add_conditional_args(parser) -> None:
-    """The conditional flags (ConditionalConfig) on a `gfncore train <env>` parser."""
-    from .cli import add_dataclass_args
-
-    add_dataclass_args(parser, ConditionalConfig)
-
-
 def print_summary(s: dict) -> None:
     print(s["table"])
     print(f"outputs in {s['out']}/")
 
 
-def _parser():
-    import argparse
-
-    from .cli import ENVS, RunConfig, add_dataclass_args
-    from .train import TrainConfig
-
-    p = argparse.ArgumentParser(prog="python -m gfncore.conditional",
-                                description="A conditional GFlowNet over a range of contexts (amortized sums S(c))")
-    envs = p.add_subparsers(dest="env", required=True)
-    for name in _CONDITIONAL:
-        cfg_cls, _, help_, overrides = ENVS[name]
-        e = envs.add_parser(name, help=help_)
-        add_dataclass_args(e, cfg_cls)
-        add_dataclass_args(e, TrainConfig, overrides)
-        add_dataclass_args(e, RunConfig)
-        add_conditional_args(e)
-    return p
-
-
 def main(argv: list[str] | None = None) -> int:
-    from .cli import ENVS, RunConfig, from_args
-    from .train import TrainConfig
+    """`python -m gfncore.conditional ENV ...` is `gfncore train ENV ...` (give --conditional)."""
+    import sys
 
-    ns = _parser().parse_args(argv)
-    ccfg = from_args(ConditionalConfig, ns)
-    if not ccfg.conditional:
-        raise SystemExit("give the context range: --conditional NAME=LOW:HIGH (e.g. beta=0.1:1.0)")
-    s = train_conditional(ns.env, from_args(ENVS[ns.env][0], ns), from_args(TrainConfig, ns), from_args(RunConfig, ns),
-                          ccfg)
-    print_summary(s)
-    return 0
+    from .cli import main as cli_main
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not any(a == "--conditional" or a.startswith("--conditional=") for a in argv):
+        print("give the context range: --conditional NAME=LOW:HIGH (e.g. beta=0.1:1.0)", file=sys.stderr)
+        return 2
+    return cli_main(["train", *argv])
 
 
 if __name__ == "__main__":

@@ -188,8 +188,10 @@ def test_other_bad_input():
 
 
 def test_cli_builtin_problem_writes_everything(tmp_path, kernel_threads):
+    from gfncore.cli import main
+
     out = tmp_path / "run"
-    rc = bayes_main(["--model", "linear", "--out", str(out), "--steps", "40", "--samples", "500", "--threads", "1",
+    rc = main(["bayes", "--model", "linear", "--out", str(out), "--steps", "40", "--samples", "500", "--threads", "1",
                      "--evidence-samples", "256", "--no-progress"])
     assert rc == 0
     s = json.loads((out / "summary.json").read_text())

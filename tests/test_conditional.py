@@ -9,9 +9,8 @@ import math
 import pytest
 import torch
 
-from gfncore.cli import HyperGridConfig, IsingConfig, RunConfig
-from gfncore.conditional import (ConditionalConfig, ContextRange, banded_contexts, held_out_contexts, main,
-                                 train_conditional)
+from gfncore.cli import HyperGridConfig, IsingConfig, RunConfig, main
+from gfncore.conditional import ConditionalConfig, ContextRange, banded_contexts, held_out_contexts, train_conditional
 from gfncore.train import TrainConfig
 
 
@@ -70,13 +69,13 @@ def test_train_conditional_rejects_a_range_outside_the_context_domain(tmp_path):
         train_conditional("ising", IsingConfig(), TrainConfig(steps=1), run, ConditionalConfig("beta=-1:1"))
     with pytest.raises(ValueError, match="no conditional version"):
         train_conditional("bitseq", IsingConfig(), TrainConfig(steps=1), run, ConditionalConfig("beta=0:1"))
-    with pytest.raises(ValueError, match="divide batch_size"):
+    with pytest.raises(ValueError, match="must divide --batch-size"):
         train_conditional("ising", IsingConfig(), TrainConfig(steps=1, batch_size=30), run,
                           ConditionalConfig("beta=0.1:1", trajectories_per_context=4))
 
 
 def test_the_command_line_writes_the_curve_table_and_plot(tmp_path, kernel_threads):
-    rc = main(["hypergrid", "--ndim", "2", "--height", "5", "--conditional", "R0=0.2:1.0", "--steps", "20",
+    rc = main(["train", "hypergrid", "--ndim", "2", "--height", "5", "--conditional", "R0=0.2:1.0", "--steps", "20",
                "--hidden", "16", "--batch-size", "16", "--trajectories-per-context", "4", "--curve-points", "3",
                "--eval-samples", "64", "--compare-contexts", "1", "--compare-max-steps", "50", "--threads", "1",
                "--out", str(tmp_path), "--no-progress"])
@@ -94,6 +93,25 @@ def test_the_command_line_writes_the_curve_table_and_plot(tmp_path, kernel_threa
     assert "held-out" in (tmp_path / "table.md").read_text()
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert json.loads(lines[-1])["step"] == 20
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--conditional", "beta=0.1"], "NAME=LOW:HIGH"),
+    (["--conditional", "R0=0.1:1"], "context is 'beta'"),
+    (["--conditional", "beta=0.1:1", "--conditioning", "add"], "choose one of concat, film"),
+    (["--conditional", "beta=0.1:1", "--batch-size", "30"], "must divide --batch-size"),
+    (["--conditional", "beta=0.1:1", "--resume"], "not available for --conditional"),
+])
+def test_the_command_line_rejects_bad_conditional_flags_before_writing(tmp_path, argv, match, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "ising", *argv, "--out", str(out), "--steps", "1"]) == 2
+    assert match in capsys.readouterr().err and not out.exists()
+
+
+def test_the_command_line_keeps_an_existing_run(tmp_path, capsys):
+    (tmp_path / "summary.json").write_text("{}")
+    assert main(["train", "ising", "--conditional", "beta=0.1:1", "--out", str(tmp_path), "--steps", "1"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
 
 
 @pytest.mark.slow
