@@ -54,12 +54,26 @@ def default_threads() -> int:
 
 
 from . import backward, envs, metrics, nn, ops, replay  # noqa: E402
-# applications: amortized expectations, conditional GFlowNets over a context range, Bayesian
-# posteriors over parameters (torch-only imports; plots and progress bars load when used)
-from . import amortize, bayes, conditional  # noqa: E402
-from .amortize import ExpectationRegressor, RegressorConfig  # noqa: E402
+# applications (torch-only imports; plots and progress bars load when used). amortize and
+# conditional load on first use: they also run as `python -m gfncore.<module>`, which warns when
+# the package has imported the module already.
+from . import bayes  # noqa: E402
 from .bayes import AmortizedPosterior, PosteriorConfig, PosteriorSampler  # noqa: E402
-from .conditional import ConditionalConfig, train_conditional  # noqa: E402
+
+_LAZY = {"amortize": ("amortize", None), "ExpectationRegressor": ("amortize", "ExpectationRegressor"),
+         "RegressorConfig": ("amortize", "RegressorConfig"), "conditional": ("conditional", None),
+         "ConditionalConfig": ("conditional", "ConditionalConfig"),
+         "train_conditional": ("conditional", "train_conditional")}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        m = importlib.import_module(f".{module}", __name__)
+        return m if attr is None else getattr(m, attr)
+    raise AttributeError(f"module 'gfncore' has no attribute {name!r}")
 from .backward import BackwardSampler  # noqa: E402
 from .losses import LOSSES, get_loss, trajectory_balance_loss  # noqa: E402
 from .replay import ReplayBuffer  # noqa: E402

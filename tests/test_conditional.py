@@ -134,3 +134,14 @@ def test_conditional_ising_log_z_on_held_out_betas(tmp_path, kernel_threads):
         assert r["log_z_is_error"] < 0.05, r
         assert r["log_z_error"] < 0.1, r
         assert r["l1"] < 0.1, r
+
+
+def test_package_exports_the_applications():
+    import gfncore as gfn
+
+    assert gfn.train_conditional is train_conditional and gfn.ConditionalConfig is ConditionalConfig
+    assert gfn.ExpectationRegressor is gfn.amortize.ExpectationRegressor
+    assert gfn.PosteriorSampler is gfn.bayes.PosteriorSampler and gfn.AmortizedPosterior is gfn.bayes.AmortizedPosterior
+    assert set(gfn.__all__) <= set(dir(gfn)) | set(gfn._LAZY)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        gfn.nope
