@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -42,23 +44,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 @dataclass
-class HyperGridConfig:
-    ndim: int = option(2, "grid dimensions")
-    height: int = option(8, "points per dimension")
-    R0: float = option(0.1, "base reward")
-    R1: float = option(0.5, "outer-region bonus")
-    R2: float = option(2.0, "mode-ring bonus")
-
-
-@dataclass
-class IsingConfig:
-    n: int = option(3, "lattice side (n x n spins)")
-    J: float = option(0.2, "nearest-neighbour coupling")
-    h: float = option(0.0, "external field")
-    beta: float = option(1.0, "inverse temperature")
-
-
-@dataclass
 class RunConfig:
     out: str = option("", "output folder (default: runs/<env>)")
     progress: bool = option(True, "show a progress bar")
@@ -67,25 +52,66 @@ class RunConfig:
     checkpoint_every: int = option(0, "steps between checkpoints (0: at the end and on SIGINT/SIGTERM only)", min=0)
 
 
-def _make_hypergrid(c: HyperGridConfig):
-    from .envs import HyperGrid
+# Environment subcommands are generated from the environments themselves: a compiled
+# environment's C++ declarations (name, type, default, bounds, help) give each flag, and the
+# Python class's constructor says which parameters a command line can set (plain numbers and
+# switches; data tensors cannot come from a flag). Adding a built-in environment therefore adds
+# its `gfncore train <name>` with no edit here. CLI_DEFAULTS holds the few defaults the command
+# line chooses differently from the library, with the reason.
+CLI_DEFAULTS: dict[str, dict] = {
+    "hypergrid": {"steps": 1000},
+    # J = 1 at beta = 1 on a 3x3 torus puts almost all mass on the two ground states: a weak
+    # coupling makes the default run a sampler of a spread-out distribution
+    "ising": {"steps": 2000, "J": 0.2},
+}
 
-    return HyperGrid(c.ndim, c.height, c.R0, c.R1, c.R2)
+
+def _env_entry(cls) -> tuple:
+    """(config dataclass, constructor, help, TrainConfig overrides) of one environment class."""
+    import inspect
+
+    from .train import TrainConfig
+
+    kind = cls.kind
+    overrides = CLI_DEFAULTS.get(kind, {})
+    decls = {d["name"]: d for d in cls._decls}
+    extra_help = getattr(cls, "param_help", {})
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    flds = []
+    for prm in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+        if prm.kind not in (prm.POSITIONAL_OR_KEYWORD, prm.KEYWORD_ONLY) or prm.name in train_fields:
+            continue
+        default = overrides.get(prm.name, prm.default)
+        typ = {bool: "bool", int: "int", float: "float"}.get(type(default))
+        if typ is None:  # tensors, callables, None: not settable from a flag
+            continue
+        d = decls.get(prm.name, {})
+        meta = {"help": d.get("help") or extra_help.get(prm.name, "")}
+        lo, hi = d.get("min"), d.get("max")
+        if lo is not None and math.isfinite(lo):
+            meta["gt" if d.get("min_exclusive") else "min"] = lo
+        if hi is not None and math.isfinite(hi):
+            meta["max"] = hi
+        flds.append((prm.name, typ, dataclasses.field(default=default, metadata=meta)))
+    cfg_cls = dataclasses.make_dataclass(f"{cls.__name__}Config", flds)
+    para = " ".join((cls.__doc__ or cls.__name__).strip().split("\n\n")[0].split())
+    doc = re.split(r"(?<!\bal)(?<!e\.g)(?<!i\.e)\.\s|;\s", para)[0].rstrip(".:,")  # its first sentence
+    return (cfg_cls, lambda c, cls=cls: cls(**dataclasses.asdict(c)), doc,
+            {k: v for k, v in overrides.items() if k in train_fields})
 
 
-def _make_ising(c: IsingConfig):
-    from .envs import Ising
+def _env_table() -> dict:
+    from . import envs
 
-    return Ising(c.n, J=c.J, h=c.h, beta=c.beta)
+    classes = [c for c in vars(envs).values() if isinstance(c, type) and issubclass(c, envs.CompiledEnv)
+               and vars(c).get("kind") in envs.KINDS]
+    return {c.kind: _env_entry(c) for c in sorted(classes, key=lambda c: list(envs.KINDS).index(c.kind))}
 
 
 # name -> (config dataclass, constructor, help, TrainConfig overrides for the default run).
 # Environment parameters are checked by the environment's constructor (ValueError/TypeError),
 # which the CLI turns into its one-line error before it writes anything.
-ENVS = {
-    "hypergrid": (HyperGridConfig, _make_hypergrid, "HyperGrid (Bengio et al. 2021)", {"steps": 1000}),
-    "ising": (IsingConfig, _make_ising, "Ising model on an n x n torus (energy-based model)", {"steps": 2000}),
-}
+ENVS = _env_table()
 
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls, overrides: dict | None = None,
@@ -246,7 +272,14 @@ def _stop_on_signals(trainer):
 def _write_json(path: str, d: dict) -> None:
     from .checkpoint import atomic_write
 
-    atomic_write(path, lambda f: f.write((json.dumps(d, indent=2) + "\n").encode()))
+    atomic_write(path, lambda f: f.write((json.dumps(d, indent=2, default=_json_value) + "\n").encode()))
+
+
+def _json_value(o):
+    """Tensors and arrays in a summary (an environment's data: modes, weights) as nested lists."""
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
 
 
 def train(env_name: str, env_cfg, cfg, run: RunConfig, given: set[str] = frozenset()) -> dict:
@@ -256,12 +289,17 @@ def train(env_name: str, env_cfg, cfg, run: RunConfig, given: set[str] = frozens
     import torch
 
     from . import default_threads, set_num_threads
+    from . import distributed as D
     from .checkpoint import read
     from .envs import from_config
     from .train import NonFiniteError, Trainer, config_dict, policy_for
 
     out = run.out or os.path.join("runs", env_name)
     _check_out(out, run)
+    # torchrun --nproc_per_node N -m gfncore train ...: every rank trains its share of each batch,
+    # rank 0 alone writes (metrics, checkpoints, summary, picture)
+    topo = D.init() if D.launched_by_torchrun() else D.Topology()
+    main = topo.is_main
     ckpt = os.path.join(out, "checkpoint.pt")
     saved = None
     if run.resume:
@@ -282,26 +320,31 @@ def train(env_name: str, env_cfg, cfg, run: RunConfig, given: set[str] = frozens
     torch.manual_seed(cfg.seed)
     trainer = Trainer.from_config(env, policy_for(env, cfg), cfg)
     if saved:
-        trainer.load_state_dict(saved["state"])
+        try:
+            trainer.load_state_dict(saved["state"])
+        except ValueError as e:  # e.g. a data-parallel run with replay resumed on another world size
+            raise UsageError(f"gfncore train: error: --resume: {e}") from None
         trainer.last_checkpoint = (ckpt, trainer.step_count)
 
     # Everything is checked: from here on the run writes.
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"gfncore train: error: cannot create --out {out}: {e.strerror}") from None
-    if run.overwrite:
-        for f in RUN_FILES:
-            if os.path.exists(os.path.join(out, f)):
-                os.remove(os.path.join(out, f))
     metrics_path = os.path.join(out, "metrics.jsonl")
-    # the evaluations up to the checkpoint, as the uninterrupted run wrote them (later lines of
-    # an interrupted run are dropped: the resumed run writes them again)
-    _write_lines(metrics_path, trainer.history if saved else [])
+    if main:
+        try:
+            os.makedirs(out, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"gfncore train: error: cannot create --out {out}: {e.strerror}") from None
+        if run.overwrite:
+            for f in RUN_FILES:
+                if os.path.exists(os.path.join(out, f)):
+                    os.remove(os.path.join(out, f))
+        # the evaluations up to the checkpoint, as the uninterrupted run wrote them (later lines of
+        # an interrupted run are dropped: the resumed run writes them again)
+        _write_lines(metrics_path, trainer.history if saved else [])
+    write_json = _write_json if main else (lambda path, d: None)
     eval_every = cfg.eval_every or max(cfg.steps // 10, 1)
     base = {"env": repr(env), "env_config": _env_config(env), "loss": cfg.loss, "target_steps": cfg.steps,
-            "threads": torch.get_num_threads(), "device": str(trainer.device), "config": config_dict(env_cfg, cfg),
-            "checkpoint": ckpt}
+            "threads": torch.get_num_threads(), "device": str(trainer.device), "world_size": topo.world_size,
+            "config": config_dict(env_cfg, cfg), "checkpoint": ckpt}
     with _stop_on_signals(trainer) as received:
         try:
             trainer.fit(max(cfg.steps - trainer.step_count, 0), progress=run.progress, eval_every=eval_every,
@@ -310,17 +353,22 @@ def train(env_name: str, env_cfg, cfg, run: RunConfig, given: set[str] = frozens
             # the trainer is as it was after its last good step: keep that, and say what happened
             trainer.save(ckpt)
             msg = f"{e.detail}; the run's last good state (step {trainer.step_count}) is in {ckpt}"
-            _write_json(os.path.join(out, "summary.json"), _partial(trainer, base, f"non-finite {e.quantity}", msg))
+            write_json(os.path.join(out, "summary.json"), _partial(trainer, base, f"non-finite {e.quantity}", msg))
             raise RunFailed(msg) from e
-        if received:
+        if received or trainer._stop_agreed:  # here, or (data-parallel) on another rank
+            why = received[0] if received else "a signal to another rank"
             trainer.save(ckpt)
-            s = _partial(trainer, base, received[0], f"stopped by {received[0]} at step {trainer.step_count}; "
+            s = _partial(trainer, base, why, f"stopped by {why} at step {trainer.step_count}; "
                                                      f"continue with: gfncore train {env_name} --out {out} --resume")
-            _write_json(os.path.join(out, "summary.json"), s)
+            write_json(os.path.join(out, "summary.json"), s)
             s["out"] = out
+            if not main:
+                s["rank"] = topo.rank
             return s
         trainer.save(ckpt)
 
+    if not main:  # the summary's evaluations and sampling are rank 0's alone
+        return dict(base, partial=False, steps=trainer.step_count, out=out, rank=topo.rank)
     summary = _final_summary(trainer, base, cfg)
     _write_json(os.path.join(out, "summary.json"), summary)
     # pictures last: the results above are already on disk whatever happens here
@@ -519,9 +567,11 @@ def _main(argv: list[str]) -> int:
         print("\ngfncore train: stopped at once by a signal, without a new checkpoint", file=sys.stderr)
         return INTERRUPTED
     if s.get("partial"):
-        print(f"gfncore train: {s['message']}", file=sys.stderr)
+        if "rank" not in s:  # data-parallel: rank 0 reports
+            print(f"gfncore train: {s['message']}", file=sys.stderr)
         return INTERRUPTED
-    _print_summary(s)
+    if "rank" not in s:  # data-parallel: rank 0 reports
+        _print_summary(s)
     return 0
 
 

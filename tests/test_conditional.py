@@ -9,9 +9,11 @@ import math
 import pytest
 import torch
 
-from gfncore.cli import HyperGridConfig, IsingConfig, RunConfig, main
+from gfncore.cli import ENVS, RunConfig, main
 from gfncore.conditional import ConditionalConfig, ContextRange, banded_contexts, held_out_contexts, train_conditional
 from gfncore.train import TrainConfig
+
+HyperGridConfig, IsingConfig = ENVS["hypergrid"][0], ENVS["ising"][0]  # gfncore train's environment flags
 
 
 def test_context_range_parses_and_rejects_bad_specs():
