@@ -122,7 +122,7 @@ def test_amortized_posterior_generalises_to_unseen_datasets(kernel_threads):
     torch.set_num_threads(1)
     gfn._C.set_num_threads(1)
     model = LinearRegression(ParameterGrid.linspace(-1, 1, 3, 2), noise_std=2.0)
-    am = AmortizedPosterior(model, AmortizedConfig(set_size=6, steps=1500, batch_size=64, trajectories_per_dataset=16,
+    am = AmortizedPosterior(model, AmortizedConfig(set_size=6, steps=1100, batch_size=64, trajectories_per_dataset=16,
                                                    hidden=64, encoder_hidden=32, encoder_dim=32))
     val = held_out_datasets(model, 6, 8)
     before = am.evaluate(val, is_samples=0)

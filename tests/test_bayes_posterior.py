@@ -49,7 +49,7 @@ def test_minibatch_training_reaches_the_exact_posterior(linear, kernel_threads):
     noisy case is the logistic test below and, with the first-order variate, the benchmark
     bench/bayes_minibatch.py."""
     p, post = linear
-    q = PosteriorSampler.from_model(p.model, p.data, PosteriorConfig(steps=600, minibatch=20, threads=1))
+    q = PosteriorSampler.from_model(p.model, p.data, PosteriorConfig(steps=400, minibatch=20, threads=1))
     assert q.reward.batch_size == 20 and q.reward.cv_order == 2 and not q.reward.full_batch
     assert float(q.reward.noise_variance(post.theta).max()) < 1e-12
     q.fit(progress=False)

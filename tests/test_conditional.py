@@ -126,7 +126,8 @@ def test_conditional_ising_log_z_on_held_out_betas(tmp_path, kernel_threads):
     sampler's remaining KL) within 0.1, exact L1 < 0.1."""
     s = train_conditional(
         "ising", IsingConfig(n=3, J=0.5),
-        TrainConfig(steps=1500, batch_size=128, hidden=64, lr=5e-3, lr_log_z=3e-2, pb="shared", threads=1),
+        TrainConfig(steps=1000, eval_every=1000, batch_size=128, hidden=64, lr=5e-3, lr_log_z=3e-2, pb="shared",
+                    threads=1),
         RunConfig(out=str(tmp_path), progress=False),
         ConditionalConfig("beta=0.1:1.0", trajectories_per_context=4, curve_points=1, eval_samples=1024))
     held = [r for r in s["curve"] if r["kind"] == "held-out"]
