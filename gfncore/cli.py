@@ -1,8 +1,7 @@
 """Command line: `gfncore train ENV [flags]` (with `--conditional NAME=LOW:HIGH`, one sampler for a
 range of contexts: gfncore.conditional), `gfncore sample`, `gfncore eval`, `gfncore bayes`
-(gfncore.bayes.cli). Training flags come
-from the config dataclasses and are checked against their declared bounds (gfncore.config), so
-the CLI and the Python API never drift apart. Bad input is one line on stderr and exit code 2,
+(gfncore.bayes.cli). Training flags come from the config dataclasses and are checked against their
+declared bounds (gfncore.config), so the CLI and the Python API never drift apart. Bad input is one line on stderr and exit code 2,
 before anything is written."""
 from __future__ import annotations
 
@@ -511,9 +510,23 @@ def conditional_command(ns, env_cfg, cfg, run: RunConfig, prog: str) -> int:
     from . import default_threads, set_num_threads
     from .conditional import ConditionalConfig, check_conditional, print_summary, train_conditional
 
+    from . import distributed
+    from .train import TrainConfig
+
     ccfg = from_args(ConditionalConfig, ns, prog)
     if run.resume:
         raise UsageError(f"{prog}: error: --resume is not available for --conditional runs")
+    if distributed.launched_by_torchrun():
+        raise UsageError(f"{prog}: error: --conditional runs in one process (not under torchrun)")
+    # settings a conditional run does not use: refused rather than silently ignored
+    defaults = TrainConfig()
+    unused = [n for n in ("importance_weights", "replay_capacity", "replay_fraction", "prioritized", "device")
+              if getattr(cfg, n) != getattr(defaults, n)]
+    unused += ["checkpoint_every"] if run.checkpoint_every else []
+    if unused:
+        flags = ", ".join("--" + n.replace("_", "-") for n in unused)
+        raise UsageError(f"{prog}: error: {flags} not available for --conditional runs (CPU, on-policy, one "
+                         f"checkpoint at the end)")
     try:
         check_conditional(ns.env, ccfg, cfg)
     except (ValueError, TypeError) as e:

@@ -103,6 +103,8 @@ def test_the_command_line_writes_the_curve_table_and_plot(tmp_path, kernel_threa
     (["--conditional", "beta=0.1:1", "--conditioning", "add"], "choose one of concat, film"),
     (["--conditional", "beta=0.1:1", "--batch-size", "30"], "must divide --batch-size"),
     (["--conditional", "beta=0.1:1", "--resume"], "not available for --conditional"),
+    (["--conditional", "beta=0.1:1", "--replay-capacity", "100", "--checkpoint-every", "5"],
+     "--replay-capacity, --checkpoint-every not available for --conditional"),
 ])
 def test_the_command_line_rejects_bad_conditional_flags_before_writing(tmp_path, argv, match, capsys):
     out = tmp_path / "run"
