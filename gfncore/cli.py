@@ -1,6 +1,6 @@
 """Command line: `gfncore train ENV [flags]` (with `--conditional NAME=LOW:HIGH`, one sampler for a
 range of contexts: gfncore.conditional), `gfncore sample`, `gfncore eval`, `gfncore bayes`
-(gfncore.bayes.cli). Training flags come from the config dataclasses and are checked against their
+(gfncore.bayes.cli), `gfncore causal` (gfncore.causal.cli). Training flags come from the config dataclasses and are checked against their
 declared bounds (gfncore.config), so the CLI and the Python API never drift apart. Bad input is one line on stderr and exit code 2,
 before anything is written."""
 from __future__ import annotations
@@ -103,7 +103,7 @@ def _env_table() -> dict:
     from . import envs
 
     classes = [c for c in vars(envs).values() if isinstance(c, type) and issubclass(c, envs.CompiledEnv)
-               and vars(c).get("kind") in envs.KINDS]
+               and vars(c).get("kind") in envs.KINDS and vars(c).get("train_command", True)]
     return {c.kind: _env_entry(c) for c in sorted(classes, key=lambda c: list(envs.KINDS).index(c.kind))}
 
 
@@ -179,6 +179,9 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
         s.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
         s.add_argument("--threads", type=int, default=0, help="CPU threads (0: gfncore's default)")
     add_bayes(sub)
+    from .causal.cli import add_parser as add_causal  # applications own their flags
+
+    add_causal(sub)
     return p
 
 
@@ -564,6 +567,10 @@ def _main(argv: list[str]) -> int:
         from .bayes.cli import run as bayes_command
 
         return bayes_command(ns)
+    if ns.command == "causal":
+        from .causal.cli import run as causal
+
+        return causal(ns)
     cfg_cls = ENVS[ns.env][0]
     prog = f"gfncore train {ns.env}"
     env_cfg = from_args(cfg_cls, ns, prog)

@@ -173,6 +173,13 @@ class Env:
         call it, so that an unconditional override may be written log_reward(self, x)."""
         return self.log_reward(x) if context is None else self.log_reward(x, context)
 
+    def log_reward_delta(self, states: torch.Tensor, actions: torch.Tensor,
+                         context: torch.Tensor | None = None) -> torch.Tensor | None:
+        """log R(s') - log R(s) along each transition s --a--> s' (0 for stop), float64 [n], where
+        the environment has a cheaper way than two per-state rewards (a modular reward: one
+        family of a DAG changes per edge); None where it has not. Modified DB uses it when given."""
+        return None
+
     def forward_action(self, backward_actions: torch.Tensor) -> torch.Tensor:
         """The forward action that each backward action undoes (backward action b undoes b)."""
         return backward_actions
