@@ -51,7 +51,7 @@ def test_main_entry_point_dispatches_causal(tmp_path, capsys):
     assert gfncore_main(["causal", "--synthetic", "d=2,n=30,seed=3", "--out", str(out), *TINY]) == 0
     assert json.loads((out / "summary.json").read_text())["metrics"]["steps"] == 40
     assert "JSD" in capsys.readouterr().out
-    assert gfncore_main(["causal", "--synthetic", "d=2", "--out", str(out), "--batch-size", "0", "--no-progress"]) == 1
+    assert gfncore_main(["causal", "--synthetic", "d=2", "--out", str(out), "--batch-size", "0", "--no-progress"]) == 2
     assert "batch_size must be >= 1" in capsys.readouterr().err
     assert not (out / "o").exists()
     # DAG's reward needs data: no `gfncore train dag`, whose flags could not give it
@@ -69,15 +69,15 @@ def test_csv_with_interventions_and_resume(tmp_path):
     s = json.loads((out / "summary.json").read_text())
     assert s["data"]["interventional_rows"] == 10
     # the same out again: refused without --resume / --overwrite
-    assert main(args) == 1
+    assert main(args) == 2
     more = [a if a != "40" else "70" for a in args]
     assert main([*more, "--resume"]) == 0
     assert json.loads((out / "summary.json").read_text())["metrics"]["steps"] == 70
     # resuming with other data or another model is refused
     other = tmp_path / "other.csv"
     save_csv(sample_erdos_renyi_sem(3, 40, seed=3), other)
-    assert main(["--data", str(other), "--out", str(out), *TINY, "--resume"]) == 1
-    assert main([*args, "--resume", "--hidden", "64"]) == 1
+    assert main(["--data", str(other), "--out", str(out), *TINY, "--resume"]) == 2
+    assert main([*args, "--resume", "--hidden", "64"]) == 2
     assert main([*args, "--overwrite"]) == 0
 
 
@@ -115,7 +115,7 @@ def test_interrupted_run_resumes_where_it_stopped(tmp_path, monkeypatch):
 def test_bad_csv_fails_clearly(tmp_path, capsys, content, match):
     path = tmp_path / "bad.csv"
     path.write_text(content)
-    assert main(["--data", str(path), "--out", str(tmp_path / "o"), *TINY]) == 1
+    assert main(["--data", str(path), "--out", str(tmp_path / "o"), *TINY]) == 2
     err = capsys.readouterr().err
     assert "gfncore causal: error:" in err and match in err
 
@@ -124,13 +124,13 @@ def test_too_many_nodes_and_bad_flags(tmp_path, capsys):
     path = tmp_path / "wide.csv"
     x = torch.randn(5, 65, generator=torch.Generator().manual_seed(0))
     path.write_text(",".join(f"v{i}" for i in range(65)) + "\n" + "\n".join(",".join(map(str, r)) for r in x.tolist()))
-    assert main(["--data", str(path), "--out", str(tmp_path / "o"), *TINY]) == 1
+    assert main(["--data", str(path), "--out", str(tmp_path / "o"), *TINY]) == 2
     assert "multiword" in capsys.readouterr().err
-    assert main(["--synthetic", "d=3,q=1", "--out", str(tmp_path / "o2"), *TINY]) == 1
+    assert main(["--synthetic", "d=3,q=1", "--out", str(tmp_path / "o2"), *TINY]) == 2
     assert "--synthetic" in capsys.readouterr().err
-    assert main(["--synthetic", "d=3", "--out", str(tmp_path / "o3"), *TINY, "--loss", "db"]) == 1
+    assert main(["--synthetic", "d=3", "--out", str(tmp_path / "o3"), *TINY, "--loss", "db"]) == 2
     assert "loss must be one of" in capsys.readouterr().err
-    assert main(["--data", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "o4"), *TINY]) == 1
+    assert main(["--data", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "o4"), *TINY]) == 2
     assert "no such file" in capsys.readouterr().err
     # flags argparse rejects are one line and exit status 2, as in `gfncore train`
     assert main(["--out", str(tmp_path / "o5")]) == 2  # --data or --synthetic is required

@@ -32,7 +32,7 @@ SYNTHETIC_KEYS = {"d": int, "n": int, "seed": int, "edges": float, "noise": floa
 
 
 class CausalCLIError(ValueError):
-    """A bad command line or input file: printed as one line, exit status 1."""
+    """A bad command line or input file: printed as one line, exit status 2."""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -249,15 +249,15 @@ def _jsonable(x):
 
 
 def run(ns: argparse.Namespace) -> int:
-    """Runs `gfncore causal` from parsed arguments; returns the exit status (0 done, 1 bad input or
-    a failed run, 2 a flag out of its bounds as `gfncore train` reports it, 130 interrupted: the
-    checkpoint is saved, --resume continues)."""
+    """Runs `gfncore causal` from parsed arguments; returns the exit status (0 done, 2 bad input
+    (flags, data, --out, --resume) as `gfncore train` reports it, 1 a run that failed, 130
+    interrupted: the checkpoint is saved, --resume continues)."""
     from ..cli import USAGE, UsageError, from_args
     from ..train import NonFiniteError
     from .posterior import PosteriorConfig, fit_posterior, validate_config
 
     out = ns.out or os.path.join("runs", "causal")
-    try:
+    try:  # bad input: one line and exit 2 before training, as `gfncore train` reports it
         cfg = from_args(PosteriorConfig, ns)
         validate_config(cfg)
         cd, source = load_data(ns)
@@ -265,6 +265,13 @@ def run(ns: argparse.Namespace) -> int:
         prepare_out(out, ns.resume, ns.overwrite)
         if ns.resume:
             check_resume(out, cfg, fp)
+    except UsageError as e:
+        print(str(e), file=sys.stderr)
+        return USAGE
+    except (ValueError, TypeError, OSError) as e:
+        print(f"gfncore causal: error: {e}", file=sys.stderr)
+        return USAGE
+    try:
         run_json = os.path.join(out, "run.json")
 
         def record():
@@ -284,7 +291,10 @@ def run(ns: argparse.Namespace) -> int:
     except NonFiniteError as e:
         print(f"gfncore causal: error: {e}; the last checkpoint is in {out}", file=sys.stderr)
         return 1
-    except (ValueError, TypeError, OSError) as e:
+    except (ValueError, TypeError) as e:  # data the score or the environment rejects (too few rows, d too large)
+        print(f"gfncore causal: error: {e}", file=sys.stderr)
+        return USAGE
+    except OSError as e:
         print(f"gfncore causal: error: {e}", file=sys.stderr)
         return 1
     m = summary["metrics"]
