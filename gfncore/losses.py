@@ -339,10 +339,17 @@ class ModifiedDetailedBalance(Objective):
 def _relative_state_rewards(env: Env, traj: Trajectories) -> torch.Tensor:
     """log R(s_t) - log R(s_0) of every row, in float64. Modified DB only uses differences of
     consecutive state rewards; subtracting each trajectory's start before the cast to the loss
-    dtype keeps float32 exact even where log R itself is large (a BGe score of -1000)."""
-    lr = env.log_reward_state(traj.states, traj.row_context()).to(torch.float64)
+    dtype keeps float32 exact even where log R itself is large (a BGe score of -1000). Where the
+    environment gives reward differences along moves (env.log_reward_delta), they are summed
+    within each trajectory instead of scoring every state in full."""
     if traj.T == 0:
-        return lr
+        return torch.zeros(0, dtype=torch.float64, device=traj.states.device)
+    delta = env.log_reward_delta(traj.states, traj.actions, traj.row_context())
+    if delta is not None:
+        delta = delta.to(torch.float64)
+        before = torch.cumsum(delta, 0) - delta  # the sum over every earlier row of the batch
+        return before - before[traj.offsets[:-1]][traj.traj_index]
+    lr = env.log_reward_state(traj.states, traj.row_context()).to(torch.float64)
     start = lr[traj.offsets[:-1]]
     return lr - start[traj.traj_index]
 

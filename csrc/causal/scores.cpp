@@ -20,6 +20,20 @@ const char* prior_name(GraphPrior p) {
   }
 }
 
+std::vector<double> graph_prior_terms(GraphPrior prior, int d, double edge_prob, double edge_penalty) {
+  if (prior == GraphPrior::kErdosRenyi)
+    GFN_CHECK(edge_prob > 0 && edge_prob < 1, "edge_prob must be in (0, 1), got ", edge_prob);
+  GFN_CHECK(std::isfinite(edge_penalty), "edge_penalty must be finite, got ", edge_penalty);
+  std::vector<double> terms(static_cast<size_t>(d > 0 ? d : 0), 0.0);
+  for (int k = 0; k < d; ++k) {
+    if (prior == GraphPrior::kErdosRenyi)
+      terms[static_cast<size_t>(k)] = k * std::log(edge_prob) + (d - 1 - k) * std::log1p(-edge_prob);
+    else if (prior == GraphPrior::kEdge)
+      terms[static_cast<size_t>(k)] = -edge_penalty * k;
+  }
+  return terms;
+}
+
 namespace {
 
 constexpr double kLogPi = 1.1447298858494002;     // log(pi)
@@ -138,22 +152,11 @@ CausalScore::CausalScore(const double* data, int64_t n_rows, int64_t n_nodes, co
   GFN_CHECK(std::isfinite(cfg_.weight_var) && cfg_.weight_var > 0, "weight_var must be a positive number, got ",
             cfg_.weight_var);
   GFN_CHECK(std::isfinite(cfg_.weight_mean), "weight_mean must be finite, got ", cfg_.weight_mean);
-  if (cfg_.prior == GraphPrior::kErdosRenyi)
-    GFN_CHECK(cfg_.edge_prob > 0 && cfg_.edge_prob < 1, "edge_prob must be in (0, 1), got ", cfg_.edge_prob);
-  GFN_CHECK(std::isfinite(cfg_.edge_penalty), "edge_penalty must be finite, got ", cfg_.edge_penalty);
   GFN_CHECK(cfg_.cache_shards >= 1 && cfg_.cache_shards <= 4096, "cache_shards must be in [1, 4096], got ",
             cfg_.cache_shards);
   t_ = cfg_.alpha_mu * (cfg_.alpha_w - d - 1) / (cfg_.alpha_mu + 1);
 
-  prior_term_.resize(static_cast<size_t>(d_));
-  for (int k = 0; k < d_; ++k) {
-    double p = 0;
-    if (cfg_.prior == GraphPrior::kErdosRenyi)
-      p = k * std::log(cfg_.edge_prob) + (d_ - 1 - k) * std::log1p(-cfg_.edge_prob);
-    else if (cfg_.prior == GraphPrior::kEdge)
-      p = -cfg_.edge_penalty * k;
-    prior_term_[static_cast<size_t>(k)] = p;
-  }
+  prior_term_ = graph_prior_terms(cfg_.prior, d_, cfg_.edge_prob, cfg_.edge_penalty);
 
   build_groups(data, intervened);
 

@@ -65,6 +65,11 @@ struct ScoreConfig {
 const char* kind_name(ScoreKind k);
 const char* prior_name(GraphPrior p);
 
+// The graph prior's share of LocalScore(j, Pa) for |Pa| = k = 0..d-1 (a modular prior splits
+// log P(G) over the nodes). Raises gfn::ValueError on edge_prob outside (0, 1) for Erdos-Renyi
+// or a non-finite edge_penalty. Used by CausalScore and by a DAG environment without data.
+std::vector<double> graph_prior_terms(GraphPrior prior, int d, double edge_prob, double edge_penalty);
+
 class CausalScore {
  public:
   // data: [n_rows, n_nodes] row-major float64 (copied; the score keeps only sufficient

@@ -9,11 +9,12 @@
 #include "envs/assignment.h"
 #include "envs/bit_sequence.h"
 #include "envs/callback.h"
+#include "envs/dag.h"
 #include "envs/hypergrid.h"
 #include "envs/ising.h"
 #include "envs/set_addition.h"
 
-#define GFN_ENVS(X) X(HyperGrid) X(Ising) X(BitSequence) X(SetAddition) X(Assignment) X(CallbackEnv)
+#define GFN_ENVS(X) X(HyperGrid) X(Ising) X(BitSequence) X(SetAddition) X(Assignment) X(DAG) X(CallbackEnv)
 
 namespace gfn {
 

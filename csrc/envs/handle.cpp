@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "common/registry.h"
+#include "envs/traits.h"
 
 namespace gfn {
 
@@ -289,6 +290,7 @@ GFN_BINDINGS(bind_env_handle) {
       d["max_parents"] = e.max_parents();
       d["max_length"] = e.max_length();
       d["cuda"] = std::decay_t<decltype(e)>::kCuda;
+      d["reward_delta"] = HasLogRewardDelta<std::decay_t<decltype(e)>>::value;
       return d;
     });
   };

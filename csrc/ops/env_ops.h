@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "common/macros.h"
+#include "envs/traits.h"
 
 namespace gfn {
 
@@ -17,6 +18,7 @@ enum class EnvQuery : int {
   kBackwardStep = 6,  // out: int32 [n, D], needs (backward) actions
   kIsInitial = 7,     // out: bool [n]
   kInitial = 8,       // out: int32 [n, D], ignores the states' values (their row count is n)
+  kLogRewardDelta = 9,  // out: float64 [n], needs actions: log R(step(s, a)) - log R(s) (0 for stop)
 };
 
 template <class Env>
@@ -69,6 +71,15 @@ struct EnvQueryRow {
       }
       case EnvQuery::kIsInitial:
         static_cast<bool*>(out)[i] = env.is_initial(s);
+        break;
+      case EnvQuery::kInitial:  // answered above, for any row
+        break;
+      case EnvQuery::kLogRewardDelta:
+        if constexpr (HasLogRewardDelta<Env>::value) {
+          int64_t a = actions[i];
+          if (!env.legal(s, a)) { err.report(i, kIllegalAction); return; }
+          static_cast<double*>(out)[i] = env.log_reward_delta(s, a);
+        }
         break;
     }
   }

@@ -10,7 +10,7 @@ namespace gfn {
 static void env_query(py::handle env_obj, int query, py::handle states_obj, py::handle actions_obj, py::handle out_obj,
                       intptr_t stream) {
   const EnvHandle& h = env_arg(env_obj);
-  GFN_CHECK(query >= 0 && query <= static_cast<int>(EnvQuery::kInitial), "unknown environment query ", query);
+  GFN_CHECK(query >= 0 && query <= static_cast<int>(EnvQuery::kLogRewardDelta), "unknown environment query ", query);
   with_env(h, [&](const auto& env) {
     using Env = std::decay_t<decltype(env)>;
     TensorArg states = tensor_arg(states_obj, "states");
@@ -19,7 +19,9 @@ static void env_query(py::handle env_obj, int query, py::handle states_obj, py::
     check_same_device(states, out);
     const int64_t* actions = nullptr;
     auto q = static_cast<EnvQuery>(query);
-    if (q == EnvQuery::kStep || q == EnvQuery::kBackwardStep) {
+    if constexpr (!HasLogRewardDelta<Env>::value)
+      GFN_CHECK(q != EnvQuery::kLogRewardDelta, h.name, " has no log_reward_delta (its dims say reward_delta = False)");
+    if (q == EnvQuery::kStep || q == EnvQuery::kBackwardStep || q == EnvQuery::kLogRewardDelta) {
       TensorArg act = tensor_arg(actions_obj, "actions");
       check_dtype(act, DType::kInt64);
       check_dim(act, 1);
@@ -35,7 +37,8 @@ static void env_query(py::handle env_obj, int query, py::handle states_obj, py::
       case EnvQuery::kForwardMask: expect(DType::kBool, n * env.n_actions()); break;
       case EnvQuery::kBackwardMask: expect(DType::kBool, n * env.n_backward_actions()); break;
       case EnvQuery::kEncode: expect(DType::kFloat32, n * env.feature_dim()); break;
-      case EnvQuery::kLogReward: expect(DType::kFloat64, n); break;
+      case EnvQuery::kLogReward:
+      case EnvQuery::kLogRewardDelta: expect(DType::kFloat64, n); break;
       case EnvQuery::kNParents: expect(DType::kInt64, n); break;
       case EnvQuery::kStep:
       case EnvQuery::kBackwardStep:
@@ -60,6 +63,7 @@ GFN_BINDINGS(bind_env_ops) {
   q["backward_step"] = static_cast<int>(EnvQuery::kBackwardStep);
   q["is_initial"] = static_cast<int>(EnvQuery::kIsInitial);
   q["initial"] = static_cast<int>(EnvQuery::kInitial);
+  q["log_reward_delta"] = static_cast<int>(EnvQuery::kLogRewardDelta);
   m.attr("ENV_QUERIES") = q;
 }
 

@@ -5,12 +5,15 @@
   numpy reference of the same formulas.
 - `data`: Erdos-Renyi linear-Gaussian SEMs (observational and interventional), CSV input/output.
 - `enumerate`: every DAG on d <= 5 nodes, the exact posterior, log Z and edge marginals.
+- `posterior`: fit_posterior, the GFlowNet sampler of P(G | D) on the DAG environment
+  (gfncore.envs.DAG) with good defaults, and its metrics.
 - `metrics`: expected SHD, edges, edge AUROC, JSD, edge-marginal RMSE / correlation, Markov
   equivalence.
 """
 from .data import CausalData, Intervention, load_csv, sample_erdos_renyi_sem, save_csv
 from .enumerate import ExactPosterior, all_dags, exact_posterior, is_dag
+from .posterior import Posterior, PosteriorConfig, fit_posterior
 from .scores import CausalScore, ReferenceScore
 
 __all__ = ["CausalData", "Intervention", "load_csv", "save_csv", "sample_erdos_renyi_sem", "CausalScore",
-           "ReferenceScore", "ExactPosterior", "all_dags", "exact_posterior", "is_dag"]
+           "ReferenceScore", "ExactPosterior", "all_dags", "exact_posterior", "is_dag", "fit_posterior", "PosteriorConfig", "Posterior"]

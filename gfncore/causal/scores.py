@@ -86,6 +86,11 @@ class CausalScore:
         self.kind = kind
         self.prior = prior
         self.interventions = mask
+        self.data = x  # kept so that an environment can rebuild the same score (gfncore.envs.DAG)
+        self.options = dict(alpha_mu=float(alpha_mu), alpha_w=alpha_w, mean_prior=mean_prior, noise_var=float(noise_var),
+                            weight_var=float(weight_var), weight_mean=float(weight_mean), edge_prob=edge_prob,
+                            edge_penalty=float(edge_penalty), cache=bool(cache), cache_capacity=int(cache_capacity),
+                            multiword=bool(multiword))
         self._c = _C.CausalScore(kind, x, mask, prior=prior, alpha_mu=float(alpha_mu), alpha_w=alpha_w,
                                  mean_prior=mean_prior, noise_var=float(noise_var), weight_var=float(weight_var),
                                  weight_mean=float(weight_mean), edge_prob=edge_prob,

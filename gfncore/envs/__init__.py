@@ -5,6 +5,7 @@ from .base import Env, from_config
 from .bit_sequence import BitSequence
 from .check import EnvCheckError, check_env
 from .compiled import KINDS, CompiledEnv, HandleEnv
+from .dag import DAG
 from .conditional import HyperGridR0, IsingBeta, uniform_contexts
 from .hypergrid import HyperGrid
 from .ising import Ising
@@ -13,5 +14,5 @@ from .python_env import PythonEnv
 from .set_addition import SetAddition
 
 __all__ = ["Env", "CompiledEnv", "HandleEnv", "PythonEnv", "NumbaEnv", "HyperGrid", "Ising", "BitSequence",
-           "SetAddition", "Assignment", "IsingBeta", "HyperGridR0", "uniform_contexts", "check_env",
+           "SetAddition", "Assignment", "DAG", "IsingBeta", "HyperGridR0", "uniform_contexts", "check_env",
            "EnvCheckError", "from_config", "KINDS"]

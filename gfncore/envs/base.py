@@ -155,6 +155,13 @@ class Env:
         """log R(s) of every state, for environments where every state may stop (modified DB)."""
         return self.log_reward(states, context)
 
+    def log_reward_delta(self, states: torch.Tensor, actions: torch.Tensor,
+                         context: torch.Tensor | None = None) -> torch.Tensor | None:
+        """log R(s') - log R(s) along each transition s --a--> s' (0 for stop), float64 [n], where
+        the environment has a cheaper way than two per-state rewards (a modular reward: one
+        family of a DAG changes per edge); None where it has not. Modified DB uses it when given."""
+        return None
+
     def forward_action(self, backward_actions: torch.Tensor) -> torch.Tensor:
         """The forward action that each backward action undoes (backward action b undoes b)."""
         return backward_actions

@@ -88,6 +88,18 @@ class HandleEnv(Env):
         s = self._states(x, "x")
         return self._query("log_reward", s, (s.shape[0],), torch.float64)
 
+    def log_reward_delta(self, states, actions, context=None):
+        """The compiled reward's difference along each move, where the struct defines
+        log_reward_delta and that reward is the one in use (no log_reward=fn, no override of
+        log_reward or log_reward_state in a subclass); else None."""
+        cls = type(self)
+        if (context is not None or self._log_reward_fn is not None or not self._handle.dims.get("reward_delta")
+                or cls.log_reward is not HandleEnv.log_reward or cls.log_reward_state is not Env.log_reward_state):
+            return None
+        s = self._states(states)
+        return self._query("log_reward_delta", s, (s.shape[0],), torch.float64,
+                           self._actions(actions, s.shape[0]).to(s.device))
+
     def log_reward(self, x, context=None):
         s = self._states(x, "x")
         c = None if context is None and not self.context_dim else self._context(context, s.shape[0])
