@@ -111,7 +111,15 @@ class GraphSupport:
         """Sum of family terms F [B, U] over each graph's families: [B, S] (or [B, len(ids)] for the
         graphs ids)."""
         fid = self.family_ids if ids is None else self.family_ids[ids]
-        B, S = F.shape[0], fid.shape[0]
+        S, U = fid.shape[0], len(self.families)
+        if ids is None and S * U <= (1 << 22):
+            # one GEMM with the 0/1 graph-family incidence: several times faster than gathering
+            if getattr(self, "_incidence", None) is None:
+                inc = torch.zeros(S, U, dtype=torch.float64)
+                inc[torch.arange(S).repeat_interleave(self.d), fid.reshape(-1)] = 1.0
+                self._incidence = inc
+            return F @ self._incidence.T
+        B = F.shape[0]
         out = torch.empty(B, S, dtype=torch.float64)
         flat = fid.reshape(-1)
         step = max(1, (1 << 22) // max(flat.numel(), 1))
@@ -160,21 +168,24 @@ def information_gain_draws(model: ScoreModel, stats: NodeStats, support: GraphSu
         base = base_log_marginal(model, support.families, stats)
     lw = support.log_weights
     live = torch.isfinite(lw)
-    S = int(live.sum())
-    step = chunk or max(1, (1 << 21) // max(S, 1))
+    sub = support if bool(live.all()) else GraphSupport(support.graphs[live], lw[live])
+    lw = sub.log_weights
+    step = chunk or max(1, (1 << 21) // sub.graphs.shape[0])
     kls, ints = [], []
     for i in range(0, draws, step):
         m = min(step, draws - i)
-        idx = support.sample(m, generator)
-        y = sample_predictive(model, stats, support.graphs[idx], e.n, mask, e.value, e.std, generator)
-        F = predictive_log_prob(model, support.families, stats, y, mask, base=base)
-        ll = support.log_likelihood(F)                                      # [m, S]
-        lp = torch.where(live, lw + ll, torch.full_like(ll, -math.inf))
-        lse = torch.logsumexp(lp, 1, keepdim=True)
-        post = lp - lse
-        kl = torch.where(live, post.exp() * (post - lw), torch.zeros_like(post)).sum(1)
-        kls.append(kl.clamp_min(0.0))
-        ints.append(ll.gather(1, idx[:, None]).squeeze(1) - lse.squeeze(1))
+        idx = sub.sample(m, generator)
+        y = sample_predictive(model, stats, sub.graphs[idx], e.n, mask, e.value, e.std, generator)
+        F = predictive_log_prob(model, sub.families, stats, y, mask, base=base if sub is support else None)
+        ll = sub.log_likelihood(F)                                          # [m, S]
+        lp = ll + lw
+        top = lp.max(1, keepdim=True).values
+        q = (lp - top).exp_()                                               # one exp for both uses
+        tot = q.sum(1)
+        lse = top.squeeze(1) + tot.log()                                    # log P(y | e, D)
+        # KL(P(G|D,y) || P(G|D)) = sum_G P(G|D,y) log P(y|G,D) - log P(y|D)
+        kls.append(((q * ll).sum(1) / tot - lse).clamp_min(0.0))
+        ints.append(ll.gather(1, idx[:, None]).squeeze(1) - lse)
     return torch.cat(kls), torch.cat(ints)
 
 

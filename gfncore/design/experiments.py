@@ -183,7 +183,14 @@ class SEMSimulator:
         self.graph = torch.as_tensor(graph).bool()
         self.weights = torch.as_tensor(weights, dtype=torch.float64)
         self.noise_std = float(noise_std)
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
+
+    def reset(self) -> None:
+        """Back to the first draw: each strategy of a comparison meets the same noise stream."""
+        import numpy as np
+
+        self.rng = np.random.default_rng(self.seed)
 
     @property
     def d(self) -> int:
