@@ -11,8 +11,9 @@ the new rows being scored for every node except the targets (whose values are se
 The C++ CausalScore computes the same local scores for one fixed data set with a cache; the
 information gain of an experiment needs them on thousands of hypothetical data sets D + y at once,
 so they are computed here in float64 torch from per-node sufficient statistics (row count, row
-sums, Gram matrix), every family of every draw in one batched Cholesky. tests/test_design_
-predictive.py checks them against the C++ score on D + y with the rows marked as intervened.
+sums, Gram matrix), the families of every draw grouped by their number of parents k, each group one
+batched Cholesky of k x k matrices. tests/test_design_predictive.py checks them against the C++
+score on D + y with the rows marked as intervened.
 
 Drawing y ~ P(y | e, G, D) samples each family's parameters from their posterior given D, then
 simulates the SEM with the targets clamped:
@@ -165,6 +166,19 @@ class Families:
         uniq, inv = torch.unique(rows, dim=0, return_inverse=True)
         return cls(uniq[:, 0].contiguous(), uniq[:, 1:].bool().contiguous()), inv.view(S, d)
 
+    def groups(self) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
+        """The families by number of parents k: (k, positions [U_k], variables [U_k, k + 1]: the
+        parents in increasing order, then the node)."""
+        if getattr(self, "_groups", None) is None:
+            k_all = self.parents.sum(1)
+            out = []
+            for k in torch.unique(k_all).tolist():
+                pos = (k_all == k).nonzero().flatten()
+                par = self.parents[pos].nonzero()[:, 1].view(-1, k) if k else torch.zeros(len(pos), 0, dtype=torch.int64)
+                out.append((int(k), pos, torch.cat([par, self.nodes[pos, None]], 1)))
+            self._groups = out
+        return self._groups
+
 
 def _chunks(total: int, per_item: int, budget: int = 1 << 22):
     step = max(1, budget // max(per_item, 1))
@@ -172,49 +186,57 @@ def _chunks(total: int, per_item: int, budget: int = 1 << 22):
         yield slice(i, min(total, i + step))
 
 
-def family_log_marginal(model: ScoreModel, fam: Families, count: torch.Tensor, sums: torch.Tensor,
-                        gram: torch.Tensor) -> torch.Tensor:
-    """log P(x_j | x_Pa) of each family from the sufficient statistics of node j's rows, without
-    the graph prior's share: count [..., U], sums [..., U, d], gram [..., U, d, d] -> [..., U].
-    Parent sets are handled by masking, so every family is one d x d Cholesky."""
-    d = fam.d
-    p = fam.parents.to(torch.float64)
-    onehot = torch.nn.functional.one_hot(fam.nodes, d).to(torch.float64)
-    k = p.sum(-1)
-    eye = torch.eye(d, dtype=torch.float64)
+def family_log_marginal(model: ScoreModel, d: int, k: int, count: torch.Tensor, s: torch.Tensor,
+                        Q: torch.Tensor) -> torch.Tensor:
+    """log P(x_j | x_Pa) of families with k parents, without the graph prior's share, from the
+    sufficient statistics of node j's rows over the family's variables Y = (Pa..., j): count [...],
+    sums s [..., k + 1] and Gram matrix Q [..., k + 1, k + 1] -> [...]. The linear-Gaussian
+    formula is Bayesian linear regression's evidence; BGe is eq. (19) of Kuipers, Moffa &
+    Heckerman (2014), with log det R_Y = log det R_Pa + log (Schur complement of R_Pa)."""
+    eye = torch.eye(k, dtype=torch.float64)
     if model.score == "lingauss":
         s2, sw, m = model.noise_var, model.weight_var, model.weight_mean
-        A = p[:, :, None] * gram * p[:, None, :] / s2 + eye / sw
-        gk = (gram * onehot[:, None, :]).sum(-1)            # Q[:, j]
-        b = p * (m / sw + gk / s2)
-        L = torch.linalg.cholesky(A)
-        z = torch.linalg.solve_triangular(L, b.unsqueeze(-1), upper=False).squeeze(-1)
-        logdet = 2 * L.diagonal(dim1=-2, dim2=-1).log().sum(-1) + d * math.log(sw)  # log det(sw A)
-        xx = (gk * onehot).sum(-1)
+        xx = Q[..., k, k]
+        quad = logdet = torch.zeros_like(xx)
+        if k:
+            A = Q[..., :k, :k] / s2 + eye / sw
+            b = m / sw + Q[..., :k, k] / s2
+            L = torch.linalg.cholesky(A)
+            z = torch.linalg.solve_triangular(L, b.unsqueeze(-1), upper=False).squeeze(-1)
+            quad = z.square().sum(-1)
+            logdet = 2 * L.diagonal(dim1=-2, dim2=-1).log().sum(-1) + k * math.log(sw)  # log det(sw A)
         return (-0.5 * count * math.log(2 * math.pi * s2) - 0.5 * logdet
-                - 0.5 * (xx / s2 + m * m * k / sw - z.square().sum(-1)))
+                - 0.5 * (xx / s2 + m * m * k / sw - quad))
     aw, am = model.alpha_w_for(d), model.alpha_mu
     t = am * (aw - d - 1) / (am + 1)
-    # R = T + Q + am nu nu^T - (S + am nu)(S + am nu)^T / (N + am), with the prior mean nu = 0
-    R = t * eye + gram - sums.unsqueeze(-1) * sums.unsqueeze(-2) / (count + am)[..., None, None]
-    M = p[:, :, None] * R * p[:, None, :] + torch.diag_embed(1 - p)
-    L = torch.linalg.cholesky(M)
-    rk = p * (R * onehot[:, None, :]).sum(-1)              # R[Pa, j]
-    z = torch.linalg.solve_triangular(L, rk.unsqueeze(-1), upper=False).squeeze(-1)
-    rjj = (R * onehot[:, None, :] * onehot[:, :, None]).sum((-1, -2))
-    schur = rjj - z.square().sum(-1)
-    logdet_pa = 2 * L.diagonal(dim1=-2, dim2=-1).log().sum(-1)
-    a0 = aw - d + k   # shape [U]
+    # posterior scatter R = T + Q + am nu nu^T - (s + am nu)(s + am nu)^T / (N + am), prior mean nu = 0
+    R = t * torch.eye(k + 1, dtype=torch.float64) + Q - s.unsqueeze(-1) * s.unsqueeze(-2) / (count + am)[..., None, None]
+    schur = R[..., k, k]
+    logdet_pa = torch.zeros_like(schur)
+    if k:
+        L = torch.linalg.cholesky(R[..., :k, :k])
+        z = torch.linalg.solve_triangular(L, R[..., :k, k].unsqueeze(-1), upper=False).squeeze(-1)
+        schur = schur - z.square().sum(-1)
+        logdet_pa = 2 * L.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+    a0 = aw - d + k
     return (0.5 * (math.log(am) - torch.log(count + am)) + torch.lgamma(0.5 * (count + a0 + 1))
-            - torch.lgamma(0.5 * (a0 + 1)) - 0.5 * count * math.log(math.pi)
+            - math.lgamma(0.5 * (a0 + 1)) - 0.5 * count * math.log(math.pi)
             + 0.5 * ((a0 + 1) * (k + 1) - a0 * k) * math.log(t)
             - 0.5 * logdet_pa - 0.5 * (count + a0 + 1) * torch.log(schur))
 
 
+def _family_stats(stats: NodeStats, nodes: torch.Tensor, Y: torch.Tensor):
+    """count [U], sums [U, k + 1] and Gram [U, k + 1, k + 1] of each family's node rows over Y."""
+    return (stats.count[nodes], stats.sums[nodes[:, None], Y],
+            stats.gram[nodes[:, None, None], Y[:, :, None], Y[:, None, :]])
+
+
 def base_log_marginal(model: ScoreModel, fam: Families, stats: NodeStats) -> torch.Tensor:
     """log P(D_j | Pa) of every family on its node's rows of D: [U]."""
-    j = fam.nodes
-    return family_log_marginal(model, fam, stats.count[j], stats.sums[j], stats.gram[j])
+    out = torch.zeros(len(fam), dtype=torch.float64)
+    for k, pos, Y in fam.groups():
+        out[pos] = family_log_marginal(model, fam.d, k, *_family_stats(stats, fam.nodes[pos], Y))
+    return out
 
 
 def predictive_log_prob(model: ScoreModel, fam: Families, stats: NodeStats, y: torch.Tensor,
@@ -224,30 +246,25 @@ def predictive_log_prob(model: ScoreModel, fam: Families, stats: NodeStats, y: t
     0 for the families of targeted nodes. Sum over a graph's families for log P(y | e, G, D)."""
     y = torch.as_tensor(y, dtype=torch.float64)
     B, n, d = y.shape
-    U = len(fam)
-    out = torch.zeros(B, U, dtype=torch.float64)
-    live = ~targets.to(torch.bool)[fam.nodes]
-    if B == 0 or n == 0 or not bool(live.any()):
+    out = torch.zeros(B, len(fam), dtype=torch.float64)
+    if B == 0 or n == 0:
         return out
-    sub = Families(fam.nodes[live], fam.parents[live])
+    tgt = targets.to(torch.bool)
     if base is None:
-        base = base_log_marginal(model, sub, stats)
-    else:
-        base = base[live]
-    j = sub.nodes
+        base = base_log_marginal(model, fam, stats)
     gy = y.transpose(1, 2) @ y          # [B, d, d]
     sy = y.sum(1)                       # [B, d]
-    cols = []
-    for cu in _chunks(len(sub), d * d, budget=1 << 21):
-        fu = Families(sub.nodes[cu], sub.parents[cu])
-        parts = []
-        for cb in _chunks(B, (cu.stop - cu.start) * d * d, budget=1 << 21):
-            cnt = (stats.count[j[cu]] + n).expand(cb.stop - cb.start, -1)
-            sm = stats.sums[j[cu]][None] + sy[cb, None, :]
-            gr = stats.gram[j[cu]][None] + gy[cb, None, :, :]
-            parts.append(family_log_marginal(model, fu, cnt, sm, gr))
-        cols.append(torch.cat(parts, 0))
-    out[:, live] = torch.cat(cols, 1) - base[None, :]
+    for k, pos, Y in fam.groups():
+        live = ~tgt[fam.nodes[pos]]
+        if not bool(live.any()):
+            continue
+        pos, Y = pos[live], Y[live]
+        cnt, sm, Q = _family_stats(stats, fam.nodes[pos], Y)
+        Yi, Yj = Y[:, :, None], Y[:, None, :]
+        for cb in _chunks(B, Y.shape[0] * (k + 1) * (k + 2)):
+            lm = family_log_marginal(model, d, k, (cnt + n).expand(cb.stop - cb.start, -1),
+                                     sm + sy[cb][:, Y], Q + gy[cb][:, Yi, Yj])
+            out[cb, pos] = lm - base[pos]
     return out
 
 
