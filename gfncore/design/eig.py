@@ -243,9 +243,16 @@ def eig_nested_mc(model: ScoreModel, stats: NodeStats, support: GraphSupport, ex
     return EIGEstimate(torch.stack(vals), torch.stack(ses), "nested_mc", outer, inner, time.perf_counter() - t0)
 
 
-def exact_support(model: ScoreModel, data, interventions=None) -> GraphSupport:
-    """Every DAG on d <= 5 nodes with the exact posterior P(G | D) of the model (the compiled score)."""
-    from ..causal.enumerate import exact_posterior
+def exact_support(model: ScoreModel, data, interventions=None, max_parents: int | None = None) -> GraphSupport:
+    """Every DAG on d <= 5 nodes (with at most max_parents parents per node) with the exact posterior
+    P(G | D) of the model (the compiled score), in the order of gfncore.causal.all_dags."""
+    from ..causal.enumerate import all_dags
 
-    post = exact_posterior(model.causal_score(data, interventions))
-    return GraphSupport(post.graphs, post.log_reward - post.log_z)
+    x = torch.as_tensor(data, dtype=torch.float64)
+    graphs = all_dags(int(x.shape[1]))
+    if max_parents is not None and max_parents >= 0:
+        graphs = graphs[(graphs.sum(1) <= max_parents).all(-1)]
+    log_r = model.causal_score(x, interventions).log_score(graphs)
+    if not bool(torch.isfinite(log_r).all()):
+        raise ValueError("the score is not finite on every DAG")
+    return GraphSupport(graphs, log_r)

@@ -58,6 +58,7 @@ class DesignConfig:
     inner: int = field(default=256, metadata={"help": "nested MC: inner graphs per outer draw"})
     steps: int = field(default=1500, metadata={"help": "GFlowNet training steps on the first data set (from scratch)"})
     update_steps: int = field(default=300, metadata={"help": "GFlowNet steps per round, warm-started"})
+    max_parents: int = field(default=-1, metadata={"help": "most parents of a node (-1: no limit)"})
     hidden: int = field(default=256, metadata={"help": "GFlowNet MLP width"})
     batch_size: int = field(default=128, metadata={"help": "GFlowNet trajectories per step"})
     lr: float = field(default=1e-3, metadata={"help": "GFlowNet Adam learning rate (cosine-decayed each run)"})
@@ -75,6 +76,7 @@ class DesignConfig:
                   ("max_targets", self.max_targets >= 1, ">= 1"),
                   ("outer", self.outer >= 2, ">= 2"), ("inner", self.inner >= 1, ">= 1"),
                   ("steps", self.steps >= 0, ">= 0"), ("update_steps", self.update_steps >= 0, ">= 0"),
+                  ("max_parents", self.max_parents >= -1, ">= -1 (-1: no limit)"),
                   ("hidden", self.hidden >= 1, ">= 1"), ("batch_size", self.batch_size >= 1, ">= 1"),
                   ("lr", self.lr > 0, "> 0"), ("samples", self.samples >= 1, ">= 1"),
                   ("threads", self.threads >= 0, ">= 0"),
@@ -170,14 +172,14 @@ class ExactBackend:
 
     name = "exact"
 
-    def __init__(self, model: ScoreModel):
-        self.model = model
+    def __init__(self, model: ScoreModel, max_parents: int | None = None):
+        self.model, self.max_parents = model, max_parents
         self._support = None
         self.last = {}
 
     def fit(self, ds: Dataset, steps: int = 0, seed: int = 0) -> dict:
         t0 = time.perf_counter()
-        self._support = exact_support(self.model, ds.data, ds.mask)
+        self._support = exact_support(self.model, ds.data, ds.mask, self.max_parents)
         self.last = {"steps": 0, "seconds": time.perf_counter() - t0}
         return self.last
 
@@ -212,7 +214,7 @@ class GFlowNetBackend:
     def _trainer(self, ds: Dataset, seed: int):
         from ..causal.posterior import make_trainer
 
-        env = self.model.env(ds.data, ds.mask)
+        env = self.model.env(ds.data, ds.mask, max_parents=None if self.cfg.max_parents < 0 else self.cfg.max_parents)
         cfg = dataclasses.replace(self.cfg, seed=seed)
         return env, make_trainer(env, cfg), cfg
 
@@ -282,7 +284,7 @@ class GFlowNetBackend:
             if self.policy_state is None:
                 raise ValueError("steps_to_jsd(warm=True) needs a trained policy to start from")
             self.warm_start(trainer, env)
-        exact = exact_support(self.model, ds.data, ds.mask).probs
+        exact = exact_support(self.model, ds.data, ds.mask, self._max_parents()).probs
         todo = sorted(targets, reverse=True)
         reached: dict = {t: None for t in todo}
         curve, seconds = [], 0.0
@@ -297,6 +299,9 @@ class GFlowNetBackend:
                 break
             seconds += train(trainer, min(trainer.step_count + every, max_steps), cfg, progress=False)
         return {"steps": reached, "curve": curve, "seconds": seconds, "warm": warm}
+
+    def _max_parents(self):
+        return None if self.cfg.max_parents < 0 else self.cfg.max_parents
 
     def clone(self) -> "GFlowNetBackend":
         other = GFlowNetBackend(self.model, self.cfg, self.samples)
@@ -403,13 +408,16 @@ class DesignRun:
 
     # -- pieces ------------------------------------------------------------------------------------
     def _backend(self):
+        mp = None if self.cfg.max_parents < 0 else self.cfg.max_parents
         if self.cfg.posterior == "exact":
-            return ExactBackend(self.model)
+            return ExactBackend(self.model, mp)
         from ..causal.posterior import PosteriorConfig
 
         pc = self.posterior_config or PosteriorConfig(
-            score=self.model.score, prior=self.model.prior, steps=self.cfg.steps, batch_size=self.cfg.batch_size,
-            lr=self.cfg.lr, hidden=self.cfg.hidden, seed=self.cfg.seed, threads=self.cfg.threads)
+            steps=self.cfg.steps, batch_size=self.cfg.batch_size, lr=self.cfg.lr, hidden=self.cfg.hidden,
+            seed=self.cfg.seed, threads=self.cfg.threads)
+        # the reward is the ScoreModel's; the in-degree cap must match the exact posterior's
+        pc = dataclasses.replace(pc, score=self.model.score, prior=self.model.prior, max_parents=self.cfg.max_parents)
         return GFlowNetBackend(self.model, pc, self.cfg.samples)
 
     def _metrics(self, backend, ds: Dataset) -> dict:
@@ -417,7 +425,7 @@ class DesignRun:
         out = {}
         sup = backend.support()
         if d <= MAX_EXACT_NODES:
-            exact = sup if backend.name == "exact" else exact_support(self.model, ds.data, ds.mask)
+            exact = sup if backend.name == "exact" else exact_support(self.model, ds.data, ds.mask, self._mp())
             out.update(posterior_metrics(exact, self.true_graph))
             if backend.name != "exact":
                 from ..causal.metrics import jsd
@@ -451,7 +459,7 @@ class DesignRun:
         if est == "support":
             eig = eig_support(self.model, stats, backend.support(), affordable, self.cfg.outer, gen).values
         elif est == "exact":
-            eig = eig_support(self.model, stats, exact_support(self.model, ds.data, ds.mask), affordable,
+            eig = eig_support(self.model, stats, exact_support(self.model, ds.data, ds.mask, self._mp()), affordable,
                               self.cfg.outer, gen).values
         elif est == "nmc":
             eig = eig_nested_mc(self.model, stats, backend.support(), affordable, self.cfg.outer, self.cfg.inner,
@@ -460,6 +468,9 @@ class DesignRun:
             eig = self.amortized.predict(backend.support().edge_marginals(), ds.intervened_rows(), ds.num_rows,
                                          affordable)
         return eig / costs
+
+    def _mp(self):
+        return None if self.cfg.max_parents < 0 else self.cfg.max_parents
 
     def _needs_amortized(self) -> bool:
         s = self.cfg.strategy_list()
