@@ -1,5 +1,17 @@
 """gfncore: GFlowNets with a compiled core (batched rollout, parent enumeration, fused balance losses)."""
-import torch  # noqa: F401  (torch first: it loads the OpenMP runtime the extension shares)
+import os as _os
+import sys as _sys
+
+# OpenMP (one runtime, shared by torch and the kernels) reads its wait policy once, when importing
+# torch loads it. Its default keeps idle threads spinning for ~300k iterations after every
+# parallel region, which on a shared machine burns the cores other processes need: measured
+# 4-6x slower than one thread at batch 1024 (bench/threads_report.py). A short spin keeps the
+# back-to-back regions of one training step fast and gives the cores back between them.
+# Only when torch is not loaded yet and the user set neither variable.
+if "torch" not in _sys.modules and "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
+    _os.environ["GOMP_SPINCOUNT"] = "10000"
+
+import torch  # noqa: E402  (torch first: it loads the OpenMP runtime the extension shares)
 
 from . import _C
 
@@ -11,13 +23,44 @@ def build_info() -> dict:
     return dict(_C.build_info())
 
 
+def set_num_threads(n: int) -> None:
+    """CPU threads of torch's intra-op pool and of the compiled kernels (one OpenMP runtime)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"threads must be an integer >= 1, got {n!r}")
+    torch.set_num_threads(n)
+    _C.set_num_threads(n)
+
+
+THREAD_CAP = 4  # beyond a few threads the small matmuls of a GFlowNet step gain little (not measured above 2 cores)
+
+
+def default_threads() -> int:
+    """The thread count `gfncore train --threads 0` uses: the cores this process may run on, less
+    the machine's load (1-minute average, rounded), at least 1 and at most THREAD_CAP.
+
+    Fork-join threads on cores that other processes also want wait for each other at every
+    parallel region: on a busy machine one thread is several times faster than two
+    (bench/threads_report.py), so a busy machine gets one. The count is chosen once per run,
+    because torch's results depend on it in the last bits and a run must stay reproducible."""
+    try:
+        cores = len(_os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = _os.cpu_count() or 1
+    try:
+        load = _os.getloadavg()[0]
+    except (AttributeError, OSError):
+        load = 0.0
+    return max(1, min(THREAD_CAP, cores, int(round(cores - load))))
+
+
 from . import backward, envs, metrics, nn, ops, replay  # noqa: E402
 from .backward import BackwardSampler  # noqa: E402
 from .losses import LOSSES, get_loss, trajectory_balance_loss  # noqa: E402
 from .replay import ReplayBuffer  # noqa: E402
 from .sampler import Sampler  # noqa: E402
-from .train import TrainConfig, Trainer  # noqa: E402
+from .checkpoint import load  # noqa: E402
+from .train import NonFiniteError, TrainConfig, Trainer  # noqa: E402
 from .trajectories import Trajectories  # noqa: E402
 
-__all__ = ["build_info", "envs", "metrics", "nn", "ops", "backward", "replay", "Sampler", "BackwardSampler",
+__all__ = ["build_info", "set_num_threads", "default_threads", "load", "NonFiniteError", "envs", "metrics", "nn", "ops", "backward", "replay", "Sampler", "BackwardSampler",
            "ReplayBuffer", "Trainer", "TrainConfig", "Trajectories", "LOSSES", "get_loss", "trajectory_balance_loss"]

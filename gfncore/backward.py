@@ -92,7 +92,7 @@ class BackwardSampler:
         offsets = torch.zeros(B + 1, dtype=torch.int64, device=xd)
         torch.cumsum(lengths, 0, out=offsets[1:])
         states = states[order]
-        lr = env.log_reward(x, ctx) if B else torch.zeros(0, dtype=torch.float64)
+        lr = env.reward(x, ctx) if B else torch.zeros(0, dtype=torch.float64)
         traj = Trajectories(states=states, actions=actions[order], offsets=offsets, log_reward=lr.to(dtype),
                             mask=env.forward_mask(states), features=env.encode(states), log_prob=None, context=ctx)
         return traj.to(dev), log_pb[order].to(dev)

@@ -1,38 +1,68 @@
-"""Command line: `gfncore train hypergrid [flags]`. Flags come from the config dataclasses, so the
-CLI and the Python API never drift apart."""
+"""Command line: `gfncore train ENV [flags]`, `gfncore sample`, `gfncore eval`. Training flags come
+from the config dataclasses and are checked against their declared bounds (gfncore.config), so
+the CLI and the Python API never drift apart. Bad input is one line on stderr and exit code 2,
+before anything is written."""
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
 import os
+import signal
 import sys
-from dataclasses import dataclass, field
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
 
-import torch
+from .config import check, option
+
+# exit codes
+USAGE, FAILED, INTERRUPTED = 2, 1, 130
+
+RUN_FILES = ("checkpoint.pt", "summary.json", "metrics.jsonl", "distribution.png")
+# TrainConfig fields a resumed run may change: none of them alters what the steps compute
+RESUMABLE = {"steps", "eval_every", "threads", "device"}
+
+
+class UsageError(Exception):
+    """Bad command-line input: main() prints the one-line message and returns exit code 2."""
+
+
+class RunFailed(Exception):
+    """A run that stopped on an error after writing what it had: main() prints one line, exit code 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (no usage dump) through UsageError."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: error: {message}")
 
 
 @dataclass
 class HyperGridConfig:
-    ndim: int = field(default=2, metadata={"help": "grid dimensions"})
-    height: int = field(default=8, metadata={"help": "points per dimension"})
-    R0: float = field(default=0.1, metadata={"help": "base reward"})
-    R1: float = field(default=0.5, metadata={"help": "outer-region bonus"})
-    R2: float = field(default=2.0, metadata={"help": "mode-ring bonus"})
+    ndim: int = option(2, "grid dimensions")
+    height: int = option(8, "points per dimension")
+    R0: float = option(0.1, "base reward")
+    R1: float = option(0.5, "outer-region bonus")
+    R2: float = option(2.0, "mode-ring bonus")
 
 
 @dataclass
 class IsingConfig:
-    n: int = field(default=3, metadata={"help": "lattice side (n x n spins)"})
-    J: float = field(default=0.2, metadata={"help": "nearest-neighbour coupling"})
-    h: float = field(default=0.0, metadata={"help": "external field"})
-    beta: float = field(default=1.0, metadata={"help": "inverse temperature"})
+    n: int = option(3, "lattice side (n x n spins)")
+    J: float = option(0.2, "nearest-neighbour coupling")
+    h: float = option(0.0, "external field")
+    beta: float = option(1.0, "inverse temperature")
 
 
 @dataclass
 class RunConfig:
-    out: str = field(default="", metadata={"help": "output directory (default: runs/<env>)"})
-    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    out: str = option("", "output folder (default: runs/<env>)")
+    progress: bool = option(True, "show a progress bar")
+    resume: bool = option(False, "continue the run in --out from its checkpoint, bit for bit (--steps: the total)")
+    overwrite: bool = option(False, "replace the run in --out")
+    checkpoint_every: int = option(0, "steps between checkpoints (0: at the end and on SIGINT/SIGTERM only)", min=0)
 
 
 def _make_hypergrid(c: HyperGridConfig):
@@ -47,42 +77,76 @@ def _make_ising(c: IsingConfig):
     return Ising(c.n, J=c.J, h=c.h, beta=c.beta)
 
 
-# name -> (config dataclass, constructor, help, TrainConfig overrides for the default run)
+# name -> (config dataclass, constructor, help, TrainConfig overrides for the default run).
+# Environment parameters are checked by the environment's constructor (ValueError/TypeError),
+# which the CLI turns into its one-line error before it writes anything.
 ENVS = {
     "hypergrid": (HyperGridConfig, _make_hypergrid, "HyperGrid (Bengio et al. 2021)", {"steps": 1000}),
     "ising": (IsingConfig, _make_ising, "Ising model on an n x n torus (energy-based model)", {"steps": 2000}),
 }
 
 
-def add_dataclass_args(parser: argparse.ArgumentParser, cls, overrides: dict | None = None) -> None:
+def add_dataclass_args(parser: argparse.ArgumentParser, cls, overrides: dict | None = None,
+                       suppress: bool = False) -> None:
+    """One flag per field (--field-name; --x/--no-x for bools). suppress=True leaves flags that
+    are not given out of the namespace, which tells which ones the user gave."""
     for f in dataclasses.fields(cls):
         default = (overrides or {}).get(f.name, f.default)
         flag = "--" + f.name.replace("_", "-")
-        help_ = f"{f.metadata.get('help', '')} (default: {default})"
+        help_ = f.metadata.get("help", "") + _bounds(f.metadata) + (f" (default: {default})" if default != "" else "")
+        kw = {"default": argparse.SUPPRESS} if suppress else {"default": default}
         if f.type in (bool, "bool"):
-            parser.add_argument(flag, dest=f.name, default=default, action=argparse.BooleanOptionalAction, help=help_)
+            action = argparse.BooleanOptionalAction if f.default else "store_true"
+            parser.add_argument(flag, dest=f.name, action=action, help=help_, **kw)
         else:
             typ = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
-            parser.add_argument(flag, dest=f.name, type=typ, default=default, help=help_)
+            parser.add_argument(flag, dest=f.name, type=typ, help=help_, metavar=f.name.upper(), **kw)
 
 
-def from_args(cls, ns: argparse.Namespace):
-    return cls(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(cls)})
+def _bounds(m) -> str:
+    parts = [f"{op} {m[k]}" for k, op in (("gt", ">"), ("min", ">="), ("lt", "<"), ("max", "<=")) if k in m]
+    if "choices" in m:
+        parts.append("one of " + ", ".join(map(str, m["choices"])))
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def from_args(cls, ns: argparse.Namespace, prog: str = "gfncore"):
+    """The dataclass built from parsed flags, each checked against its field's bounds first so
+    that the message names the flag (--batch-size) rather than the field."""
+    kw = {}
+    for f in dataclasses.fields(cls):
+        try:
+            kw[f.name] = check(cls, f.name, getattr(ns, f.name), flag=True)
+        except (ValueError, TypeError) as e:
+            raise UsageError(f"{prog}: error: {e}") from None
+    return cls(**kw)
+
+
+def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     from .train import TrainConfig
 
-    p = argparse.ArgumentParser(prog="gfncore", description="GFlowNets with a compiled core")
+    p = _Parser(prog="gfncore", description="GFlowNets with a compiled core")
     p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train a sampler")
+    t = sub.add_parser("train", help="train a sampler", description="Train a sampler on an environment.")
     envs = t.add_subparsers(dest="env", required=True)
     for name, (cfg_cls, _, help_, overrides) in ENVS.items():
         e = envs.add_parser(name, help=help_, description=help_)
-        add_dataclass_args(e, cfg_cls)
-        add_dataclass_args(e, TrainConfig, overrides)
-        add_dataclass_args(e, RunConfig)
+        add_dataclass_args(e, cfg_cls, suppress=suppress)
+        add_dataclass_args(e, TrainConfig, overrides, suppress=suppress)
+        add_dataclass_args(e, RunConfig, suppress=suppress)
+    for cmd, help_ in (("sample", "draw objects x from a trained sampler"),
+                       ("eval", "evaluate a trained sampler (exact where the environment is enumerable)")):
+        s = sub.add_parser(cmd, help=help_, description=help_)
+        s.add_argument("--checkpoint", required=True, help="a checkpoint.pt written by gfncore train")
+        s.add_argument("-n", type=int, default=10_000, help="objects to sample (default: 10000)")
+        s.add_argument("--out", default="", help="output file (sample: a .pt of x and log R; eval: a .json)"
+                                                 + (" (required)" if cmd == "sample" else ""))
+        s.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+        s.add_argument("--seed", type=int, default=0, help="seed of the samples (default: 0)")
+        s.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1)")
+        s.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+        s.add_argument("--threads", type=int, default=0, help="CPU threads (0: gfncore's default)")
     return p
 
 
@@ -92,65 +156,335 @@ def _version() -> str:
     return __version__
 
 
-def train(env_name: str, env_cfg, cfg, run: RunConfig) -> dict:
-    """Train a sampler on one environment; write metrics.jsonl, summary.json, checkpoint.pt and,
-    for 2-D HyperGrids, distribution.png into run.out. Returns the summary."""
-    from . import _C
-    from .metrics import empirical_l1, exact_terminal_distribution
-    from .train import Trainer, config_dict, policy_for
+def _given(argv: list[str] | None) -> set[str]:
+    """The fields whose flags appear on the command line."""
+    try:
+        return set(vars(build_parser(suppress=True).parse_args(argv)))
+    except UsageError:
+        return set()
 
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-        _C.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    env = ENVS[env_name][1](env_cfg)
-    policy = policy_for(env, cfg)
-    trainer = Trainer.from_config(env, policy, cfg)
+
+# -- train ----------------------------------------------------------------------------------------
+def _check_out(out: str, run: RunConfig) -> None:
+    if run.resume and run.overwrite:
+        raise UsageError("gfncore train: error: --resume and --overwrite exclude each other")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"gfncore train: error: --out {out} exists and is not a folder")
+    holds_run = any(os.path.exists(os.path.join(out, f)) for f in RUN_FILES[:3])
+    if run.resume and not os.path.isfile(os.path.join(out, "checkpoint.pt")):
+        raise UsageError(f"gfncore train: error: --resume: {out} holds no checkpoint.pt to continue from")
+    if holds_run and not (run.resume or run.overwrite):
+        raise UsageError(f"gfncore train: error: {out} already holds a run; pass --resume to continue it or "
+                         f"--overwrite to replace it")
+
+
+def _resumed_configs(env_name: str, env_cfg, cfg, saved: dict, given: set[str]):
+    """The saved run's env and train configs, with the flags a resume may change taken from the
+    command line; any other flag given with a different value is an error."""
+    from .train import TrainConfig
+
+    saved_env = saved.get("env") or {}
+    if saved_env.get("name") != env_name:
+        raise UsageError(f"gfncore train: error: --resume: the checkpoint trained {saved_env.get('name')!r}, "
+                         f"not {env_name!r}")
+    env_kw = {}
+    for f in dataclasses.fields(env_cfg):
+        old = saved_env.get("params", {}).get(f.name, getattr(env_cfg, f.name))
+        if f.name in given and getattr(env_cfg, f.name) != old:
+            raise UsageError(f"gfncore train: error: --resume continues the saved run, whose --{f.name} is {old!r}; "
+                             f"start a new run (--out elsewhere) to change it")
+        env_kw[f.name] = old
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    train_kw = {k: v for k, v in saved["config"].items() if k in known}
+    for name in known:
+        if name in RESUMABLE:
+            if name in given or name not in train_kw:
+                train_kw[name] = getattr(cfg, name)
+        elif name in given and getattr(cfg, name) != train_kw.get(name):
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"gfncore train: error: --resume continues the saved run, whose {flag} is "
+                             f"{train_kw.get(name)!r}; start a new run (--out elsewhere) to change it")
+    try:
+        return type(env_cfg)(**env_kw), TrainConfig(**train_kw)
+    except (ValueError, TypeError) as e:  # e.g. a run trained on cuda, resumed where there is none
+        raise UsageError(f"gfncore train: error: --resume: {e}") from None
+
+
+@contextmanager
+def _stop_on_signals(trainer):
+    """SIGINT / SIGTERM ask the trainer to stop after its current step (the run then writes a
+    checkpoint and a partial summary); a second signal stops at once."""
+    received: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum, frame):
+        name = signal.Signals(signum).name
+        if received:
+            raise KeyboardInterrupt(name)
+        received.append(name)
+        trainer.request_stop()
+        print(f"\ngfncore: {name}: finishing step {trainer.step_count + 1}, then writing a checkpoint "
+              f"(send it again to stop at once)", file=sys.stderr, flush=True)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _write_json(path: str, d: dict) -> None:
+    from .checkpoint import atomic_write
+
+    atomic_write(path, lambda f: f.write((json.dumps(d, indent=2) + "\n").encode()))
+
+
+def train(env_name: str, env_cfg, cfg, run: RunConfig, given: set[str] = frozenset()) -> dict:
+    """Train a sampler on one environment; write metrics.jsonl, checkpoint.pt, summary.json and,
+    for 2-D HyperGrids, distribution.png into run.out. Returns the summary (with "partial": True
+    when a signal stopped it). Raises UsageError before writing anything on bad input."""
+    import torch
+
+    from . import default_threads, set_num_threads
+    from .checkpoint import read
+    from .envs import from_config
+    from .train import NonFiniteError, Trainer, config_dict, policy_for
+
     out = run.out or os.path.join("runs", env_name)
-    os.makedirs(out, exist_ok=True)
+    _check_out(out, run)
+    ckpt = os.path.join(out, "checkpoint.pt")
+    saved = None
+    if run.resume:
+        try:
+            saved = read(ckpt)
+        except ValueError as e:
+            raise UsageError(f"gfncore train: error: --resume: {e}") from None
+        env_cfg, cfg = _resumed_configs(env_name, env_cfg, cfg, saved, given)
+    try:
+        env = from_config(saved["env"]) if saved else ENVS[env_name][1](env_cfg)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise UsageError(f"gfncore train {env_name}: error: {e}") from None
+
+    # One thread count for the whole run (torch's float results depend on it): the flag, else the
+    # resumed run's own (so that a resume continues it bit for bit), else the machine's default.
+    saved_threads = (saved.get("runtime") or {}).get("threads") if saved else None
+    set_num_threads(cfg.threads or saved_threads or default_threads())
+    torch.manual_seed(cfg.seed)
+    trainer = Trainer.from_config(env, policy_for(env, cfg), cfg)
+    if saved:
+        trainer.load_state_dict(saved["state"])
+        trainer.last_checkpoint = (ckpt, trainer.step_count)
+
+    # Everything is checked: from here on the run writes.
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"gfncore train: error: cannot create --out {out}: {e.strerror}") from None
+    if run.overwrite:
+        for f in RUN_FILES:
+            if os.path.exists(os.path.join(out, f)):
+                os.remove(os.path.join(out, f))
     metrics_path = os.path.join(out, "metrics.jsonl")
-    if os.path.exists(metrics_path):
-        os.remove(metrics_path)
+    # the evaluations up to the checkpoint, as the uninterrupted run wrote them (later lines of
+    # an interrupted run are dropped: the resumed run writes them again)
+    _write_lines(metrics_path, trainer.history if saved else [])
     eval_every = cfg.eval_every or max(cfg.steps // 10, 1)
-    trainer.fit(cfg.steps, progress=run.progress, eval_every=eval_every, log_path=metrics_path)
-    final = trainer.history[-1] if trainer.history else trainer.evaluate()
-    true_log_z = env.true_log_z()
-    summary = {
-        "env": repr(env), "loss": cfg.loss, "steps": trainer.step_count,
-        "l1": final["l1"], "jsd": final["jsd"], "log_z": trainer.log_z, "true_log_z": true_log_z,
-        "log_z_error": abs(trainer.log_z - true_log_z),
-        "modes_found": trainer.modes_found, "has_modes": hasattr(env, "mode_mask"), "train_s": trainer.train_seconds,
-        "iters_per_s": trainer.step_count / max(trainer.train_seconds, 1e-9),
-        "config": config_dict(env_cfg, cfg),
-    }
-    x = trainer.sample(10_000)
-    summary["empirical_l1_10k"] = empirical_l1(env, x)
-    trainer.save(os.path.join(out, "checkpoint.pt"))
-    if env_name == "hypergrid" and env.ndim == 2:
+    base = {"env": repr(env), "env_config": _env_config(env), "loss": cfg.loss, "target_steps": cfg.steps,
+            "threads": torch.get_num_threads(), "device": str(trainer.device), "config": config_dict(env_cfg, cfg),
+            "checkpoint": ckpt}
+    with _stop_on_signals(trainer) as received:
+        try:
+            trainer.fit(max(cfg.steps - trainer.step_count, 0), progress=run.progress, eval_every=eval_every,
+                        log_path=metrics_path, checkpoint_every=run.checkpoint_every, checkpoint_path=ckpt)
+        except NonFiniteError as e:
+            # the trainer is as it was after its last good step: keep that, and say what happened
+            trainer.save(ckpt)
+            msg = f"{e.detail}; the run's last good state (step {trainer.step_count}) is in {ckpt}"
+            _write_json(os.path.join(out, "summary.json"), _partial(trainer, base, f"non-finite {e.quantity}", msg))
+            raise RunFailed(msg) from e
+        if received:
+            trainer.save(ckpt)
+            s = _partial(trainer, base, received[0], f"stopped by {received[0]} at step {trainer.step_count}; "
+                                                     f"continue with: gfncore train {env_name} --out {out} --resume")
+            _write_json(os.path.join(out, "summary.json"), s)
+            s["out"] = out
+            return s
+        trainer.save(ckpt)
+
+    summary = _final_summary(trainer, base, cfg)
+    _write_json(os.path.join(out, "summary.json"), summary)
+    # pictures last: the results above are already on disk whatever happens here
+    if env_name == "hypergrid" and env.ndim == 2 and trainer.capabilities()["exact"]:
+        from .metrics import exact_terminal_distribution
         from .plotting import plot_distribution
 
-        plot_distribution(env, exact_terminal_distribution(env, policy), os.path.join(out, "distribution.png"),
-                          title=f"{env!r}, {cfg.loss}, {trainer.step_count} steps: L1 = {summary['l1']:.4f}")
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+        try:
+            plot_distribution(env, exact_terminal_distribution(env, trainer.policy), os.path.join(out, "distribution.png"),
+                              title=f"{env!r}, {cfg.loss}, {trainer.step_count} steps: L1 = {summary['l1']:.4f}")
+        except ImportError as e:
+            print(f"gfncore: distribution.png skipped: {e}", file=sys.stderr)
     summary["out"] = out
     return summary
 
 
+def _env_config(env):
+    try:
+        return env.to_config()
+    except NotImplementedError:
+        return None
+
+
+def _write_lines(path: str, records: list[dict]) -> None:
+    from .checkpoint import atomic_write
+
+    atomic_write(path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in records).encode()))
+
+
+def _partial(trainer, base: dict, stopped_by: str, message: str) -> dict:
+    s = dict(base, partial=True, stopped_by=stopped_by, message=message, steps=trainer.step_count,
+             log_z=trainer.log_z, train_s=trainer.train_seconds,
+             iters_per_s=trainer.step_count / max(trainer.train_seconds, 1e-9))
+    if trainer.history:
+        s["last_evaluation"] = trainer.history[-1]
+    return s
+
+
+def _final_summary(trainer, base: dict, cfg) -> dict:
+    import torch
+
+    env = trainer.env
+    last = trainer.history[-1] if trainer.history else None
+    final = last if last is not None and last.get("step") == trainer.step_count else trainer.evaluate()
+    s = dict(base, partial=False, steps=trainer.step_count)
+    for k in ("l1", "jsd", "true_log_z", "log_z_error"):
+        if k in final:
+            s[k] = final[k]
+    s["log_z"] = trainer.log_z
+    s.update(modes_found=trainer.modes_found if hasattr(env, "mode_mask") else None,
+             has_modes=hasattr(env, "mode_mask"), train_s=trainer.train_seconds,
+             iters_per_s=trainer.step_count / max(trainer.train_seconds, 1e-9))
+    # its own random stream, so the summary never moves the training stream a resume continues
+    ev = trainer.evaluate(10_000, generator=torch.Generator().manual_seed(cfg.seed + 1))
+    if "empirical_l1" in ev:
+        s["empirical_l1_10k"] = ev["empirical_l1"]
+    return s
+
+
+def _print_summary(s: dict) -> None:
+    print(f"{s['env']}  loss={s['loss']}  steps={s['steps']}  ({s['iters_per_s']:.1f} it/s, {s['train_s']:.1f} s training, "
+          f"{s['threads']} thread{'s' if s['threads'] != 1 else ''}, {s['device']})")
+    _print_quality(s, s.get("empirical_l1_10k"), 10_000)
+    modes = f"modes found = {s['modes_found']}   " if s.get("has_modes") else ""
+    print(f"{modes}outputs in {s['out']}/")
+
+
+def _print_quality(s: dict, empirical: float | None, n: int) -> None:
+    emp = f"empirical L1 ({n} samples) = {empirical:.4f}" if empirical is not None else ""
+    if "l1" in s:
+        print(f"exact L1 = {s['l1']:.4f}   JSD = {s['jsd']:.5f}" + (f"   {emp}" if emp else ""))
+    elif emp:
+        print(f"{emp}   (no exact L1: the state space is too large to enumerate)")
+    if "true_log_z" in s:
+        print(f"log Z = {s['log_z']:.4f}   true log Z = {s['true_log_z']:.4f}   |error| = {s['log_z_error']:.4f}")
+    else:
+        print(f"log Z = {s['log_z']:.4f}   (no true log Z for this environment)")
+
+
+# -- sample / eval --------------------------------------------------------------------------------
+def _load_checkpoint(ns):
+    import torch
+
+    from . import default_threads, set_num_threads
+    from .checkpoint import load
+    from .train import TrainConfig
+
+    for name, v in (("device", ns.device), ("threads", ns.threads), ("temperature", ns.temperature),
+                    ("seed", ns.seed)):
+        try:
+            check(TrainConfig, name, v, flag=True)
+        except (ValueError, TypeError) as e:
+            raise UsageError(f"gfncore {ns.command}: error: {e}") from None
+    if ns.n < 0:
+        raise UsageError(f"gfncore {ns.command}: error: -n must be >= 0, got {ns.n}")
+    if ns.out and os.path.exists(ns.out) and (os.path.isdir(ns.out) or not ns.overwrite):
+        what = "is a folder" if os.path.isdir(ns.out) else "exists; pass --overwrite to replace it"
+        raise UsageError(f"gfncore {ns.command}: error: --out {ns.out} {what}")
+    if not os.path.isfile(ns.checkpoint):
+        raise UsageError(f"gfncore {ns.command}: error: --checkpoint {ns.checkpoint} is not a file")
+    set_num_threads(ns.threads or default_threads())
+    try:
+        env, policy, trainer = load(ns.checkpoint, device=ns.device)
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"gfncore {ns.command}: error: {e}") from None
+    return env, policy, trainer, torch.Generator().manual_seed(ns.seed)
+
+
+def sample_command(ns) -> int:
+    import torch
+
+    from .checkpoint import atomic_write
+
+    if not ns.out:
+        raise UsageError("gfncore sample: error: --out is required (a .pt file for the objects)")
+    env, _, trainer, g = _load_checkpoint(ns)
+    x = trainer.sample(ns.n, temperature=ns.temperature, generator=g).cpu()
+    data = {"x": x, "log_reward": env.log_reward(x), "checkpoint": os.path.abspath(ns.checkpoint),
+            "step": trainer.step_count, "seed": ns.seed, "temperature": ns.temperature}
+    atomic_write(ns.out, lambda f: torch.save(data, f))
+    print(f"{ns.n} objects x from {env!r} (step {trainer.step_count}) -> {ns.out}  "
+          f"(torch.load(path, weights_only=True)['x'], int32 [{ns.n}, {env.state_dim}])")
+    return 0
+
+
+def eval_command(ns) -> int:
+    env, _, trainer, g = _load_checkpoint(ns)
+    ev = trainer.evaluate(ns.n, generator=g)
+    print(f"{env!r}  step {trainer.step_count}  ({ns.checkpoint})")
+    _print_quality(ev, ev.get("empirical_l1"), ns.n)
+    if ns.out:
+        _write_json(ns.out, {"env": repr(env), "steps": trainer.step_count, "checkpoint": ns.checkpoint,
+                             "samples": ns.n, "seed": ns.seed, **ev})
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return _main(argv)
+    except UsageError as e:
+        print(str(e), file=sys.stderr)
+        return USAGE
+
+
+def _main(argv: list[str]) -> int:
     from .train import TrainConfig
 
     ns = build_parser().parse_args(argv)
-    if ns.command == "train":
-        cfg_cls = ENVS[ns.env][0]
-        s = train(ns.env, from_args(cfg_cls, ns), from_args(TrainConfig, ns), from_args(RunConfig, ns))
-        print(f"{s['env']}  loss={s['loss']}  steps={s['steps']}  ({s['iters_per_s']:.1f} it/s, {s['train_s']:.1f} s training)")
-        print(f"exact L1 = {s['l1']:.4f}   JSD = {s['jsd']:.5f}   empirical L1 (10k samples) = {s['empirical_l1_10k']:.4f}")
-        print(f"log Z = {s['log_z']:.4f}   true log Z = {s['true_log_z']:.4f}   |error| = {s['log_z_error']:.4f}")
-        modes = f"modes found = {s['modes_found']}   " if s.get("has_modes") else ""
-        print(f"{modes}outputs in {s['out']}/")
-        return 0
-    return 2
+    if ns.command == "sample":
+        return sample_command(ns)
+    if ns.command == "eval":
+        return eval_command(ns)
+    cfg_cls = ENVS[ns.env][0]
+    prog = f"gfncore train {ns.env}"
+    env_cfg = from_args(cfg_cls, ns, prog)
+    cfg = from_args(TrainConfig, ns, prog)
+    run = from_args(RunConfig, ns, prog)
+    try:
+        s = train(ns.env, env_cfg, cfg, run, given=_given(argv))
+    except RunFailed as e:
+        print(f"gfncore train: {e}", file=sys.stderr)
+        return FAILED
+    except KeyboardInterrupt:
+        print("\ngfncore train: stopped at once by a signal, without a new checkpoint", file=sys.stderr)
+        return INTERRUPTED
+    if s.get("partial"):
+        print(f"gfncore train: {s['message']}", file=sys.stderr)
+        return INTERRUPTED
+    _print_summary(s)
+    return 0
 
 
 if __name__ == "__main__":

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _C, ops
-from .ops._dispatch import compiled_for, stream
+from . import ops
 from .ops.reference import segment_sum
 from .envs.base import Env
 from .nn import PolicyOutput
@@ -59,44 +58,6 @@ def log_probs(env: Env, policy, traj: Trajectories) -> tuple[torch.Tensor, torch
     return log_pf, log_pb, out
 
 
-class _TBFromLogits(torch.autograd.Function):
-    """mean_i TB_i from P_F logits as ONE autograd node: the masked log-softmax gather kernel
-    feeding the trajectory-balance kernel, forward and backward (the same _C kernels as
-    ops.masked_log_softmax_gather and ops.trajectory_balance). Two custom ops plus a mean cost
-    ~0.3 ms of dispatch per step on a CPU, as much as the kernels; this costs one node. Eager only:
-    under torch.compile the loss uses the custom ops, which compile."""
-
-    @staticmethod
-    def forward(ctx, logits, mask, actions, log_pb, offsets, log_reward, log_z):
-        logits, mask, actions = logits.contiguous(), mask.contiguous(), actions.contiguous()
-        log_pb, offsets, log_reward = log_pb.contiguous(), offsets.contiguous(), log_reward.contiguous()
-        st = stream(logits)
-        log_pf = logits.new_empty(logits.shape[0])
-        _C.masked_log_softmax_gather(logits, mask, actions, log_pf, None, None, st)
-        per_traj = logits.new_empty(offsets.shape[0] - 1)
-        _C.trajectory_balance(log_pf, log_pb, offsets, log_reward, log_z, per_traj, None, None, None, None, None, st)
-        ctx.save_for_backward(logits, mask, actions, log_pf, log_pb, offsets, log_reward, log_z)
-        return per_traj.mean()
-
-    @staticmethod
-    def backward(ctx, grad):
-        logits, mask, actions, log_pf, log_pb, offsets, log_reward, log_z = ctx.saved_tensors
-        st = stream(logits)
-        B = offsets.shape[0] - 1
-        grad_out = (grad / B).expand(B).contiguous()
-        gpf, gpb = torch.empty_like(log_pf), torch.empty_like(log_pb)
-        gr, gz = torch.empty_like(log_reward), log_pf.new_empty(B)
-        _C.trajectory_balance(log_pf, log_pb, offsets, log_reward, log_z, None, grad_out, gpf, gpb, gr, gz, st)
-        grad_logits = None
-        if ctx.needs_input_grad[0]:
-            grad_logits = torch.empty_like(logits)
-            _C.masked_log_softmax_gather(logits, mask, actions, None, gpf, grad_logits, st)
-        if log_z.dim() == 0:
-            gz = gz.sum()
-        return (grad_logits, None, None, gpb if ctx.needs_input_grad[3] else None, None,
-                gr if ctx.needs_input_grad[5] else None, gz if ctx.needs_input_grad[6] else None)
-
-
 def trajectory_balance_loss(env: Env, policy, traj: Trajectories) -> torch.Tensor:
     """Trajectory balance (Malkin et al. 2022): mean over the batch of
     (log Z + sum log P_F - log R(x) - sum log P_B)^2."""
@@ -104,10 +65,8 @@ def trajectory_balance_loss(env: Env, policy, traj: Trajectories) -> torch.Tenso
     logits = out.pf_logits
     log_z = log_z_of(policy, traj, logits.dtype)
     log_reward = traj.log_reward.to(logits.dtype)
-    if traj.n > 0 and compiled_for(logits) and not torch.compiler.is_compiling():
-        return _TBFromLogits.apply(logits, mask, traj.actions, log_pb, traj.offsets, log_reward, log_z)
-    log_pf = ops.masked_log_softmax_gather(logits, mask, traj.actions)
-    return ops.trajectory_balance(log_pf, log_pb, traj.offsets, log_reward, log_z).mean()
+    return ops.trajectory_balance_from_logits(logits, mask, traj.actions, log_pb, traj.offsets, log_reward, log_z,
+                                              reduction="mean")
 
 
 # ---------------------------------------------------------------------------------------------

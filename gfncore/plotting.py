@@ -6,7 +6,10 @@ import torch
 
 def plot_distribution(env, learned: torch.Tensor, path: str, title: str = "") -> str:
     """Side-by-side heat maps of R(x)/Z and the sampler's P_T(x) for a 2-D HyperGrid."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError("the distribution plot needs matplotlib (pip install matplotlib)") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

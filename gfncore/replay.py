@@ -60,6 +60,32 @@ class ReplayBuffer:
                 self.context = self.context[overflow:]
         return len(keep)
 
+    def state_dict(self) -> dict:
+        """The stored objects (and contexts) and settings, as tensors and numbers
+        (torch.load(weights_only=True))."""
+        sd = {"x": self.x.clone(), "log_reward": self.log_reward.clone(), "capacity": self.capacity,
+              "prioritized": self.prioritized, "alpha": self.alpha}
+        if self.context is not None:
+            sd["context"] = self.context.clone()
+        return sd
+
+    def load_state_dict(self, sd: dict) -> None:
+        x, lr = sd["x"].to("cpu", torch.int32), sd["log_reward"].to("cpu", torch.float64)
+        if x.dim() != 2 or x.shape[1] != self.env.state_dim or lr.shape != (x.shape[0],):
+            raise ValueError(f"replay state holds objects of shape {list(x.shape)}; this buffer stores "
+                             f"[n, {self.env.state_dim}] with one log-reward each")
+        ctx = sd.get("context")
+        if (ctx is None) != (self.context is None) or (ctx is not None and ctx.shape != (x.shape[0], self.env.context_dim)):
+            raise ValueError(f"replay state's contexts do not match this buffer's environment (context_dim = "
+                             f"{self.env.context_dim})")
+        self.capacity, self.prioritized, self.alpha = int(sd["capacity"]), bool(sd["prioritized"]), float(sd["alpha"])
+        self.x, self.log_reward = x, lr
+        if ctx is None:
+            self._keys = set(map(tuple, x.tolist()))
+        else:
+            self.context = ctx.to("cpu", torch.float64)
+            self._keys = {(tuple(r), tuple(c)) for r, c in zip(x.tolist(), self.context.tolist())}
+
     def _indices(self, k: int, generator: torch.Generator | None) -> torch.Tensor:
         if len(self) == 0:
             raise ValueError("the replay buffer is empty: add objects before sampling")

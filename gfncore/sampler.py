@@ -111,7 +111,7 @@ class Sampler:
         if n:
             x = traj.__dict__.pop("_terminal", None)
             x = traj.terminal_states if x is None else x
-            lr = self.env.log_reward(x, None if ctx is None else ctx.to(x.device))
+            lr = self.env.reward(x, None if ctx is None else ctx.to(x.device))
             want = traj.log_reward
             traj.log_reward = lr if (lr.dtype == want.dtype and lr.device == want.device) else lr.to(want.device, want.dtype)
         return traj

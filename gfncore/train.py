@@ -1,46 +1,79 @@
 """Trainer: on-policy (or exploratory) GFlowNet training with Adam, a separate learning rate for
-log Z, progress display, metrics and checkpoints."""
+log Z, progress display, metrics and checkpoints that resume bit for bit."""
 from __future__ import annotations
 
-import json
-import os
+import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 
 from . import metrics as M
-from .envs.base import Env
-from .losses import get_loss
+from .config import check, option, validate
+from .envs.base import Env, NonFiniteRewardError
+from .losses import LOSSES, get_loss
 from .nn import MLPPolicy
 from .replay import ReplayBuffer
 from .sampler import Sampler
 from .trajectories import Trajectories
 
 
+class NonFiniteError(FloatingPointError):
+    """A non-finite loss, reward, log Z or gradient stopped training before its update.
+
+    Attributes: ``quantity`` ("reward", "log Z", "loss", "gradient" or "logits"), ``step`` (the step that
+    failed; nothing of it was applied), ``checkpoint`` (path of the last checkpoint this trainer
+    wrote or loaded, or None), ``objects`` (for rewards: the first offending objects x, [k, D])."""
+
+    def __init__(self, detail: str, quantity: str, step: int, checkpoint: str | None, where: str, objects=None):
+        super().__init__(f"{detail}; {where}")
+        self.detail, self.quantity, self.step, self.checkpoint, self.objects = detail, quantity, step, checkpoint, objects
+
+
+def _device_error(v: str) -> str | None:
+    try:
+        d = torch.device(v)
+    except (RuntimeError, TypeError, ValueError):
+        return f"must be cpu, cuda or cuda:N, got {v!r}"
+    if d.type == "cpu":
+        return None
+    if d.type != "cuda":
+        return f"must be cpu, cuda or cuda:N, got {v!r}"
+    if not torch.cuda.is_available():
+        return f"is {v!r} but no CUDA device is available (torch.cuda.is_available() is False)"
+    if d.index is not None and d.index >= torch.cuda.device_count():
+        return f"is {v!r} but only {torch.cuda.device_count()} CUDA device(s) exist"
+    return None
+
+
 @dataclass
 class TrainConfig:
-    """Training settings; the CLI's flags are generated from these fields."""
+    """Training settings; the CLI's flags are generated from these fields, and their bounds are
+    checked in one place (gfncore.config) for both."""
 
-    loss: str = field(default="tb", metadata={"help": "objective: tb, db, subtb, fm, zvar or mdb"})
-    lam: float = field(default=0.9, metadata={"help": "SubTB lambda: weight lambda^(k-j) of sub-trajectory j..k"})
-    importance_weights: bool = field(default=False, metadata={
-        "help": "weight exploratory samples by P_F(tau)/P_behaviour(tau) (self-normalised)"})
-    replay_capacity: int = field(default=0, metadata={"help": "replay buffer size (0: no replay)"})
-    replay_fraction: float = field(default=0.5, metadata={"help": "share of each batch drawn from the replay buffer"})
-    prioritized: bool = field(default=False, metadata={"help": "replay objects with probability proportional to R(x)"})
-    batch_size: int = field(default=64, metadata={"help": "trajectories per step"})
-    steps: int = field(default=1000, metadata={"help": "training steps"})
-    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate of the networks"})
-    lr_log_z: float = field(default=0.1, metadata={"help": "Adam learning rate of log Z"})
-    hidden: int = field(default=256, metadata={"help": "MLP width"})
-    layers: int = field(default=2, metadata={"help": "MLP hidden layers"})
-    pb: str = field(default="uniform", metadata={"help": "backward policy: uniform, learned or shared"})
-    temperature: float = field(default=1.0, metadata={"help": "behaviour-policy temperature"})
-    epsilon: float = field(default=0.0, metadata={"help": "behaviour-policy epsilon-uniform mix"})
-    seed: int = field(default=0, metadata={"help": "seed of the network init and of every rollout"})
-    eval_every: int = field(default=0, metadata={"help": "steps between exact evaluations (0: 10 per run)"})
-    threads: int = field(default=0, metadata={"help": "torch and kernel threads (0: default)"})
+    loss: str = option("tb", "objective", choices=tuple(LOSSES))
+    lam: float = option(0.9, "SubTB lambda: weight lambda^(k-j) of sub-trajectory j..k", gt=0)
+    importance_weights: bool = option(False, "weight exploratory samples by P_F(tau)/P_behaviour(tau) (self-normalised)")
+    replay_capacity: int = option(0, "replay buffer size (0: no replay)", min=0)
+    replay_fraction: float = option(0.5, "share of each batch re-expanded from the replay buffer: round(batch_size * "
+                                         "fraction) objects, at most batch_size - 1; the rest are fresh", min=0, lt=1)
+    prioritized: bool = option(False, "replay objects with probability proportional to R(x)")
+    batch_size: int = option(64, "trajectories per step (fresh + replayed)", min=1)
+    steps: int = option(1000, "training steps (with --resume: the total to reach)", min=0)
+    lr: float = option(1e-3, "Adam learning rate of the networks", min=0)
+    lr_log_z: float = option(0.1, "Adam learning rate of log Z", min=0)
+    hidden: int = option(256, "MLP width", min=1)
+    layers: int = option(2, "MLP hidden layers", min=1)
+    pb: str = option("uniform", "backward policy", choices=("uniform", "learned", "shared"))
+    temperature: float = option(1.0, "behaviour-policy temperature", gt=0)
+    epsilon: float = option(0.0, "behaviour-policy epsilon-uniform mix", min=0, max=1)
+    seed: int = option(0, "seed of the network init and of every rollout", min=0, max=2**63 - 1)
+    eval_every: int = option(0, "steps between evaluations (0: 10 per run)", min=0)
+    threads: int = option(0, "CPU threads of torch and the kernels (0: gfncore's default, see README)", min=0)
+    device: str = option("cpu", "where the policy, rollouts and losses run: cpu, cuda or cuda:N", check=_device_error)
+
+    def __post_init__(self):
+        validate(self)
 
 
 class Trainer:
@@ -49,25 +82,37 @@ class Trainer:
     >>> trainer = Trainer(env, policy, loss="tb", batch_size=64)
     >>> trainer.fit(steps=1000)
     >>> x = trainer.sample(10_000)
+
+    ``device`` moves the policy (and with it the rollouts and the losses) there; None leaves it
+    where it is. Arguments are checked against the bounds of the TrainConfig fields of the same
+    name (ValueError / TypeError naming the argument).
     """
 
     def __init__(self, env: Env, policy, loss: str = "tb", batch_size: int = 64, lr: float = 1e-3,
                  lr_log_z: float = 0.1, temperature: float = 1.0, epsilon: float = 0.0, seed: int = 0,
                  loss_options: dict | None = None, replay: ReplayBuffer | None = None, replay_fraction: float = 0.5,
-                 context_sampler=None, trajectories_per_context: int = 1):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if not 0.0 <= replay_fraction < 1.0:
-            raise ValueError(f"replay_fraction must be in [0, 1), got {replay_fraction}")
+                 device=None, context_sampler=None, trajectories_per_context: int = 1):
+        opts = dict(loss_options or {})
+        desc = describe_policy(policy)
+        self.config = TrainConfig(
+            loss=loss, lam=opts.get("lam", 0.9), importance_weights=opts.get("importance_weights", False),
+            replay_capacity=replay.capacity if replay is not None else 0, replay_fraction=replay_fraction,
+            prioritized=replay.prioritized if replay is not None else False, batch_size=batch_size, lr=lr,
+            lr_log_z=lr_log_z, temperature=temperature, epsilon=epsilon, seed=seed,
+            device=str(device) if device is not None else str(_policy_device(policy)),
+            **({k: desc[k] for k in ("hidden", "layers", "pb")} if desc else {}))
+        if device is not None:
+            policy.to(torch.device(self.config.device))
         self.env, self.policy = env, policy
         self.loss_name = loss
-        self.objective = self.loss_fn = get_loss(loss, **(loss_options or {}))
+        self.loss_options = opts
+        self.objective = self.loss_fn = get_loss(loss, **opts)
         self.objective.check_policy(policy)
-        self.batch_size = int(batch_size)
-        self.replay, self.replay_fraction = replay, float(replay_fraction)
+        self.batch_size = self.config.batch_size
+        self.replay, self.replay_fraction = replay, self.config.replay_fraction
         self.train_seconds = 0.0
-        if trajectories_per_context < 1 or batch_size % trajectories_per_context:
-            raise ValueError(f"trajectories_per_context must be >= 1 and divide batch_size ({batch_size}), got "
+        if trajectories_per_context < 1 or self.batch_size % trajectories_per_context:
+            raise ValueError(f"trajectories_per_context must be >= 1 and divide batch_size ({self.batch_size}), got "
                              f"{trajectories_per_context}")
         if env.context_dim and context_sampler is None:
             raise ValueError(f"{env.name} is conditional: give the Trainer a context_sampler(n, generator) -> "
@@ -76,12 +121,18 @@ class Trainer:
         self.sampler = Sampler(env, policy, temperature=temperature, epsilon=epsilon, context_sampler=context_sampler)
         self._last_context = None
         self.optimizer = make_optimizer(policy, lr, lr_log_z)
-        self.generator = torch.Generator().manual_seed(int(seed))
+        self._params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        self.generator = torch.Generator().manual_seed(self.config.seed)
         self.step_count = 0
         self.history: list[dict] = []
+        self.last_checkpoint: tuple[str, int] | None = None  # (path, step) written or loaded
+        self.stop_requested = False
         self._modes: set[tuple] = set()
         self._pending_x: list[torch.Tensor] = []  # terminal states of batches not yet scanned for modes
         self._pending_rows = 0
+        self._capabilities: dict | None = None
+        self._guard = True  # the non-finite check; bench/guard_report.py turns it off to measure its cost
+        self._found_inf: torch.Tensor | None = None
 
     @classmethod
     def from_config(cls, env: Env, policy, cfg: TrainConfig) -> "Trainer":
@@ -89,9 +140,15 @@ class Trainer:
         if cfg.loss == "subtb":
             opts["lam"] = cfg.lam
         replay = ReplayBuffer(env, cfg.replay_capacity, prioritized=cfg.prioritized) if cfg.replay_capacity > 0 else None
-        return cls(env, policy, loss=cfg.loss, batch_size=cfg.batch_size, lr=cfg.lr, lr_log_z=cfg.lr_log_z,
-                   temperature=cfg.temperature, epsilon=cfg.epsilon, seed=cfg.seed, loss_options=opts,
-                   replay=replay, replay_fraction=cfg.replay_fraction)
+        t = cls(env, policy, loss=cfg.loss, batch_size=cfg.batch_size, lr=cfg.lr, lr_log_z=cfg.lr_log_z,
+                temperature=cfg.temperature, epsilon=cfg.epsilon, seed=cfg.seed, loss_options=opts,
+                replay=replay, replay_fraction=cfg.replay_fraction, device=cfg.device)
+        t.config = cfg
+        return t
+
+    @property
+    def device(self) -> torch.device:
+        return _policy_device(self.policy)
 
     @property
     def log_z(self) -> float:
@@ -109,7 +166,9 @@ class Trainer:
         return float(self.objective.log_z(self.env, self.policy, context))
 
     def sample_trajectories(self, n: int | None = None) -> Trajectories:
-        n = n or self.batch_size
+        """A batch of n (default batch_size) fresh trajectories, with contexts from the context
+        sampler (trajectories_per_context share each) for a conditional GFlowNet."""
+        n = self.batch_size if n is None else n
         if not self.env.context_dim:
             return self.sampler.sample(n, generator=self.generator)
         k = self.trajectories_per_context if n % self.trajectories_per_context == 0 else 1
@@ -117,11 +176,18 @@ class Trainer:
         self._last_context = c
         return self.sampler.sample(n, generator=self.generator, context=c)
 
-    def _batch(self) -> Trajectories:
+    def replay_split(self) -> tuple[int, int]:
+        """(fresh, replayed) trajectories per batch once the buffer holds objects: replayed =
+        round(batch_size * replay_fraction), capped at batch_size - 1 so that every batch has
+        a fresh trajectory (which also keeps the buffer growing); the two add up to batch_size."""
         if self.replay is None or len(self.replay) == 0:
-            return self.sample_trajectories()
-        k = int(round(self.batch_size * self.replay_fraction))
-        fresh = self.sample_trajectories(self.batch_size - k)
+            return self.batch_size, 0
+        k = min(int(round(self.batch_size * self.replay_fraction)), self.batch_size - 1)
+        return self.batch_size - k, k
+
+    def _batch(self) -> Trajectories:
+        n_fresh, k = self.replay_split()
+        fresh = self.sample_trajectories(n_fresh)
         if k == 0:
             return fresh
         old = self.replay.sample(k, self.policy, generator=self.generator).to(fresh.states.device)
@@ -129,12 +195,39 @@ class Trainer:
 
     def train_step(self) -> dict:
         """One step: sample a batch (plus replayed objects, re-expanded backward), recompute
-        log-probs in one forward, fused loss, Adam."""
+        log-probs in one forward, fused loss, Adam. A non-finite loss, reward, log Z or gradient
+        raises NonFiniteError before the update, and leaves the trainer as it was before the step
+        (its random stream included)."""
         t0 = time.perf_counter()
-        traj = self._batch()
+        guard = self._guard
+        if guard:
+            gen_state = self.generator.get_state()
+            obj_state = _plain_attributes(self.objective)
+        try:
+            traj = self._batch()
+        except NonFiniteRewardError as e:  # the environment's reward returned NaN or +inf
+            self.generator.set_state(gen_state)
+            shown = "; ".join(f"x={x} log R={v:.6g}" for x, v in zip(e.objects.tolist(), e.values.tolist()))
+            step = self.step_count + 1
+            raise NonFiniteError(f"non-finite reward at step {step}, so nothing of it was applied: {shown} ({e})",
+                                 "reward", step, self.last_checkpoint[0] if self.last_checkpoint else None,
+                                 self._where(), objects=e.objects) from e
+        except ValueError as e:
+            bad = self._non_finite_policy() if guard else None
+            if bad is None:
+                raise
+            self.generator.set_state(gen_state)
+            raise bad from e
         loss = self.loss_fn(self.env, self.policy, traj)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        loss_value = float(loss.detach())
+        if guard and not (math.isfinite(loss_value) and self._grads_finite()):
+            err = self._non_finite(loss_value, traj)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.generator.set_state(gen_state)
+            self.objective.__dict__.update(obj_state)
+            raise err
         self.optimizer.step()
         self.step_count += 1
         if self.replay is not None:
@@ -148,7 +241,75 @@ class Trainer:
             if self._pending_rows >= 65536:
                 self._scan_modes()
         self.train_seconds += time.perf_counter() - t0
-        return {"step": self.step_count, "loss": float(loss.detach())}
+        return {"step": self.step_count, "loss": loss_value}
+
+    def _grads_finite(self) -> bool:
+        # One fused pass over every gradient and one host sync: AMP's non-finite check with a
+        # scale of exactly 1 (so no gradient changes). On a CPU it costs ~60 us for the 75k
+        # gradients of a 256x2 MLP, where per-tensor isfinite() or an inf-norm costs ~1 ms.
+        # Which quantity failed is worked out only after this says something did.
+        grads = [p.grad for p in self._params if p.grad is not None]
+        if not grads:
+            return True
+        dev = grads[0].device
+        if self._found_inf is None or self._found_inf.device != dev:
+            self._found_inf, self._one = torch.zeros(1, device=dev), torch.ones(1, device=dev)
+        found = self._found_inf.zero_()
+        try:
+            torch._amp_foreach_non_finite_check_and_unscale_(grads, found, self._one)
+        except (RuntimeError, NotImplementedError, AttributeError):  # mixed devices, an older torch
+            return all(bool(torch.isfinite(g).all()) for g in grads)
+        return not bool(found)
+
+    def _where(self) -> str:
+        if self.last_checkpoint is not None:
+            return f"last good checkpoint: {self.last_checkpoint[0]} (step {self.last_checkpoint[1]})"
+        return "no checkpoint was written before it (Trainer.save, fit(checkpoint_every=...))"
+
+    @torch.no_grad()
+    def _non_finite_policy(self) -> NonFiniteError | None:
+        """After a failed rollout: the diagnosis when the policy's logits at s0 are not finite
+        (finite but huge parameters after a step with too large a learning rate overflow there)."""
+        s0 = self.env.initial_states(1)
+        logits = self.policy.forward_logits(self.env.encode(s0).to(self.device))
+        if bool(torch.isfinite(logits).all()):
+            return None
+        big = max(float(p.detach().abs().max()) for p in self.policy.parameters() if p.numel())
+        step = self.step_count + 1
+        hint = f"; the learning rate {self.config.lr:g} may be too large" if self.config.lr > 1 else ""
+        msg = (f"non-finite policy logits at step {step}, in its rollout, so nothing of it was applied: the logits at "
+               f"s0 are {logits[0].tolist()[:6]} with parameters as large as {big:.3g}{hint}")
+        return NonFiniteError(msg, "logits", step, self.last_checkpoint[0] if self.last_checkpoint else None,
+                              self._where())
+
+    def _non_finite(self, loss_value: float, traj: Trajectories) -> NonFiniteError:
+        step = self.step_count + 1
+        where = self._where()
+        lr = traj.log_reward.detach()
+        bad = ~torch.isfinite(lr)
+        objects = None
+        if bool(bad.any()):
+            idx = bad.nonzero().squeeze(1)[:3]
+            objects = traj.terminal_states[idx].cpu()
+            shown = "; ".join(f"x={x} log R={v:.6g}" for x, v in zip(objects.tolist(), lr[idx].tolist()))
+            quantity = "reward"
+            what = (f"log R(x) is not finite for {int(bad.sum())} of {traj.n} objects ({shown}); check the "
+                    f"environment's reward (R(x) must be > 0 and finite)")
+        elif isinstance(getattr(self.policy, "log_z", None), torch.Tensor) and not bool(
+                torch.isfinite(self.policy.log_z).all()):
+            quantity, what = "log Z", f"log Z is {self.policy.log_z.detach().cpu().tolist()}"
+        elif not math.isfinite(loss_value):
+            quantity, what = "loss", f"the {self.loss_name} loss is {loss_value}"
+        else:
+            names = [n for n, p in self.policy.named_parameters()
+                     if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+            quantity = "gradient"
+            what = f"the gradient of {', '.join(names[:4]) or 'a parameter'} is not finite (the loss is {loss_value:.6g})"
+            if self.config.lr > 1:
+                what += f"; the learning rate {self.config.lr:g} may be too large"
+        msg = f"non-finite {quantity} at step {step}, so its update was not applied: {what}"
+        return NonFiniteError(msg, quantity, step, self.last_checkpoint[0] if self.last_checkpoint else None, where,
+                              objects)
 
     def _scan_modes(self) -> None:
         if self._pending_x:
@@ -162,42 +323,98 @@ class Trainer:
         self._scan_modes()
         return len(self._modes)
 
-    def evaluate(self, n_samples: int = 0, context=None) -> dict:
-        """Exact L1 / JSD / log Z error on enumerable environments (+ empirical L1 from samples),
-        at one context for a conditional GFlowNet."""
+    def capabilities(self) -> dict:
+        """What this environment allows an evaluation to compute: ``exact`` (the sampler's exact
+        P_T over an enumerable state space: L1, JSD), ``true_log_z`` (a float, or None when
+        log Z cannot be computed) and ``terminals`` (how many objects there are, when they can be
+        enumerated: the empirical L1 of n samples is reported for at most n / 10 of them)."""
+        if self._capabilities is None:
+            env = self.env
+            exact = _small(env.all_states)
+            terminals = _count(env.all_terminal_states)
+            true_log_z = None
+            try:  # enumeration up to the environment's own limit, or its closed form
+                true_log_z = float(env.true_log_z())
+            except _NOT_ENUMERABLE:
+                pass
+            self._capabilities = {"exact": exact, "true_log_z": true_log_z, "terminals": terminals}
+        return self._capabilities
+
+    def evaluate(self, n_samples: int = 0, generator: torch.Generator | None = None, context=None) -> dict:
+        """What the environment allows: exact L1 / JSD / |log Z error| where its state space is
+        enumerable, else log Z against true_log_z() where that exists, else log Z alone; plus, with
+        n_samples, the empirical L1 of that many samples where they are at least 10 per object
+        (drawn with `generator`, by default one seeded from the config, so evaluating never moves
+        the training stream). A conditional GFlowNet is evaluated at one context c."""
         if self.env.context_dim and context is None:
             raise ValueError("evaluate a conditional GFlowNet at a context: trainer.evaluate(context=c)")
-        x = self.sample(n_samples, context=context) if n_samples else None
+        cap = self.capabilities()
         log_z = self.log_z if context is None else self.log_z_at(context)
-        out = M.evaluate(self.env, self.policy, log_z, x, context=context)
-        out["modes_found_train"] = self.modes_found
+        if cap["exact"]:
+            out = M.evaluate(self.env, self.policy, log_z, context=context)
+        else:
+            out = {"log_z": log_z}
+            true = cap["true_log_z"]
+            if context is not None:
+                try:
+                    true = float(self.env.true_log_z(context))
+                except _NOT_ENUMERABLE:
+                    true = None
+            if true is not None:
+                out.update(true_log_z=true, log_z_error=abs(log_z - true))
+        if n_samples:
+            g = generator if generator is not None else torch.Generator().manual_seed(self.config.seed + 1)
+            x = self.sample(n_samples, generator=g, context=context)
+            # fewer than ~10 samples per object make an empirical L1 that measures the sample size
+            if cap["terminals"] is not None and cap["terminals"] * 10 <= n_samples:
+                out["empirical_l1"] = M.empirical_l1(self.env, x)
+            if hasattr(self.env, "mode_mask"):
+                out["modes_found"] = M.modes_found(self.env, x)
+        if hasattr(self.env, "mode_mask"):
+            out["modes_found_train"] = self.modes_found
         return out
 
+    def request_stop(self) -> None:
+        """Ask a running fit() to return after the step in progress (signal handlers call this)."""
+        self.stop_requested = True
+
     def fit(self, steps: int, *, progress: bool = True, eval_every: int = 0, log_path: str | None = None,
-            evaluate: bool | None = None) -> list[dict]:
-        """Train for `steps` steps with a progress bar showing loss and log Z. With eval_every > 0
-        (and an enumerable environment) it evaluates exactly and appends to history / log_path."""
+            evaluate: bool = True, checkpoint_every: int = 0, checkpoint_path: str | None = None) -> list[dict]:
+        """Train for `steps` more steps with a progress bar showing loss and log Z. With
+        eval_every > 0 it evaluates (see evaluate()) every eval_every steps and at the end, and
+        appends to history / log_path. With checkpoint_every > 0 it saves to checkpoint_path
+        (atomically) every checkpoint_every steps. Returns early, after a whole step, once
+        request_stop() was called."""
         from tqdm.auto import tqdm
 
-        can_eval = evaluate if evaluate is not None else (_enumerable(self.env) and not self.env.context_dim)
+        steps = check(TrainConfig, "steps", steps)
+        if checkpoint_every and not checkpoint_path:
+            raise ValueError("checkpoint_every needs a checkpoint_path")
         bar = tqdm(total=steps, disable=not progress, desc=f"{self.env.name} {self.loss_name}", dynamic_ncols=True)
         log = open(log_path, "a") if log_path else None
-        t0 = time.perf_counter()
         try:
             for i in range(steps):
+                if self.stop_requested:
+                    break
                 rec = self.train_step()
                 if i % 10 == 0 or i == steps - 1:
                     rec["log_z"] = self.log_z
                     bar.set_postfix(loss=f"{rec['loss']:.3g}", log_z=f"{rec['log_z']:.3f}", refresh=False)
                 bar.update(1)
-                if can_eval and eval_every and (self.step_count % eval_every == 0 or i == steps - 1):
+                if evaluate and eval_every and not self.env.context_dim and (
+                        self.step_count % eval_every == 0 or i == steps - 1):
                     ev = self.evaluate()
-                    ev.update(rec, log_z=self.log_z, seconds=time.perf_counter() - t0)
+                    ev.update(rec, log_z=self.log_z, seconds=self.train_seconds)
                     self.history.append(ev)
                     if log:
-                        log.write(json.dumps(ev) + "\n")
+                        log.write(_json_line(ev))
                         log.flush()
-                    bar.set_postfix(loss=f"{rec['loss']:.3g}", log_z=f"{ev['log_z']:.3f}", l1=f"{ev['l1']:.3f}")
+                    post = {"loss": f"{rec['loss']:.3g}", "log_z": f"{ev['log_z']:.3f}"}
+                    if "l1" in ev:
+                        post["l1"] = f"{ev['l1']:.3f}"
+                    bar.set_postfix(**post)
+                if checkpoint_every and self.step_count % checkpoint_every == 0:
+                    self.save(checkpoint_path)
         finally:
             bar.close()
             if log:
@@ -205,39 +422,113 @@ class Trainer:
         return self.history
 
     @torch.no_grad()
-    def sample(self, n: int, temperature: float = 1.0, context=None) -> torch.Tensor:
-        """n i.i.d. finished objects x from the learned forward policy (no exploration), at one
-        context c [C] for a conditional GFlowNet."""
+    def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None,
+               context=None) -> torch.Tensor:
+        """n i.i.d. finished objects x from the learned forward policy (no exploration), drawn
+        with `generator` (by default the trainer's own, which the next training step continues),
+        at one context c [C] for a conditional GFlowNet."""
+        g = self.generator if generator is None else generator
         ctx = None
         if context is not None:
             ctx = torch.as_tensor(context, dtype=torch.get_default_dtype()).reshape(1, -1).expand(n, -1)
-        traj = self.sampler.sample(n, generator=self.generator, temperature=temperature, epsilon=0.0, context=ctx)
+        traj = self.sampler.sample(n, generator=g, temperature=temperature, epsilon=0.0, context=ctx)
         return traj.terminal_states
 
+    # -- checkpoints ------------------------------------------------------------------------------
     def state_dict(self) -> dict:
+        """Everything a resumed run continues from, as tensors and plain containers (loadable with
+        torch.load(weights_only=True)): policy, optimizer, random stream, step count, replay
+        buffer, modes found, evaluation history, the objective's running state."""
+        modes = torch.tensor(self._mode_list(), dtype=torch.int32).reshape(-1, self.env.state_dim)
         return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "generator": self.generator.get_state(), "step": self.step_count, "modes": self._mode_list(),
-                "loss": self.loss_name}
+                "generator": self.generator.get_state(), "step": self.step_count, "modes": modes,
+                "loss": self.loss_name, "history": [dict(h) for h in self.history],
+                "train_seconds": self.train_seconds, "objective": _plain_attributes(self.objective),
+                "replay": self.replay.state_dict() if self.replay is not None else None}
 
     def _mode_list(self) -> list:
         self._scan_modes()
         return sorted(self._modes)
 
     def load_state_dict(self, sd: dict) -> None:
+        if sd.get("loss", self.loss_name) != self.loss_name:
+            raise ValueError(f"the state was saved by a {sd['loss']!r} trainer, this one trains {self.loss_name!r}")
         self.policy.load_state_dict(sd["policy"])
         self.optimizer.load_state_dict(sd["optimizer"])
         self.generator.set_state(sd["generator"])
         self.step_count = int(sd["step"])
-        self._modes = set(map(tuple, sd.get("modes", [])))
+        modes = sd.get("modes", [])
+        self._modes = set(map(tuple, modes.tolist() if isinstance(modes, torch.Tensor) else modes))
         self._pending_x, self._pending_rows = [], 0
+        self.history = [dict(h) for h in sd.get("history", [])]
+        self.train_seconds = float(sd.get("train_seconds", 0.0))
+        self.objective.__dict__.update(sd.get("objective") or {})
+        replay = sd.get("replay")
+        if (replay is None) != (self.replay is None):
+            raise ValueError("the state's replay buffer does not match this trainer's (replay_capacity differs)")
+        if replay is not None:
+            self.replay.load_state_dict(replay)
 
-    def save(self, path: str) -> None:
-        """Checkpoint policy, optimizer, RNG and step count; `resume` continues bit-for-bit."""
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        torch.save(self.state_dict(), path)
+    def save(self, path: str) -> str:
+        """Writes a self-describing checkpoint (environment config, TrainConfig, policy
+        hyperparameters, versions, state_dict) atomically; gfncore.load(path) rebuilds the run."""
+        from .checkpoint import save
+
+        save(self, path)
+        self.last_checkpoint = (str(path), self.step_count)
+        return str(path)
 
     def resume(self, path: str) -> None:
-        self.load_state_dict(torch.load(path, weights_only=False))
+        """Continues from a checkpoint written by save(): the next steps are bit for bit those the
+        saved run would have taken (same thread count and device)."""
+        from .checkpoint import read
+
+        ck = read(path)
+        self.load_state_dict(ck["state"])
+        self.last_checkpoint = (str(path), self.step_count)
+
+
+_NOT_ENUMERABLE = (NotImplementedError, ValueError, MemoryError, OverflowError)
+EXACT_LIMIT = 200_000  # states: above this an exact evaluation costs more than the training between two
+
+
+def _small(enumerate_fn) -> bool:
+    n = _count(enumerate_fn)
+    return n is not None and n <= EXACT_LIMIT
+
+
+def _count(enumerate_fn) -> int | None:
+    try:
+        return int(enumerate_fn().shape[0])
+    except _NOT_ENUMERABLE:
+        return None
+
+
+def _plain_attributes(obj) -> dict:
+    """The objective's settings and running state (e.g. ZVar's batch log Z) that are plain numbers."""
+    return {k: v for k, v in vars(obj).items() if isinstance(v, (bool, int, float, str))}
+
+
+def _json_line(d: dict) -> str:
+    import json
+
+    return json.dumps(d) + "\n"
+
+
+def _policy_device(policy) -> torch.device:
+    for p in policy.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def describe_policy(policy) -> dict | None:
+    """The constructor arguments that rebuild an MLPPolicy (None for any other policy class)."""
+    if type(policy) is not MLPPolicy:
+        return None
+    trunk = policy.trunk
+    layers = sum(isinstance(m, torch.nn.Linear) for m in trunk.modules())
+    return {"class": "MLPPolicy", "hidden": policy.pf_head.in_features, "layers": layers, "pb": policy.pb,
+            "flow": bool(policy.has_flow), "context_dim": policy.context_dim, "conditioning": policy.conditioning}
 
 
 def policy_for(env: Env, cfg: TrainConfig) -> MLPPolicy:
@@ -256,13 +547,6 @@ def make_optimizer(policy, lr: float = 1e-3, lr_log_z: float = 0.1) -> torch.opt
         return torch.optim.Adam(groups, fused=True)
     except (RuntimeError, ValueError):  # a device or torch build without a fused Adam
         return torch.optim.Adam(groups)
-
-
-def _enumerable(env: Env) -> bool:
-    try:
-        return env.all_terminal_states().shape[0] <= 200_000
-    except (NotImplementedError, ValueError):
-        return False
 
 
 def config_dict(*cfgs) -> dict:

@@ -1,5 +1,6 @@
 """The public ops run one autograd node over the kernels in eager mode and the torch custom op
-elsewhere (torch.compile, fallback devices): both must give the same values and gradients."""
+elsewhere (torch.compile, fallback devices): both must give the same values and gradients.
+Trajectory balance from P_F logits is reached only through ops (losses.py never touches _C)."""
 from __future__ import annotations
 
 import pytest
@@ -40,6 +41,13 @@ def _cases(gen):
                                    [r(T), r(T), off, r(B)], [0, 1, 3]),
         "masked_log_softmax_gather": (ops.masked_log_softmax_gather, torch.ops.gfncore.masked_log_softmax_gather,
                                       [logits, mask, actions], [0]),
+        "trajectory_balance_from_logits": (ops.trajectory_balance_from_logits,
+                                           torch.ops.gfncore.trajectory_balance_from_logits,
+                                           [logits, mask, actions, r(T), off, r(B), r(())], [0, 3, 5, 6]),
+        "trajectory_balance_from_logits_mean": (
+            lambda *a: ops.trajectory_balance_from_logits(*a, reduction="mean"),
+            torch.ops.gfncore.trajectory_balance_from_logits_mean, [logits, mask, actions, r(T), off, r(B), r(())],
+            [0, 3, 5, 6]),
     }
 
 
@@ -64,7 +72,8 @@ def test_eager_node_equals_custom_op(name):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", ["trajectory_balance", "subtrajectory_balance", "masked_log_softmax_gather"])
+@pytest.mark.parametrize("name", ["trajectory_balance", "subtrajectory_balance", "masked_log_softmax_gather",
+                                  "trajectory_balance_from_logits", "trajectory_balance_from_logits_mean"])
 def test_ops_trace_under_torch_compile(name):
     # aot_eager traces the graph through the custom ops' fake kernels and autograd registrations
     # (the part torch.compile needs from us) without paying for inductor's C++ compilation.
@@ -84,3 +93,35 @@ def test_ops_trace_under_torch_compile(name):
     torch.testing.assert_close(outs[0][0], outs[1][0])
     for a, b in zip(outs[0][1], outs[1][1]):
         torch.testing.assert_close(a, b)
+
+
+def test_tb_from_logits_equals_gather_then_tb():
+    # The fused node is the composition of the two public ops, value and gradients.
+    public, _, args, diff = _cases(torch.Generator().manual_seed(3))["trajectory_balance_from_logits"]
+
+    def run(fn):
+        xs = [a.detach().clone().requires_grad_(i in diff) if isinstance(a, torch.Tensor) else a
+              for i, a in enumerate(args)]
+        y = fn(*xs)
+        y.mean().backward()
+        return y.detach(), [xs[i].grad for i in diff]
+
+    def composed(logits, mask, actions, *rest):
+        return ops.trajectory_balance(ops.masked_log_softmax_gather(logits, mask, actions), *rest)
+
+    (y, g), (y2, g2) = run(public), run(composed)
+    torch.testing.assert_close(y, y2, rtol=1e-12, atol=1e-12)
+    for a, b in zip(g, g2):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_losses_reach_the_kernels_only_through_ops():
+    import ast
+    import inspect
+
+    import gfncore.losses
+
+    tree = ast.parse(inspect.getsource(gfncore.losses))
+    names = {a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
+    modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert "_C" not in names and not any(m.endswith("_dispatch") or m == "_C" for m in modules)

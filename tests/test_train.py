@@ -6,6 +6,7 @@ import torch
 
 import gfncore
 from gfncore.envs import HyperGrid
+from conftest import cpu_and_cuda
 from gfncore.nn import MLPPolicy
 
 
@@ -93,6 +94,77 @@ def test_trainer_bad_arguments():
         gfncore.Trainer(env, MLPPolicy(env, hidden=8), loss="nope")
     with pytest.raises(ValueError, match="pb"):
         MLPPolicy(env, pb="sideways")
+
+
+# The Python API checks the same declared bounds as the CLI (gfncore.config), naming the argument.
+BAD_TRAINER = [
+    (dict(batch_size=0), ValueError, "batch_size"),
+    (dict(batch_size=2.5), TypeError, "batch_size"),
+    (dict(temperature=0.0), ValueError, "temperature"),
+    (dict(epsilon=1.5), ValueError, "epsilon"),
+    (dict(lr=float("nan")), ValueError, "lr"),
+    (dict(lr_log_z=-1.0), ValueError, "lr_log_z"),
+    (dict(seed=-1), ValueError, "seed"),
+    (dict(replay_fraction=1.0), ValueError, "replay_fraction"),
+    (dict(loss="subtb", loss_options={"lam": 0.0}), ValueError, "lam"),
+    (dict(device="tpu"), ValueError, "device"),
+]
+
+
+@pytest.mark.parametrize("kw,exc,name", BAD_TRAINER, ids=[n for _, _, n in BAD_TRAINER])
+def test_trainer_checks_arguments_like_the_cli(kw, exc, name):
+    env = HyperGrid(2, 4)
+    with pytest.raises(exc, match=name):
+        gfncore.Trainer(env, MLPPolicy(env, hidden=8, flow=kw.get("loss") == "subtb"), **kw)
+
+
+def test_train_config_and_fit_check_their_values():
+    with pytest.raises(ValueError, match="steps"):
+        gfncore.TrainConfig(steps=-5)
+    with pytest.raises(ValueError, match="pb"):
+        gfncore.TrainConfig(pb="nope")
+    with pytest.raises(TypeError, match="importance_weights"):
+        gfncore.TrainConfig(importance_weights="yes")
+    env = HyperGrid(2, 4)
+    t = gfncore.Trainer(env, MLPPolicy(env, hidden=8))
+    with pytest.raises(ValueError, match="steps"):
+        t.fit(-1, progress=False)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_trainer_device_cuda_without_cuda():
+    env = HyperGrid(2, 4)
+    with pytest.raises(ValueError, match="device.*CUDA"):
+        gfncore.Trainer(env, MLPPolicy(env, hidden=8), device="cuda")
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
+def test_trainer_device_moves_policy_rollouts_and_losses(device):
+    env = HyperGrid(2, 4)
+    torch.manual_seed(0)
+    t = gfncore.Trainer(env, MLPPolicy(env, hidden=8), device=device, batch_size=8)
+    assert t.device.type == device and all(p.device.type == device for p in t.policy.parameters())
+    assert t.config.device.startswith(device)
+    traj = t.sample_trajectories()
+    assert traj.states.device.type == device
+    t.fit(3, progress=False)
+    ev = t.evaluate(200)
+    assert 0 <= ev["l1"] <= 2 and t.step_count == 3
+
+
+@pytest.mark.parametrize("batch_size,fraction,split", [(3, 0.9, (1, 2)), (1, 0.5, (1, 0)), (10, 0.25, (8, 2)),
+                                                       (64, 0.5, (32, 32)), (5, 0.0, (5, 0))])
+def test_replay_share_never_makes_a_batch_exceed_batch_size(batch_size, fraction, split):
+    env = HyperGrid(2, 4)
+    torch.manual_seed(0)
+    t = gfncore.Trainer(env, MLPPolicy(env, hidden=8), batch_size=batch_size,
+                        replay=gfncore.ReplayBuffer(env, 100), replay_fraction=fraction)
+    assert t.replay_split() == (batch_size, 0)  # empty buffer: all fresh
+    t.train_step()
+    assert t.replay_split() == split and sum(split) == batch_size
+    for _ in range(3):
+        assert t._batch().n == batch_size
+        t.train_step()
 
 
 def test_tb_loss_matches_reference_computation():

@@ -1,5 +1,6 @@
 #include "common/launch.h"
 #include "common/registry.h"
+#include "common/static_switch.h"
 #include "ops/detailed_balance.h"
 #include "ops/packed_args.h"
 
@@ -10,10 +11,10 @@ template <typename scalar_t, bool kModified>
 static void launch_db(const DBParams<scalar_t>& p, const TensorArg& pf, bool backward, intptr_t stream,
                       const char* op) {
   const int64_t grain = cpu_grain(p.B, p.T);
-  raise_kernel_error(
-      backward ? launch_rows(DBRow<scalar_t, true, kModified>{p, ErrorSink{nullptr}}, p.B, grain, pf, stream)
-               : launch_rows(DBRow<scalar_t, false, kModified>{p, ErrorSink{nullptr}}, p.B, grain, pf, stream),
-      op, "trajectory");
+  GFN_BOOL_SWITCH(backward, kBackward, [&] {
+    raise_kernel_error(launch_rows(DBRow<scalar_t, kBackward, kModified>{p, ErrorSink{nullptr}}, p.B, grain, pf, stream),
+                       op, "trajectory");
+  });
 }
 
 template <typename scalar_t>
@@ -41,8 +42,7 @@ static void detailed_balance(py::handle log_pf_o, py::handle log_pb_o, py::handl
   const int64_t T = sizes.T, B = sizes.B;
   check_float_array(lf, pf, T, "one flow per row, like log_pf");
   const bool backward = !grad_out_o.is_none();
-  auto run = [&](auto tag) {
-    using scalar_t = decltype(tag);
+  GFN_FLOAT_SWITCH(pf.dtype, scalar_t, [&] {
     DBParams<scalar_t> p = db_params<scalar_t>(pf, pb, lf, nullptr, off, B, T);
     p.log_reward = lr.data<scalar_t>();
     if (!backward) {
@@ -62,9 +62,7 @@ static void detailed_balance(py::handle log_pf_o, py::handle log_pb_o, py::handl
       p.grad_reward = gr.data<scalar_t>();
     }
     launch_db<scalar_t, false>(p, pf, backward, stream, "detailed_balance");
-  };
-  if (pf.dtype == DType::kFloat32) run(float{});
-  else run(double{});
+  });
 }
 
 // Forward when grad_out is None (writes out [T]); backward otherwise (writes the four grads).
@@ -80,8 +78,7 @@ static void modified_detailed_balance(py::handle log_pf_o, py::handle log_pb_o, 
   check_float_array(lr, pf, T, "log R(s_t) per row, like log_pf");
   const int64_t B = check_offsets_arg(off, pf, T);
   const bool backward = !grad_out_o.is_none();
-  auto run = [&](auto tag) {
-    using scalar_t = decltype(tag);
+  GFN_FLOAT_SWITCH(pf.dtype, scalar_t, [&] {
     DBParams<scalar_t> p = db_params<scalar_t>(pf, pb, lr, &ps, off, B, T);
     if (!backward) {
       TensorArg out = tensor_arg(out_o, "out");
@@ -99,9 +96,7 @@ static void modified_detailed_balance(py::handle log_pf_o, py::handle log_pb_o, 
       p.grad_flow_sub = gs.data<scalar_t>();  // d/d log P_F(stop | s_t) = -d/dF_t
     }
     launch_db<scalar_t, true>(p, pf, backward, stream, "modified_detailed_balance");
-  };
-  if (pf.dtype == DType::kFloat32) run(float{});
-  else run(double{});
+  });
 }
 
 GFN_BINDINGS(bind_detailed_balance) {

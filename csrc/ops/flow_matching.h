@@ -17,7 +17,8 @@ struct FMParams {
   const scalar_t* log_in;   // [N, P]
   const int64_t* in_count;  // [N]
   const scalar_t* log_out;  // [N, A]
-  const bool* out_mask;     // [N, A]
+  const uint8_t* out_mask;  // [N, A] a torch.bool tensor's bytes: legal where != 0 (any other
+                            // byte than 0/1 read as bool would be undefined behaviour)
   int64_t N, P, A;
   scalar_t* out;             // forward: [N]
   const scalar_t* grad_out;  // backward: [N]
@@ -28,11 +29,11 @@ struct FMParams {
 // log-sum-exp over z[j] for j < n where keep is null or keep[j]. NaN propagates; all -inf gives
 // -inf, any +inf gives +inf (as torch.logsumexp does).
 template <typename scalar_t>
-GFN_HD double fm_lse(const scalar_t* z, const bool* keep, int64_t n) {
+GFN_HD double fm_lse(const scalar_t* z, const uint8_t* keep, int64_t n) {
   double zmax = -INFINITY;
   bool nan = false;
   for (int64_t j = 0; j < n; ++j) {
-    if (keep && !keep[j]) continue;
+    if (keep && keep[j] == 0) continue;
     const double v = static_cast<double>(z[j]);
     if (v != v) nan = true;
     else if (v > zmax) zmax = v;
@@ -41,7 +42,7 @@ GFN_HD double fm_lse(const scalar_t* z, const bool* keep, int64_t n) {
   if (!(zmax > -INFINITY) || zmax == INFINITY) return zmax;
   double s = 0.0;
   for (int64_t j = 0; j < n; ++j)
-    if (!keep || keep[j]) s += exp(static_cast<double>(z[j]) - zmax);
+    if (!keep || keep[j] != 0) s += exp(static_cast<double>(z[j]) - zmax);
   return zmax + log(s);
 }
 
@@ -53,13 +54,13 @@ struct FMRow {
     const int64_t c = p.in_count[n];
     const scalar_t* zi = p.log_in + n * p.P;
     const scalar_t* zo = p.log_out + n * p.A;
-    const bool* m = p.out_mask + n * p.A;
+    const uint8_t* m = p.out_mask + n * p.A;
     if (c < 0 || c > p.P) {
       err.report(n, kBadInCount);
       return;
     }
     bool any = false;
-    for (int64_t a = 0; a < p.A; ++a) any = any || m[a];
+    for (int64_t a = 0; a < p.A; ++a) any = any || m[a] != 0;
     if (!any) {
       err.report(n, kNoOutEdge);
       return;
@@ -73,7 +74,7 @@ struct FMRow {
       }
       return;
     }
-    const double lse_in = fm_lse(zi, static_cast<const bool*>(nullptr), c);
+    const double lse_in = fm_lse(zi, static_cast<const uint8_t*>(nullptr), c);
     const double lse_out = fm_lse(zo, m, p.A);
     const double r = lse_in - lse_out;
     if (!kBackward) {
@@ -84,7 +85,7 @@ struct FMRow {
     for (int64_t k = 0; k < p.P; ++k)
       p.grad_in[n * p.P + k] = static_cast<scalar_t>(k < c ? g * exp(static_cast<double>(zi[k]) - lse_in) : 0.0);
     for (int64_t a = 0; a < p.A; ++a)
-      p.grad_log_out[n * p.A + a] = static_cast<scalar_t>(m[a] ? -g * exp(static_cast<double>(zo[a]) - lse_out) : 0.0);
+      p.grad_log_out[n * p.A + a] = static_cast<scalar_t>(m[a] != 0 ? -g * exp(static_cast<double>(zo[a]) - lse_out) : 0.0);
   }
 };
 

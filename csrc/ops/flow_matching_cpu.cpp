@@ -1,7 +1,9 @@
 #include "common/launch.h"
 #include "common/registry.h"
+#include "common/static_switch.h"
 #include "common/tensor_arg.h"
 #include "ops/flow_matching.h"
+#include "ops/packed_args.h"  // check_buffer
 
 namespace gfn {
 
@@ -41,36 +43,28 @@ static void flow_matching(py::handle log_in_o, py::handle in_count_o, py::handle
   check_size(om, 1, A, "columns of log_out");
   for (const TensorArg* t : {&ic, &lo, &om}) check_same_device(li, *t);
   const bool backward = !grad_out_o.is_none();
-  auto run = [&](auto tag) {
-    using scalar_t = decltype(tag);
-    FMParams<scalar_t> p{li.data<scalar_t>(), ic.data<int64_t>(), lo.data<scalar_t>(), om.data<bool>(), N, P, A,
+  GFN_FLOAT_SWITCH(li.dtype, scalar_t, [&] {
+    FMParams<scalar_t> p{li.data<scalar_t>(), ic.data<int64_t>(), lo.data<scalar_t>(), om.data<uint8_t>(), N, P, A,
                          nullptr, nullptr, nullptr, nullptr};
-    auto buffer = [&](const TensorArg& t, int64_t n) {
-      check_same_dtype(t, li);
-      check_same_device(li, t);
-      GFN_CHECK(t.numel == n, t.name, " must have ", n, " elements, got shape ", t.shape_str());
-    };
     if (!backward) {
       TensorArg out = tensor_arg(out_o, "out");
-      buffer(out, N);
+      check_buffer(out, li, N);
       p.out = out.data<scalar_t>();
     } else {
       TensorArg g = tensor_arg(grad_out_o, "grad_out"), gi = tensor_arg(grad_in_o, "grad_log_in"),
                 go = tensor_arg(grad_log_out_o, "grad_log_out");
-      buffer(g, N);
-      buffer(gi, N * P);
-      buffer(go, N * A);
+      check_buffer(g, li, N);
+      check_buffer(gi, li, N * P);
+      check_buffer(go, li, N * A);
       p.grad_out = g.data<scalar_t>();
       p.grad_in = gi.data<scalar_t>();
       p.grad_log_out = go.data<scalar_t>();
     }
     const int64_t grain = N * (P + A) >= (1 << 15) ? 0 : N;
-    raise_fm_error(backward ? launch_rows(FMRow<scalar_t, true>{p, ErrorSink{nullptr}}, N, grain, li, stream)
-                            : launch_rows(FMRow<scalar_t, false>{p, ErrorSink{nullptr}}, N, grain, li, stream),
-                   P);
-  };
-  if (li.dtype == DType::kFloat32) run(float{});
-  else run(double{});
+    GFN_BOOL_SWITCH(backward, kBackward, [&] {
+      raise_fm_error(launch_rows(FMRow<scalar_t, kBackward>{p, ErrorSink{nullptr}}, N, grain, li, stream), P);
+    });
+  });
 }
 
 GFN_BINDINGS(bind_flow_matching) {

@@ -21,7 +21,14 @@ inline int64_t check_offsets_arg(const TensorArg& off, const TensorArg& ref, int
   GFN_CHECK(off.size(0) >= 1, "offsets must have B + 1 >= 1 elements, got shape ", off.shape_str());
   check_same_device(ref, off);
   const int64_t B = off.size(0) - 1;
-  if (B == 0) GFN_CHECK(T == 0, "offsets describes no trajectory but ", ref.name, " has ", T, " rows");
+  if (B == 0) {
+    GFN_CHECK(T == 0, "offsets describes no trajectory but ", ref.name, " has ", T, " rows");
+    // No trajectory row runs to check the one value (offsets_ok): check it here, where it is
+    // readable. (On a GPU an empty batch's offsets[0] goes unread; nothing indexes with it.)
+    if (!off.cuda)
+      GFN_CHECK(off.data<int64_t>()[0] == 0, "offsets must start at 0, increase strictly (every trajectory has at least "
+                "its stop row) and end at T; got [", off.data<int64_t>()[0], "] for no trajectory");
+  }
   return B;
 }
 

@@ -1,6 +1,8 @@
 #include "common/launch.h"
 #include "common/registry.h"
+#include "common/static_switch.h"
 #include "common/tensor_arg.h"
+#include "ops/packed_args.h"  // check_buffer
 #include "ops/softmax_gather.h"
 
 namespace gfn {
@@ -24,31 +26,25 @@ static void masked_log_softmax_gather(py::handle logits_o, py::handle mask_o, py
   check_same_device(logits, mask);
   check_same_device(logits, actions);
   const bool backward = !grad_out_o.is_none();
-  auto run = [&](auto tag) {
-    using scalar_t = decltype(tag);
-    GatherParams<scalar_t> p{logits.data<scalar_t>(), mask.data<bool>(), actions.data<int64_t>(), A, nullptr, nullptr, nullptr};
+  GFN_FLOAT_SWITCH(logits.dtype, scalar_t, [&] {
+    GatherParams<scalar_t> p{logits.data<scalar_t>(), mask.data<uint8_t>(), actions.data<int64_t>(), A, nullptr, nullptr,
+                             nullptr};
     if (!backward) {
       TensorArg out = tensor_arg(out_o, "out");
-      check_same_dtype(out, logits);
-      check_same_device(logits, out);
-      GFN_CHECK(out.numel == N, "out must have N elements");
+      check_buffer(out, logits, N);
       p.out = out.data<scalar_t>();
     } else {
       TensorArg g = tensor_arg(grad_out_o, "grad_out"), gl = tensor_arg(grad_logits_o, "grad_logits");
-      check_same_dtype(g, logits);
-      check_same_dtype(gl, logits);
-      check_same_device(logits, g);
-      check_same_device(logits, gl);
-      GFN_CHECK(g.numel == N && gl.numel == N * A, "grad_out / grad_logits have the wrong sizes");
+      check_buffer(g, logits, N);
+      check_buffer(gl, logits, N * A);
       p.grad_out = g.data<scalar_t>();
       p.grad_logits = gl.data<scalar_t>();
     }
-    raise_kernel_error(backward ? launch_rows(GatherRow<scalar_t, true>{p, ErrorSink{nullptr}}, N, 1024, logits, stream)
-                                : launch_rows(GatherRow<scalar_t, false>{p, ErrorSink{nullptr}}, N, 1024, logits, stream),
-                       "masked_log_softmax_gather", "row");
-  };
-  if (logits.dtype == DType::kFloat32) run(float{});
-  else run(double{});
+    GFN_BOOL_SWITCH(backward, kBackward, [&] {
+      raise_kernel_error(launch_rows(GatherRow<scalar_t, kBackward>{p, ErrorSink{nullptr}}, N, 1024, logits, stream),
+                         "masked_log_softmax_gather", "row");
+    });
+  });
 }
 
 GFN_BINDINGS(bind_softmax_gather) {

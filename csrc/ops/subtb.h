@@ -23,6 +23,8 @@
 // which is the gradient of log F_m (m < L) or of log_reward (m = L), and, since u_k holds
 // -x_t for every k > t, the gradient of x_t is minus the suffix sum of g over k > t
 // (grad log_pf = -suffix, grad log_pb = +suffix), accumulated in the same reverse pass.
+// The stop row's log_pb is 0 by definition (x has no successor to go back from): it is read as
+// 0 and gets zero gradient, as in every other objective.
 //
 // Weights never overflow: for lam <= 1 every weight is <= 1 (underflow of lam^d for long
 // sub-trajectories is harmless, they are negligible next to lam^1). For lam > 1 the loss is
@@ -64,9 +66,13 @@ struct SubTBRow {
   GFN_HD double log_flow_at(int64_t o, int64_t L, int64_t i, int64_t k) const {
     return k < L ? static_cast<double>(p.log_flow[o + k]) : static_cast<double>(p.log_reward[i]);
   }
+  // log P_B of row o + k; the stop row's (k = L - 1) is 0 by definition, whatever is stored there.
+  GFN_HD double log_pb_at(int64_t o, int64_t L, int64_t k) const {
+    return k < L - 1 ? static_cast<double>(p.log_pb[o + k]) : 0.0;
+  }
   // d_k = u_k - u_{k+1}: the residual of the one-edge sub-trajectory k -> k+1.
   GFN_HD double edge(int64_t o, int64_t L, int64_t i, int64_t k) const {
-    return log_flow_at(o, L, i, k) + static_cast<double>(p.log_pf[o + k]) - static_cast<double>(p.log_pb[o + k]) -
+    return log_flow_at(o, L, i, k) + static_cast<double>(p.log_pf[o + k]) - log_pb_at(o, L, k) -
            log_flow_at(o, L, i, k + 1);
   }
 
@@ -105,7 +111,7 @@ struct SubTBRow {
       } else {
         p.grad_flow[o + m] = static_cast<scalar_t>(g);
         p.grad_pf[o + m] = static_cast<scalar_t>(-suffix);
-        p.grad_pb[o + m] = static_cast<scalar_t>(suffix);
+        p.grad_pb[o + m] = m < L - 1 ? static_cast<scalar_t>(suffix) : scalar_t(0);
       }
       suffix += g;
       if (m > 0) {

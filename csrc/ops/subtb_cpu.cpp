@@ -2,6 +2,7 @@
 
 #include "common/launch.h"
 #include "common/registry.h"
+#include "common/static_switch.h"
 #include "ops/packed_args.h"
 #include "ops/subtb.h"
 
@@ -21,8 +22,7 @@ static void subtrajectory_balance(py::handle log_pf_o, py::handle log_pb_o, py::
   const int64_t T = sizes.T, B = sizes.B;
   check_float_array(lf, pf, T, "one flow per row, like log_pf");
   const bool backward = !grad_out_o.is_none();
-  auto run = [&](auto tag) {
-    using scalar_t = decltype(tag);
+  GFN_FLOAT_SWITCH(pf.dtype, scalar_t, [&] {
     SubTBParams<scalar_t> p{};
     p.log_pf = pf.data<scalar_t>();
     p.log_pb = pb.data<scalar_t>();
@@ -57,12 +57,11 @@ static void subtrajectory_balance(py::handle log_pf_o, py::handle log_pb_o, py::
       p.work = w.data<double>();
     }
     const int64_t grain = cpu_grain(B, T);
-    raise_kernel_error(backward ? launch_rows(SubTBRow<scalar_t, true>{p, ErrorSink{nullptr}}, B, grain, pf, stream)
-                                : launch_rows(SubTBRow<scalar_t, false>{p, ErrorSink{nullptr}}, B, grain, pf, stream),
-                       "subtrajectory_balance", "trajectory");
-  };
-  if (pf.dtype == DType::kFloat32) run(float{});
-  else run(double{});
+    GFN_BOOL_SWITCH(backward, kBackward, [&] {
+      raise_kernel_error(launch_rows(SubTBRow<scalar_t, kBackward>{p, ErrorSink{nullptr}}, B, grain, pf, stream),
+                         "subtrajectory_balance", "trajectory");
+    });
+  });
 }
 
 GFN_BINDINGS(bind_subtrajectory_balance) {

@@ -1,5 +1,7 @@
 // Trajectory balance over packed, aligned rows: for trajectory i with rows [o_i, o_{i+1}),
-//   r_i = log Z_i + sum_t log_pf[t] - log_reward[i] - sum_t log_pb[t],  loss_i = r_i^2.
+//   r_i = log Z_i + sum_t log_pf[t] - log_reward[i] - sum_{t < o_{i+1}-1} log_pb[t],  loss_i = r_i^2.
+// The stop row's log_pb is 0 by definition (no state follows x to go back from): every objective
+// ignores it and gives it zero gradient, so a stray value there changes nothing.
 // One thread per trajectory; the backward recomputes r_i (a segment sum) and writes every
 // row's gradient in the same pass, so nothing of size T is saved between the two.
 #pragma once
@@ -43,14 +45,15 @@ struct TBRow {
     }
     const int64_t o0 = p.offsets[i], o1 = p.offsets[i + 1];
     double r = static_cast<double>(p.log_z[i * p.z_stride]) - static_cast<double>(p.log_reward[i]);
-    for (int64_t t = o0; t < o1; ++t) r += static_cast<double>(p.log_pf[t]) - static_cast<double>(p.log_pb[t]);
+    for (int64_t t = o0; t < o1 - 1; ++t) r += static_cast<double>(p.log_pf[t]) - static_cast<double>(p.log_pb[t]);
+    r += static_cast<double>(p.log_pf[o1 - 1]);  // the stop row: log_pf only
     if (!kBackward) {
       p.out[i] = static_cast<scalar_t>(r * r);
     } else {
       const scalar_t g = static_cast<scalar_t>(2.0 * r * static_cast<double>(p.grad_out[i]));
       for (int64_t t = o0; t < o1; ++t) {
         p.grad_pf[t] = g;
-        p.grad_pb[t] = -g;
+        p.grad_pb[t] = t < o1 - 1 ? static_cast<scalar_t>(-g) : scalar_t(0);
       }
       p.grad_reward[i] = -g;
       p.grad_z[i] = g;

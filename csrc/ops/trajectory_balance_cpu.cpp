@@ -1,5 +1,6 @@
 #include "common/launch.h"
 #include "common/registry.h"
+#include "common/static_switch.h"
 #include "common/tensor_arg.h"
 #include "ops/packed_args.h"
 #include "ops/trajectory_balance.h"
@@ -19,8 +20,7 @@ static void trajectory_balance(py::handle log_pf_o, py::handle log_pb_o, py::han
             "], got ", lz.shape_str());
   check_same_device(pf, lz);
   const bool backward = !grad_out_o.is_none();
-  auto run = [&](auto tag) {
-    using scalar_t = decltype(tag);
+  GFN_FLOAT_SWITCH(pf.dtype, scalar_t, [&] {
     TBParams<scalar_t> p{};
     p.log_pf = pf.data<scalar_t>();
     p.log_pb = pb.data<scalar_t>();
@@ -32,32 +32,25 @@ static void trajectory_balance(py::handle log_pf_o, py::handle log_pb_o, py::han
     p.T = T;
     if (!backward) {
       TensorArg out = tensor_arg(out_o, "out");
-      check_same_dtype(out, pf);
-      check_same_device(pf, out);
-      GFN_CHECK(out.numel == B, "out must have B elements");
+      check_buffer(out, pf, B);
       p.out = out.data<scalar_t>();
     } else {
       TensorArg g = tensor_arg(grad_out_o, "grad_out"), gpf = tensor_arg(grad_pf_o, "grad_log_pf"),
                 gpb = tensor_arg(grad_pb_o, "grad_log_pb"), gr = tensor_arg(grad_reward_o, "grad_log_reward"),
                 gz = tensor_arg(grad_z_o, "grad_log_z");
-      for (const TensorArg* t : {&g, &gpf, &gpb, &gr, &gz}) {
-        check_same_dtype(*t, pf);
-        check_same_device(pf, *t);
-      }
-      GFN_CHECK(g.numel == B && gpf.numel == T && gpb.numel == T && gr.numel == B && gz.numel == B,
-                "gradient buffers have the wrong sizes");
+      for (const TensorArg* t : {&g, &gr, &gz}) check_buffer(*t, pf, B);
+      for (const TensorArg* t : {&gpf, &gpb}) check_buffer(*t, pf, T);
       p.grad_out = g.data<scalar_t>();
       p.grad_pf = gpf.data<scalar_t>();
       p.grad_pb = gpb.data<scalar_t>();
       p.grad_reward = gr.data<scalar_t>();
       p.grad_z = gz.data<scalar_t>();
     }
-    raise_kernel_error(backward ? launch_rows(TBRow<scalar_t, true>{p, ErrorSink{nullptr}}, B, 512, pf, stream)
-                                : launch_rows(TBRow<scalar_t, false>{p, ErrorSink{nullptr}}, B, 512, pf, stream),
-                       "trajectory_balance", "trajectory");
-  };
-  if (pf.dtype == DType::kFloat32) run(float{});
-  else run(double{});
+    GFN_BOOL_SWITCH(backward, kBackward, [&] {
+      raise_kernel_error(launch_rows(TBRow<scalar_t, kBackward>{p, ErrorSink{nullptr}}, B, 512, pf, stream),
+                         "trajectory_balance", "trajectory");
+    });
+  });
 }
 
 GFN_BINDINGS(bind_trajectory_balance) {

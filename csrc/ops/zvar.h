@@ -1,5 +1,6 @@
 // Log-partition variance, ZVar (Zhang et al. 2023): each trajectory i implies an estimate
-//   zeta_i = log_reward[i] + sum_t log_pb[t] - sum_t log_pf[t]   of log Z,
+//   zeta_i = log_reward[i] + sum_{t < last} log_pb[t] - sum_t log_pf[t]   of log Z
+// (the stop row's log_pb is 0 by definition: ignored, zero gradient),
 // and out[i] = (zeta_i - mean_j zeta_j)^2. The mean couples the batch, so the op runs in three
 // row passes: per trajectory zeta_i -> work; one row reduces the mean (and, for the backward,
 // G = sum_j grad_out_j (zeta_j - mean)) in a fixed order, so the result is the same at any
@@ -38,9 +39,10 @@ struct ZVarRow {
         err.report(i, kBadOffsets);
         return;
       }
+      const int64_t o0 = p.offsets[i], o1 = p.offsets[i + 1];
       double z = static_cast<double>(p.log_reward[i]);
-      for (int64_t t = p.offsets[i]; t < p.offsets[i + 1]; ++t)
-        z += static_cast<double>(p.log_pb[t]) - static_cast<double>(p.log_pf[t]);
+      for (int64_t t = o0; t < o1 - 1; ++t) z += static_cast<double>(p.log_pb[t]) - static_cast<double>(p.log_pf[t]);
+      z -= static_cast<double>(p.log_pf[o1 - 1]);  // the stop row: log_pf only
       p.work[i] = z;
     } else if (kPhase == 1) {
       double s = 0.0;
@@ -59,9 +61,10 @@ struct ZVarRow {
         return;
       }
       const double g = 2.0 * static_cast<double>(p.grad_out[i]) * dz - 2.0 * p.work[p.B + 1] / static_cast<double>(p.B);
-      for (int64_t t = p.offsets[i]; t < p.offsets[i + 1]; ++t) {
+      const int64_t last = p.offsets[i + 1] - 1;
+      for (int64_t t = p.offsets[i]; t <= last; ++t) {
         p.grad_pf[t] = static_cast<scalar_t>(-g);
-        p.grad_pb[t] = static_cast<scalar_t>(g);
+        p.grad_pb[t] = t < last ? static_cast<scalar_t>(g) : scalar_t(0);
       }
       p.grad_reward[i] = static_cast<scalar_t>(g);
     }

@@ -1,7 +1,6 @@
-#include <type_traits>
-
 #include "common/launch.h"
 #include "common/registry.h"
+#include "common/static_switch.h"
 #include "ops/packed_args.h"
 #include "ops/zvar.h"
 
@@ -23,8 +22,7 @@ static void log_partition_variance(py::handle log_pf_o, py::handle log_pb_o, py:
   GFN_CHECK(w.numel == B + 2, "work must have B + 2 elements, got shape ", w.shape_str());
   if (B == 0) return;
   const bool backward = !grad_out_o.is_none();
-  auto run = [&](auto tag) {
-    using scalar_t = decltype(tag);
+  GFN_FLOAT_SWITCH(pf.dtype, scalar_t, [&] {
     ZVarParams<scalar_t> p{};
     p.log_pf = pf.data<scalar_t>();
     p.log_pb = pb.data<scalar_t>();
@@ -49,28 +47,24 @@ static void log_partition_variance(py::handle log_pf_o, py::handle log_pb_o, py:
       p.grad_pb = gpb.data<scalar_t>();
       p.grad_reward = gr.data<scalar_t>();
     }
-    unsigned long long e = kNoError;
-    if (pf.cuda) {
+    const unsigned long long e = GFN_BOOL_SWITCH(backward, kBackward, [&] {
+      if (pf.cuda) {
 #if GFN_WITH_CUDA
-      e = backward ? zvar_cuda<scalar_t, true>(p, reinterpret_cast<void*>(stream))
-                   : zvar_cuda<scalar_t, false>(p, reinterpret_cast<void*>(stream));
+        return zvar_cuda<scalar_t, kBackward>(p, reinterpret_cast<void*>(stream));
+#else
+        check_cuda_built(pf);
+        return kNoError;
 #endif
-    } else {
+      }
       py::gil_scoped_release nogil;
       const int64_t grain = cpu_grain(B, T);
-      auto phases = [&](auto bwd) {
-        constexpr bool kB = decltype(bwd)::value;
-        unsigned long long err = run_rows_cpu(B, grain, ZVarRow<scalar_t, 0, kB>{p, ErrorSink{nullptr}});
-        if (err != kNoError) return err;
-        run_rows_cpu(1, 1, ZVarRow<scalar_t, 1, kB>{p, ErrorSink{nullptr}});
-        return run_rows_cpu(B, grain, ZVarRow<scalar_t, 2, kB>{p, ErrorSink{nullptr}});
-      };
-      e = backward ? phases(std::true_type{}) : phases(std::false_type{});
-    }
+      unsigned long long err = run_rows_cpu(B, grain, ZVarRow<scalar_t, 0, kBackward>{p, ErrorSink{nullptr}});
+      if (err != kNoError) return err;
+      run_rows_cpu(1, 1, ZVarRow<scalar_t, 1, kBackward>{p, ErrorSink{nullptr}});
+      return run_rows_cpu(B, grain, ZVarRow<scalar_t, 2, kBackward>{p, ErrorSink{nullptr}});
+    });
     raise_kernel_error(e, "log_partition_variance", "trajectory");
-  };
-  if (pf.dtype == DType::kFloat32) run(float{});
-  else run(double{});
+  });
 }
 
 GFN_BINDINGS(bind_log_partition_variance) {

@@ -1,7 +1,7 @@
 """Environments: state spaces with masks, steps, parents, encodings and rewards, written in C++
 (CompiledEnv), numba (NumbaEnv) or Python (PythonEnv), all behind one interface (Env)."""
 from .assignment import Assignment
-from .base import Env, from_config
+from .base import Env, NonFiniteRewardError, from_config
 from .bit_sequence import BitSequence
 from .check import EnvCheckError, check_env
 from .compiled import KINDS, CompiledEnv, HandleEnv
@@ -15,4 +15,4 @@ from .set_addition import SetAddition
 
 __all__ = ["Env", "CompiledEnv", "HandleEnv", "PythonEnv", "NumbaEnv", "HyperGrid", "Ising", "BitSequence",
            "SetAddition", "Assignment", "DAG", "IsingBeta", "HyperGridR0", "uniform_contexts", "check_env",
-           "EnvCheckError", "from_config", "KINDS"]
+           "EnvCheckError", "NonFiniteRewardError", "from_config", "KINDS"]

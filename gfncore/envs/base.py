@@ -12,6 +12,15 @@ import torch
 _INT32 = (-(2**31), 2**31 - 1)
 
 
+class NonFiniteRewardError(ValueError):
+    """A reward function returned NaN or +inf; ``objects`` [k, D] and ``values`` [k] are the first
+    offending finished objects and their log-rewards."""
+
+    def __init__(self, msg: str, objects: torch.Tensor, values: torch.Tensor):
+        super().__init__(msg)
+        self.objects, self.values = objects, values
+
+
 class Env:
     """A GFlowNet environment.
 
@@ -65,7 +74,9 @@ class Env:
                     raise ValueError(f"{self.name}: {what} row {bad} holds a value outside int32 "
                                      f"({states[bad].tolist()}); no state of this environment does")
             states = states.to(torch.int32)
-        return states.contiguous()
+        from ..ops._dispatch import materialize
+
+        return materialize(f"{self.name}", what, states)  # a huge stride-0 view: MemoryError, not an abort
 
     def _actions(self, actions, n: int, what: str = "actions") -> torch.Tensor:
         if not isinstance(actions, torch.Tensor):
@@ -107,9 +118,11 @@ class Env:
             raise TypeError(f"{source} must return a float tensor, got {lr.dtype}")
         bad = torch.isnan(lr) | (lr == math.inf)
         if bool(bad.any()):
-            i = int(bad.nonzero()[0, 0])
-            raise ValueError(f"{source} returned {float(lr[i])} for object {i} ({x[i].tolist()}); log-rewards "
-                             f"must be finite or -inf (R = 0)")
+            idx = bad.nonzero().squeeze(1)
+            i = int(idx[0])
+            raise NonFiniteRewardError(f"{source} returned {float(lr[i])} for object {i} ({x[i].tolist()}); "
+                                       f"log-rewards must be finite or -inf (R = 0)", x[idx[:3]].cpu(),
+                                       lr[idx[:3]].detach().cpu())
         return lr.to(torch.float64)
 
     # -- the interface ---------------------------------------------------------------------------
@@ -153,7 +166,12 @@ class Env:
 
     def log_reward_state(self, states: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """log R(s) of every state, for environments where every state may stop (modified DB)."""
-        return self.log_reward(states, context)
+        return self.reward(states, context)
+
+    def reward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """log_reward(x), or log_reward(x, context) for a conditional environment: how samplers
+        call it, so that an unconditional override may be written log_reward(self, x)."""
+        return self.log_reward(x) if context is None else self.log_reward(x, context)
 
     def log_reward_delta(self, states: torch.Tensor, actions: torch.Tensor,
                          context: torch.Tensor | None = None) -> torch.Tensor | None:
@@ -208,6 +226,8 @@ class Env:
         """log Z = log sum_x R(x), exactly, by enumeration (given a context [1, C] if conditional)."""
         if context is None and self.context_dim == 0:
             return self._true_log_z
+        if context is None:
+            raise ValueError(f"{self.name} is conditional: true_log_z(context) needs a context [C]")
         x = self.all_terminal_states()
         c = self._context(torch.as_tensor(context, dtype=torch.float64).reshape(1, -1), 1)
         return float(torch.logsumexp(self.log_reward(x, c.expand(x.shape[0], -1)), 0))
@@ -217,6 +237,8 @@ class Env:
         x = self.all_terminal_states()
         if context is None and self.context_dim == 0:
             return torch.softmax(self.log_reward(x), 0)
+        if context is None:
+            raise ValueError(f"{self.name} is conditional: true_distribution(context) needs a context [C]")
         c = self._context(torch.as_tensor(context, dtype=torch.float64).reshape(1, -1), 1)
         return torch.softmax(self.log_reward(x, c.expand(x.shape[0], -1)), 0)
 
@@ -230,6 +252,9 @@ class Env:
         """{"class": "module:QualName", "params": {...}}: enough to rebuild the environment with
         gfncore.envs.from_config (tensors stay tensors, so checkpoints load with weights_only)."""
         cls = type(self)
+        if "<locals>" in cls.__qualname__:
+            raise NotImplementedError(f"{cls.__qualname__} is defined inside a function and cannot be imported back; "
+                                      f"pass the environment itself when loading (gfncore.load(path, env=...))")
         return {"class": f"{cls.__module__}:{cls.__qualname__}", "name": self.name, "params": self.config()}
 
     def __repr__(self) -> str:
@@ -238,6 +263,7 @@ class Env:
         except NotImplementedError:
             params = ""
         return f"{type(self).__name__}({params})"
+
 
 
 def from_config(cfg: dict, **overrides) -> Env:

@@ -149,7 +149,7 @@ def check_env(env: Env, *, max_states: int = 20_000, seed: int = 0, context: tor
         if context is None:
             context = torch.zeros(1, env.context_dim, dtype=torch.float64)
         c = torch.as_tensor(context, dtype=torch.float64).reshape(1, -1).expand(x.shape[0], -1)
-    lr = env.log_reward(x, c)
+    lr = env.reward(x, c)
     if lr.shape != (x.shape[0],) or lr.dtype != torch.float64:
         _fail(env, "log_reward", f"must return float64 [{x.shape[0]}], got {lr.dtype} {list(lr.shape)}")
     bad = torch.isnan(lr) | (lr == math.inf)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .. import _C
-from ._dispatch import env_by_id, env_id, stream
+from ._dispatch import check_same_device, env_by_id, env_id, materialize, require_tensors, stream
 from .rollout import _kernel_env, _sample_actions, _sampling, eager, no_alias, seed_and_offset
 
 
@@ -22,9 +22,9 @@ def _backward_step_impl(e, states, logits, ids, seed, offset, temperature, epsil
     handle = _kernel_env(e, states)
     if handle is None:
         return compose_backward_step(e, states, logits, ids, seed, offset, temperature, epsilon)
-    states, logits = states.contiguous(), logits.contiguous()
-    ids = ids.contiguous() if ids is not None else None
-    n = states.shape[0] if states.dim() == 2 else 0
+    states, logits = (materialize("backward_rollout_step", k, t) for k, t in (("states", states), ("logits", logits)))
+    ids = materialize("backward_rollout_step", "ids", ids) if ids is not None else None
+    n = states.shape[0] if states.dim() == 2 and states.shape[1] == e.state_dim else 0
     dev = states.device
     mask = torch.empty(n, e.n_backward_actions, dtype=torch.bool, device=dev)  # scratch
     actions = torch.empty(n, dtype=torch.int64, device=dev)
@@ -46,6 +46,7 @@ def _backward_rollout_step(env: int, states: torch.Tensor, logits: torch.Tensor,
 
 @_backward_rollout_step.register_fake
 def _(env, states, logits, ids, seed, offset, temperature, epsilon):
+    check_same_device("backward_rollout_step", states=states, logits=logits, ids=ids)  # else garbage out
     e = env_by_id(env)
     n = states.shape[0]
     return (states.new_empty(n, dtype=torch.int64), logits.new_empty(n), states.new_empty(n, dtype=torch.int64),
@@ -73,6 +74,11 @@ def backward_rollout_step(
     states and whether each parent is s0. ``logits=None`` is the uniform P_B (zero logits).
     Randomness as in :func:`gfncore.ops.rollout_step`: Philox keyed by seed, ``ids`` and ``offset``.
     """
+    require_tensors("backward_rollout_step", states=states)
+    if logits is not None:
+        require_tensors("backward_rollout_step", logits=logits)
+    if ids is not None:
+        require_tensors("backward_rollout_step", ids=ids)
     s = env._states(states)
     if logits is None:
         logits = torch.zeros(s.shape[0], env.n_backward_actions, dtype=torch.get_default_dtype(), device=s.device)

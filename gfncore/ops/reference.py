@@ -148,10 +148,16 @@ def check_offsets(offsets: torch.Tensor, T: int) -> None:
         raise ValueError("offsets must start at 0, increase strictly and end at T")
 
 
+def move_log_pb(log_pb: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """log_pb with every stop row's entry replaced by 0: the stop row's log P_B is 0 by definition
+    (x has no successor), so every objective ignores what is stored there (zero gradient)."""
+    return torch.where(_stop_rows(offsets, log_pb.shape[0]), torch.zeros_like(log_pb), log_pb)
+
+
 def trajectory_balance(log_pf, log_pb, offsets, log_reward, log_z) -> torch.Tensor:
-    """(log Z + sum log P_F - log R - sum log P_B)^2 per trajectory."""
+    """(log Z + sum log P_F - log R - sum log P_B)^2 per trajectory (log P_B over the moves)."""
     check_offsets(offsets, log_pf.shape[0])
-    r = log_z + segment_sum(log_pf - log_pb, offsets) - log_reward
+    r = log_z + segment_sum(log_pf - move_log_pb(log_pb, offsets), offsets) - log_reward
     return r * r
 
 
@@ -159,12 +165,13 @@ def trajectory_balance_backward(grad, log_pf, log_pb, offsets, log_reward, log_z
     """Gradients of sum_i grad[i] * trajectory_balance(...)[i] with respect to (log_pf, log_pb,
     log_reward, log_z), written out (see masked_log_softmax_gather_backward for why not autograd)."""
     check_offsets(offsets, log_pf.shape[0])
-    r = log_z + segment_sum(log_pf - log_pb, offsets) - log_reward
+    r = log_z + segment_sum(log_pf - move_log_pb(log_pb, offsets), offsets) - log_reward
     g = 2 * r * grad
     lengths = offsets[1:] - offsets[:-1]
     g_rows = torch.repeat_interleave(g, lengths)
+    g_pb = torch.where(_stop_rows(offsets, log_pb.shape[0]), torch.zeros_like(g_rows), -g_rows)
     g_z = g.sum() if log_z.dim() == 0 else g
-    return g_rows, -g_rows, -g, g_z.to(log_z.dtype)
+    return g_rows, g_pb, -g, g_z.to(log_z.dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,7 +220,7 @@ def _row_trajectory(offsets: torch.Tensor) -> torch.Tensor:
 
 def detailed_balance(log_pf, log_pb, log_flow, offsets, log_reward) -> torch.Tensor:
     """Per-row (log F(s_t) + log P_F - log F(s_{t+1}) - log P_B)^2; on stop rows the target is
-    log R(x) instead of log F(s_{t+1}) + log P_B."""
+    log R(x) instead of log F(s_{t+1}) + log P_B (the stop row's log P_B is 0 by definition)."""
     T = log_pf.shape[0]
     check_offsets(offsets, T)
     is_stop = _stop_rows(offsets, T)
@@ -251,7 +258,7 @@ def subtrajectory_balance(log_pf, log_pb, log_flow, offsets, log_reward, lam: fl
     pos = torch.arange(T, device=log_pf.device) - offsets[:-1][traj]
     flows = log_pf.new_zeros(B, n).index_put((traj, pos), log_flow)
     flows = flows.index_put((torch.arange(B, device=log_pf.device), lengths), log_reward)
-    steps = log_pf.new_zeros(B, n).index_put((traj, pos + 1), log_pf - log_pb)
+    steps = log_pf.new_zeros(B, n).index_put((traj, pos + 1), log_pf - move_log_pb(log_pb, offsets))
     prefix = torch.cumsum(steps, 1)  # prefix[:, k] = sum_{t<k} (log P_F - log P_B)
     r = flows[:, :, None] + prefix[:, None, :] - prefix[:, :, None] - flows[:, None, :]  # [B, j, k]
     k = torch.arange(n, device=log_pf.device)
@@ -281,9 +288,10 @@ def flow_matching(log_in, in_count, log_out, out_mask) -> torch.Tensor:
 
 
 def log_partition_variance(log_pf, log_pb, offsets, log_reward) -> torch.Tensor:
-    """ZVar: (zeta_i - mean zeta)^2 with zeta_i = log R(x_i) + sum log P_B - sum log P_F."""
+    """ZVar: (zeta_i - mean zeta)^2 with zeta_i = log R(x_i) + sum log P_B - sum log P_F (log P_B
+    over the moves)."""
     check_offsets(offsets, log_pf.shape[0])
-    zeta = log_reward + segment_sum(log_pb - log_pf, offsets)
+    zeta = log_reward + segment_sum(move_log_pb(log_pb, offsets) - log_pf, offsets)
     if zeta.numel() == 0:
         return zeta
     d = zeta - zeta.mean()

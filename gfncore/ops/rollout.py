@@ -9,7 +9,8 @@ import torch
 
 from .. import _C
 from . import reference
-from ._dispatch import check_same_device, compiled_for, env_by_id, env_id, require_tensors, stream, warn_fallback
+from ._dispatch import (check_same_device, compiled_for, env_by_id, env_id, materialize, require_tensors, stream,
+                        warn_fallback)
 
 
 def _counter(op: str, name: str, v) -> int:
@@ -51,8 +52,9 @@ def _sample_actions_impl(mask, logits, ids, seed, offset, temperature, epsilon):
     if not compiled_for(logits):
         warn_fallback("sample_actions", logits)
         return reference.sample_actions(mask, logits, ids, seed, offset, temperature, epsilon)
-    mask, logits = mask.contiguous(), logits.contiguous()
-    ids = ids.contiguous() if ids is not None else None
+    # a huge stride-0 view raises MemoryError here, not the allocator's RuntimeError
+    mask, logits = materialize("sample_actions", "mask", mask), materialize("sample_actions", "logits", logits)
+    ids = materialize("sample_actions", "ids", ids) if ids is not None else None
     n = logits.shape[0] if logits.dim() == 2 else 0
     actions = torch.empty(n, dtype=torch.int64, device=logits.device)
     log_prob = torch.empty(n, dtype=logits.dtype, device=logits.device)
@@ -156,9 +158,12 @@ def _rollout_step_impl(e, states, mask, logits, ids, seed, offset, temperature, 
     handle = _kernel_env(e, states)
     if handle is None:
         return compose_rollout_step(e, states, mask, logits, ids, seed, offset, temperature, epsilon)
-    states, mask, logits = states.contiguous(), mask.contiguous(), logits.contiguous()
-    ids = ids.contiguous() if ids is not None else None
-    n = states.shape[0] if states.dim() == 2 else 0
+    # a huge stride-0 view raises MemoryError here, not the allocator's RuntimeError; the outputs
+    # are sized by rows that exist
+    states, mask, logits = (materialize("rollout_step", k, t)
+                            for k, t in (("states", states), ("mask", mask), ("logits", logits)))
+    ids = materialize("rollout_step", "ids", ids) if ids is not None else None
+    n = states.shape[0] if states.dim() == 2 and states.shape[1] == e.state_dim else 0
     dev = states.device
     actions = torch.empty(n, dtype=torch.int64, device=dev)
     log_prob = torch.empty(n, dtype=logits.dtype, device=dev)

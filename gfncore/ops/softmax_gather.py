@@ -1,57 +1,35 @@
-"""masked_log_softmax_gather as a torch custom op with a fused forward and a fused backward."""
+"""masked_log_softmax_gather as a fused op: one pass per row forward, one backward."""
 from __future__ import annotations
 
 import torch
 
 from .. import _C
 from . import reference
-from ._dispatch import (EagerFused, FusedKernels, check_same_device, compiled_for, eager_fast, register_fused_autograd,
-                        require_tensors, stream, warn_fallback)
+from ._dispatch import Bool, F, FusedOp, I64, stream
 
 
-@torch.library.custom_op("gfncore::masked_log_softmax_gather", mutates_args=())
-def _gather(logits: torch.Tensor, mask: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    if not compiled_for(logits):
-        warn_fallback("masked_log_softmax_gather", logits)
-        return reference.masked_log_softmax_gather(logits, mask, actions)
-    return _forward_kernel(logits, mask, actions)
-
-
-def _forward_kernel(logits, mask, actions):
-    logits, mask, actions = logits.contiguous(), mask.contiguous(), actions.contiguous()
-    out = logits.new_empty(logits.shape[:1])
+def gather_forward(logits, mask, actions):
+    # Sized by a dense argument's numel, not a shape the kernel has yet to check: a [2**40, 0]
+    # logits tensor holds nothing but would ask for a 2**40-row output.
+    out = logits.new_empty(actions.numel())
     _C.masked_log_softmax_gather(logits, mask, actions, out, None, None, stream(logits))
     return out
 
 
-@_gather.register_fake
-def _(logits, mask, actions):
-    check_same_device("masked_log_softmax_gather", logits=logits, mask=mask, actions=actions)
-    return logits.new_empty(logits.shape[:1])
-
-
-@torch.library.custom_op("gfncore::masked_log_softmax_gather_backward", mutates_args=())
-def _gather_backward(grad: torch.Tensor, logits: torch.Tensor, mask: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    if not compiled_for(logits):
-        return reference.masked_log_softmax_gather_backward(grad, logits, mask, actions)
-    return _backward_kernel(grad, logits, mask, actions)
-
-
-def _backward_kernel(grad, logits, mask, actions):
-    logits, mask, actions, grad = logits.contiguous(), mask.contiguous(), actions.contiguous(), grad.contiguous()
+def gather_backward(grad, logits, mask, actions):
     grad_logits = torch.empty_like(logits)
     _C.masked_log_softmax_gather(logits, mask, actions, None, grad, grad_logits, stream(logits))
     return grad_logits
 
 
-@_gather_backward.register_fake
-def _(grad, logits, mask, actions):
-    check_same_device("masked_log_softmax_gather_backward", logits=logits, grad=grad, mask=mask, actions=actions)
-    return torch.empty_like(logits)
+_GATHER_ARGS = (F("logits", ("N", "A")), Bool("mask", ("N", "A"), what=("rows of logits", "columns of logits")),
+               I64("actions", ("N",), what="rows of logits"))
 
-
-_KERNELS = FusedKernels(_forward_kernel, lambda g, *a: (_backward_kernel(g, *a),), (0,))
-register_fused_autograd(_gather, lambda g, *a: (_gather_backward(g, *a),), _KERNELS.grad_slots)
+_GATHER = FusedOp(
+    "masked_log_softmax_gather", _GATHER_ARGS, grads=("logits",), out=("N",),
+    forward=gather_forward, backward=lambda g, *a: (gather_backward(g, *a),),
+    reference=reference.masked_log_softmax_gather,
+    reference_backward=lambda g, *a: (reference.masked_log_softmax_gather_backward(g, *a),))
 
 
 def masked_log_softmax_gather(logits: torch.Tensor, mask: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -60,7 +38,4 @@ def masked_log_softmax_gather(logits: torch.Tensor, mask: torch.Tensor, actions:
     ``logits`` [N, A] float, ``mask`` [N, A] bool, ``actions`` [N] int64. Raises ValueError if an
     action is out of range or masked out, or a legal logit is NaN. Differentiable in ``logits``.
     """
-    require_tensors("masked_log_softmax_gather", logits=logits, mask=mask, actions=actions)
-    if eager_fast(logits, mask, actions):
-        return EagerFused.apply(_KERNELS, logits, mask, actions)
-    return _gather(logits, mask, actions)
+    return _GATHER(logits, mask, actions)

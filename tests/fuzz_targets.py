@@ -1,0 +1,756 @@
+"""What the fuzz suite (tests/test_fuzz_ops.py) throws at each public op, and how it judges the outcome.
+
+A case is plain JSON data drawn by hypothesis in the test process: a target, a seed, sizes, a
+dtype and a few mutations. This module, run as a script, is the worker that turns cases into
+tensors, calls the op and judges it, one JSON line per case, so that a crash ends the worker and
+not the test session:
+
+- correct: the op returned, and its values (and, for finite inputs, gradients) match
+  gfncore.ops.reference on the same input made dense (meta inputs: the shapes the CPU gives);
+- error: the op raised ValueError / TypeError / IndexError / MemoryError with a message, for an
+  input some mutation made invalid;
+- anything else is a failure: wrong values, a valid input rejected, an op that accepts what the
+  reference rejects, an unclear error (RuntimeError from inside torch, a pybind11 signature dump).
+
+Re-run one case here, with its traceback:  python tests/fuzz_targets.py --replay '<case json>'
+
+Adding a target is one entry in TARGETS: a hypothesis strategy for its cases and a runner.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+from typing import Callable
+
+CLEAR = (ValueError, TypeError, IndexError, MemoryError)
+# Messages that are TypeErrors but tell the user nothing about their argument.
+UNCLEAR_MARKERS = ("incompatible function arguments", "Invoked with", "Expected a value of type", "Declaration:")
+
+# ---------------------------------------------------------------------------------------------
+# Case strategies (hypothesis is imported only where cases are drawn).
+MUTATIONS_TENSOR = ("noncontig", "expand", "dtype", "rank_up", "rank_down", "grow", "shrink", "nonfinite",
+                    "meta_one", "meta_all", "not_tensor", "huge")
+MUTATIONS_FUSED = MUTATIONS_TENSOR + ("offsets", "actions", "all_masked", "mask_bytes", "count", "scalar")
+MUTATIONS_ENV = MUTATIONS_TENSOR + ("mask_bytes", "all_masked", "states", "scalar", "illegal_mask")
+
+
+def _case_strategy(target: str, mutations: tuple[str, ...], env: bool = False):
+    from hypothesis import strategies as st
+
+    mutation = st.tuples(st.sampled_from(mutations), st.integers(0, 15), st.integers(0, 2**16))
+    fields = {
+        "target": st.just(target),
+        "seed": st.integers(0, 2**31 - 1),
+        "dtype": st.sampled_from(["float32", "float64"]),
+        "lengths": st.lists(st.integers(1, 8), max_size=6),
+        "big": st.sampled_from([False] * 9 + [True]),  # a large batch takes the kernels' threaded path
+        "width": st.integers(1, 6),
+        "parents": st.integers(0, 4),
+        "scale": st.sampled_from([1.0, 30.0]),
+        "mutations": st.lists(mutation, max_size=3),
+    }
+    if env:
+        fields["env"] = st.sampled_from([["hypergrid", 1, 4], ["hypergrid", 2, 3], ["hypergrid", 3, 5], ["ising", 2]])
+        fields["n"] = st.integers(0, 9)
+    return st.fixed_dictionaries(fields)
+
+
+# ---------------------------------------------------------------------------------------------
+# Judging.
+class Wrong(Exception):
+    """The op's outcome is a failure (wrong values, valid input rejected, ...)."""
+
+
+def _call(fn, *args, **kw):
+    try:
+        return "ok", fn(*args, **kw)
+    except CLEAR as e:
+        msg = str(e)
+        if not msg.strip() or any(m in msg for m in UNCLEAR_MARKERS):
+            return "unclear", e
+        return "clear", e
+    except Exception as e:  # noqa: BLE001 - every other exception is the finding
+        return "unclear", e
+
+
+def _describe(e: BaseException) -> str:
+    return f"{type(e).__name__}: {str(e)[:300]}"
+
+
+def _close(name: str, got, want, dtype, plain=None) -> None:
+    """got (the op) against want (the reference, float64 for float outputs). For a float32 op the
+    error may be at most about twice that of plain PyTorch float32 (`plain`: the reference run on
+    the float32 inputs), STYLE.md #10, plus a few ulps of the values' scale."""
+    import torch
+
+    if not isinstance(got, torch.Tensor):
+        raise Wrong(f"{name}: expected a tensor, got {type(got).__name__}")
+    if tuple(got.shape) != tuple(want.shape):
+        raise Wrong(f"{name}: shape {tuple(got.shape)} != reference {tuple(want.shape)}")
+    if got.dtype.is_floating_point:
+        g, w = got.detach().double().cpu(), want.detach().double().cpu()
+        fin_g, fin_w = torch.isfinite(g), torch.isfinite(w)
+        if not torch.equal(fin_g, fin_w):
+            bad = (fin_g != fin_w).nonzero()[:3].tolist()
+            raise Wrong(f"{name}: finite where the reference is not (or the reverse) at {bad}: "
+                        f"{g[fin_g != fin_w][:3].tolist()} vs {w[fin_g != fin_w][:3].tolist()}")
+        if fin_w.any():
+            scale = 1.0 + float(w[fin_w].abs().max())
+            if dtype == torch.float64:
+                allowed = 1e-9 * scale
+            else:
+                plain_err = 0.0 if plain is None else float((plain.detach().double().cpu()[fin_w] - w[fin_w]).abs().max())
+                allowed = 2 * plain_err + 8 * torch.finfo(torch.float32).eps * scale
+            err = float((g[fin_w] - w[fin_w]).abs().max())
+            if err > allowed:
+                raise Wrong(f"{name}: max error {err:.3g} against the reference (allowed {allowed:.3g})")
+    elif not torch.equal(got.cpu(), want.cpu()):
+        raise Wrong(f"{name}: differs from the reference at {(got.cpu() != want.cpu()).nonzero()[:3].tolist()}")
+
+
+@dataclass
+class Built:
+    """A case made into tensors: the op's arguments, and how to judge a result."""
+
+    args: list
+    kwargs: dict
+    klass: str  # "valid", "nonfinite" (values may be non-finite) or "hostile"
+    leaves: list  # float leaves (requires_grad) the arguments were built from, for gradients
+    note: list  # the mutations that took effect
+
+
+_ORDER = {"valid": 0, "nonfinite": 1, "hostile": 2}
+
+
+def _worse(a: str, b: str) -> str:
+    return a if _ORDER[a] >= _ORDER[b] else b
+
+
+# ---------------------------------------------------------------------------------------------
+# Generic tensor mutations (applied in the worker). Each returns the new value and its class.
+def _dtypes():
+    import torch
+
+    return [torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int32, torch.int64, torch.uint8,
+            torch.bool, torch.complex64]
+
+
+def _noncontig(t):
+    import torch
+
+    if t.dim() == 1:
+        return torch.stack([t, t], -1)[:, 0]  # stride 2, same values
+    return t.transpose(0, -1).contiguous().transpose(0, -1)
+
+
+def _mutate_tensor(kind: str, t, role: str, p: int, g):
+    """(new value, class) or None where the mutation does not apply to this argument."""
+    import torch
+
+    if not isinstance(t, torch.Tensor):
+        return None
+    if t.dim() and max(t.shape) > 2**30 and kind not in ("meta_one", "not_tensor"):
+        return None  # already a huge stride-0 view: any copy would be the test's own allocation
+    if kind == "noncontig":
+        return (_noncontig(t), "valid") if t.dim() >= 1 and t.numel() > 1 else None
+    if kind == "expand":
+        if t.dim() == 0 or t.shape[0] < 2:
+            return None
+        return t[:1].expand(t.shape), ("valid" if role == "float" else "hostile")
+    if kind == "dtype":
+        d = _dtypes()[p % len(_dtypes())]
+        if d == t.dtype:
+            return None
+        return t.detach().to(d) if not d.is_floating_point else t.to(d), "hostile"
+    if kind == "rank_up":
+        return t.unsqueeze(-1 if p % 2 else 0), "hostile"
+    if kind == "rank_down":
+        if t.dim() == 0:
+            return None
+        if t.dim() >= 2:
+            return t.reshape(-1), "hostile"
+        return (t.sum() if t.dtype.is_floating_point else t.reshape(-1)[:1].reshape(())) if t.numel() else None, "hostile"
+    if kind in ("grow", "shrink"):
+        if t.dim() == 0:
+            return None
+        d = p % t.dim()
+        if kind == "shrink":
+            return (t.narrow(d, 0, t.shape[d] - 1), "hostile") if t.shape[d] > 0 else None
+        shape = list(t.shape)
+        shape[d] = 1
+        extra = t.narrow(d, 0, 1) if t.shape[d] > 0 else torch.zeros(shape, dtype=t.dtype)
+        return torch.cat([t, extra], d), "hostile"
+    if kind == "nonfinite":
+        if not t.dtype.is_floating_point or t.numel() == 0:
+            return None
+        v = (math.nan, math.inf, -math.inf)[p % 3]
+        flat = t.reshape(-1)
+        i = (p // 3) % flat.numel()
+        mask = torch.zeros(flat.numel(), dtype=torch.bool, device=t.device)
+        mask[i] = True
+        return torch.where(mask, torch.full_like(flat, v), flat).reshape(t.shape), "nonfinite"
+    if kind == "meta_one":
+        return t.detach().to("meta"), "hostile"
+    if kind == "not_tensor":
+        return ([None, 1.5, "x", t.tolist() if t.numel() < 50 and t.device.type != "meta" else []][p % 4]), "hostile"
+    if kind == "huge":
+        if t.dim() == 0:
+            return None
+        shape = (2**40,) + tuple(t.shape[1:]) if p % 2 == 0 else (2**31, 2**31) + (1,) * (t.dim() - 2)
+        base = torch.zeros((1,) * len(shape), dtype=t.dtype, device=t.device)
+        return base.expand(shape), "hostile"
+    if kind == "mask_bytes":
+        if role != "mask" or t.dtype != torch.bool or t.numel() == 0:
+            return None
+        raw = t.to(torch.uint8) * torch.randint(1, 256, t.shape, generator=g).to(torch.uint8)
+        return raw.view(torch.bool), "valid"
+    if kind == "all_masked":
+        if role != "mask" or t.dim() != 2 or t.shape[0] == 0:
+            return None
+        m = t.clone()
+        m[p % t.shape[0]] = False
+        return m, "hostile"
+    return None
+
+
+def _apply_mutations(case: dict, args: list, roles: list, g, extra_mutation: Callable | None = None):
+    """Applies the case's mutations to args in place; returns (class, notes, the arguments as they
+    were before meta_all, which turns every tensor into a meta tensor last)."""
+    import torch
+
+    klass, notes = "valid", []
+    for kind, slot, p in case["mutations"]:
+        if kind == "meta_all":
+            continue  # below, after the others
+        if extra_mutation is not None and kind not in MUTATIONS_TENSOR:
+            r = extra_mutation(kind, slot, p, args)
+            if r is not None:
+                klass = _worse(klass, r)
+                notes.append(kind)
+            continue
+        candidates = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
+        if not candidates:
+            continue
+        i = candidates[slot % len(candidates)]
+        r = _mutate_tensor(kind, args[i], roles[i], p, g)
+        if r is None:
+            continue
+        args[i], k = r
+        klass = _worse(klass, k)
+        notes.append(f"{kind}:{i}")
+    real = list(args)
+    if any(m[0] == "meta_all" for m in case["mutations"]) and any(isinstance(a, torch.Tensor) for a in args):
+        for i, a in enumerate(args):
+            if isinstance(a, torch.Tensor):
+                args[i] = a.detach().to("meta")
+        notes.append("meta_all")
+        klass = _worse(klass, "hostile")
+    return klass, notes, real
+
+
+def _normalized(a, dtype64: bool):
+    """An argument as the reference takes it: dense, masks as 0/1, floats in float64."""
+    import torch
+
+    if not isinstance(a, torch.Tensor):
+        return a
+    if a.dtype == torch.bool:
+        return a.contiguous().view(torch.uint8) != 0
+    a = a.contiguous()
+    return a.double() if dtype64 and a.dtype.is_floating_point else a
+
+
+# ---------------------------------------------------------------------------------------------
+# Fused ops: balance objectives and the masked log-softmax gather.
+@dataclass
+class FusedSpec:
+    op: Callable
+    reference: Callable
+    make: Callable  # (case, gen, dtype) -> (args, roles, scalars)
+
+
+def _lengths(case, g):
+    import torch
+
+    if case["big"]:
+        return torch.randint(1, 9, (3000,), generator=g).tolist()
+    return list(case["lengths"])
+
+
+def _offsets(lengths):
+    import torch
+
+    return torch.tensor([0] + list(lengths), dtype=torch.int64).cumsum(0)
+
+
+def _rand(g, dtype, scale, *shape):
+    import torch
+
+    return (scale * torch.randn(tuple(shape), generator=g, dtype=torch.float64)).to(dtype).requires_grad_(True)
+
+
+def _mask_and_actions(g, T, A):
+    import torch
+
+    mask = torch.rand(T, A, generator=g) < 0.6
+    actions = torch.randint(0, A, (T,), generator=g)
+    mask[torch.arange(T), actions] = True
+    return mask, actions
+
+
+def _make_tb(case, g, dtype):
+    L = _lengths(case, g)
+    T, B, s = sum(L), len(L), case["scale"]
+    lz = _rand(g, dtype, s, B) if case["width"] % 2 else _rand(g, dtype, s)
+    return ([_rand(g, dtype, s, T), _rand(g, dtype, s, T), _offsets(L), _rand(g, dtype, s, B), lz],
+            ["float", "float", "offsets", "float", "float"], [])
+
+
+def _make_tbl(case, g, dtype):
+    L = _lengths(case, g)
+    T, B, s, A = sum(L), len(L), case["scale"], case["width"]
+    mask, actions = _mask_and_actions(g, T, A)
+    lz = _rand(g, dtype, s, B) if case["parents"] % 2 else _rand(g, dtype, s)
+    return ([_rand(g, dtype, s, T, A), mask, actions, _rand(g, dtype, s, T), _offsets(L), _rand(g, dtype, s, B), lz],
+            ["float", "mask", "actions", "float", "offsets", "float", "float"], [("none", "mean")[case["width"] % 2]])
+
+
+def _make_db(case, g, dtype):
+    L = _lengths(case, g)
+    T, B, s = sum(L), len(L), case["scale"]
+    return ([_rand(g, dtype, s, T), _rand(g, dtype, s, T), _rand(g, dtype, s, T), _offsets(L), _rand(g, dtype, s, B)],
+            ["float", "float", "float", "offsets", "float"], [])
+
+
+def _make_subtb(case, g, dtype):
+    args, roles, _ = _make_db(case, g, dtype)
+    return args, roles, [(0.05, 0.5, 0.9, 1.0, 1.5, 3.0)[case["width"] % 6]]
+
+
+def _make_mdb(case, g, dtype):
+    L = _lengths(case, g)
+    T, s = sum(L), case["scale"]
+    return ([_rand(g, dtype, s, T) for _ in range(4)] + [_offsets(L)], ["float"] * 4 + ["offsets"], [])
+
+
+def _make_zvar(case, g, dtype):
+    L = _lengths(case, g)
+    T, B, s = sum(L), len(L), case["scale"]
+    return ([_rand(g, dtype, s, T), _rand(g, dtype, s, T), _offsets(L), _rand(g, dtype, s, B)],
+            ["float", "float", "offsets", "float"], [])
+
+
+def _make_fm(case, g, dtype):
+    import torch
+
+    N, P, A, s = sum(_lengths(case, g)), case["parents"], case["width"], case["scale"]
+    in_count = torch.randint(0, P + 1, (N,), generator=g)
+    out_mask, _ = _mask_and_actions(g, N, A)
+    return ([_rand(g, dtype, s, N, P), in_count, _rand(g, dtype, s, N, A), out_mask],
+            ["float", "count", "float", "mask"], [])
+
+
+def _make_gather(case, g, dtype):
+    T, A = sum(_lengths(case, g)), case["width"]
+    mask, actions = _mask_and_actions(g, T, A)
+    return [_rand(g, dtype, case["scale"], T, A), mask, actions], ["float", "mask", "actions"], []
+
+
+def _fused_specs():
+    import gfncore.ops as ops
+    from gfncore.ops import reference as R
+
+    def tbl(*a):
+        return ops.trajectory_balance_from_logits(*a[:7], reduction=a[7])
+
+    def tbl_ref(logits, mask, actions, *rest):
+        per_traj = R.trajectory_balance(R.masked_log_softmax_gather(logits, mask, actions), *rest[:4])
+        return per_traj.mean() if rest[4] == "mean" else per_traj
+
+    return {
+        "trajectory_balance": FusedSpec(ops.trajectory_balance, R.trajectory_balance, _make_tb),
+        "trajectory_balance_from_logits": FusedSpec(tbl, tbl_ref, _make_tbl),
+        "detailed_balance": FusedSpec(ops.detailed_balance, R.detailed_balance, _make_db),
+        "modified_detailed_balance": FusedSpec(ops.modified_detailed_balance, R.modified_detailed_balance, _make_mdb),
+        "subtrajectory_balance": FusedSpec(ops.subtrajectory_balance, R.subtrajectory_balance, _make_subtb),
+        "flow_matching": FusedSpec(ops.flow_matching, R.flow_matching, _make_fm),
+        "log_partition_variance": FusedSpec(ops.log_partition_variance, R.log_partition_variance, _make_zvar),
+        "masked_log_softmax_gather": FusedSpec(ops.masked_log_softmax_gather, R.masked_log_softmax_gather,
+                                               _make_gather),
+    }
+
+
+def _fused_extra_mutation(args, roles, scalars, case):
+    import torch
+
+    def mutate(kind, slot, p, _args):
+        idx = [i for i, r in enumerate(roles) if r == {"offsets": "offsets", "actions": "actions", "count": "count",
+                                                        "all_masked": "mask", "mask_bytes": "mask"}.get(kind)]
+        if kind == "scalar":
+            if case["target"] == "subtrajectory_balance":  # lam
+                scalars[0] = [0.0, -1.0, math.nan, math.inf, -math.inf, "0.5", None, True, 1e-3, 7.5][p % 10]
+                return "valid" if p % 10 >= 8 else "hostile"
+            if case["target"] == "trajectory_balance_from_logits":  # reduction
+                scalars[0] = ["sum", None, 1, "MEAN", ""][p % 5]
+                return "hostile"
+            lz = [i for i, r in enumerate(roles) if r == "float"][-1]  # TB's log_z as a Python number
+            if isinstance(args[lz], torch.Tensor) and args[lz].dim() == 0:
+                args[lz] = [float(args[lz].detach()), "nope", None][p % 3]
+                return "valid" if p % 3 == 0 else "hostile"
+            return None
+        if not idx:
+            return None
+        i = idx[slot % len(idx)]
+        t = args[i]
+        if not isinstance(t, torch.Tensor) or t.dtype not in (torch.int64, torch.bool) or t.device.type == "meta":
+            return None
+        if t.dim() and max(t.shape) > 2**30:
+            return None  # a huge stride-0 view: a copy would be the test's own allocation
+        if kind in ("all_masked", "mask_bytes"):
+            r = _mutate_tensor(kind, t, "mask", p, torch.Generator().manual_seed(p))
+            if r is None:
+                return None
+            args[i] = r[0]
+            return r[1]
+        t = t.clone()
+        if kind == "offsets":
+            n = t.numel()
+            how = p % 7
+            if how == 0 and n >= 3:
+                j = 1 + (p // 7) % (n - 2)
+                t[j], t[j + 1] = t[j + 1].clone(), t[j].clone()  # non-monotone (or equal)
+            elif how == 1 and n >= 1:
+                t[-1] += 1 + (p // 7) % 3  # past T
+            elif how == 2 and n >= 2:
+                t[-1] -= 1  # short of T
+            elif how == 3 and n >= 1:
+                t[0] = -1 - (p // 7) % 5
+            elif how == 4 and n >= 2:
+                t[(p // 7) % (n - 1) + 1] = 2**62  # huge
+            elif how == 5 and n >= 2:
+                j = (p // 7) % (n - 1)
+                t[j + 1] = t[j]  # an empty trajectory
+            elif how == 6:
+                t = t[:0]  # no B + 1 entries at all
+            else:
+                return None
+            if torch.equal(t, args[i]):
+                return None
+        elif kind == "actions":
+            if t.numel() == 0:
+                return None
+            A = args[roles.index("mask")].shape[-1] if "mask" in roles else 1
+            j = (p // 5) % t.numel()
+            t[j] = [A, -1, 2**40, -(2**62), A + 7][p % 5]
+        elif kind == "count":
+            if t.numel() == 0:
+                return None
+            P = args[0].shape[-1] if isinstance(args[0], torch.Tensor) and args[0].dim() == 2 else 0
+            t[(p // 4) % t.numel()] = [P + 1, -1, 2**40, -(2**62)][p % 4]
+        else:
+            return None
+        args[i] = t
+        return "hostile"
+
+    return mutate
+
+
+def run_fused(case: dict) -> dict:
+    import torch
+
+    spec = _fused_specs()[case["target"]]
+    g = torch.Generator().manual_seed(case["seed"])
+    dtype = getattr(torch, case["dtype"])
+    args, roles, scalars = spec.make(case, g, dtype)
+    leaves = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
+    klass, notes, real = _apply_mutations(case, args, roles, g, _fused_extra_mutation(args, roles, scalars, case))
+    status, out = _call(spec.op, *args, *scalars)
+    return _judge(case, spec.op, spec.reference, args, scalars, real, klass, notes, status, out, leaves, dtype)
+
+
+def _judge(case, op, reference, args, scalars, real, klass, notes, status, out, leaves, dtype, grads=True,
+           outputs=None) -> dict:
+    import torch
+
+    if status == "unclear":
+        return {"kind": "unclear", "detail": _describe(out), "notes": notes}
+    if status == "clear":
+        if klass == "valid":
+            raise Wrong(f"rejected a valid input: {_describe(out)}")
+        return {"kind": "error", "detail": _describe(out), "notes": notes}
+    outs = out if isinstance(out, tuple) else (out,)
+    if any(isinstance(a, torch.Tensor) and a.device.type == "meta" for a in args):
+        if not all(a.device.type == "meta" for a in args if isinstance(a, torch.Tensor)):
+            raise Wrong("returned a result for a mix of meta and real tensors")
+        st_cpu, cpu = _call(op, *real, *scalars)
+        if st_cpu == "ok":
+            cpus = cpu if isinstance(cpu, tuple) else (cpu,)
+            for o, c in zip(outs, cpus):
+                if o.device.type != "meta" or o.shape != c.shape or o.dtype != c.dtype:
+                    raise Wrong(f"meta result {o.device} {tuple(o.shape)} {o.dtype} != CPU {tuple(c.shape)} {c.dtype}")
+        return {"kind": "correct", "notes": notes}
+    ref_args = [_normalized(a, dtype64=grads) for a in args]
+    st_ref, ref = _call(reference, *ref_args, *scalars)
+    if st_ref != "ok":
+        raise Wrong(f"returned a result where the reference raises {_describe(ref)}")
+    refs = ref if isinstance(ref, tuple) else (ref,)
+    if len(refs) != len(outs):
+        raise Wrong(f"{len(outs)} outputs, the reference has {len(refs)}")
+    plain = None
+    if grads and dtype == torch.float32:  # the reference in float32 too: the error budget of STYLE.md #10
+        st_plain, plain = _call(reference, *[_normalized(a, dtype64=False) for a in args], *scalars)
+        plain = plain if st_plain == "ok" else None
+    names = outputs or [f"output {i}" for i in range(len(outs))]
+    for name, o, r in zip(names, outs, refs):
+        _close(name, o, r, dtype if o.dtype.is_floating_point else None, plain)
+    if not grads:
+        return {"kind": "correct", "notes": notes}
+    finite_in = all(bool(torch.isfinite(a).all()) for a in args if isinstance(a, torch.Tensor) and a.dtype.is_floating_point)
+    y = outs[0]
+    if finite_in and leaves and y.requires_grad and y.numel() and bool(torch.isfinite(refs[0]).all()):
+        w = torch.randn(y.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        keep = dict(allow_unused=True, materialize_grads=True, retain_graph=True)  # the views are shared
+        g_op = torch.autograd.grad((y * w.to(y.dtype)).sum(), leaves, **keep)
+        g_ref = torch.autograd.grad((refs[0] * w).sum(), leaves, **keep)
+        g_plain = [None] * len(leaves)
+        if plain is not None and plain.requires_grad:
+            g_plain = torch.autograd.grad((plain * w.to(plain.dtype)).sum(), leaves, **keep)
+        for i, (a, b, c) in enumerate(zip(g_op, g_ref, g_plain)):
+            _close(f"gradient of leaf {i}", a, b, dtype, c)
+    return {"kind": "correct", "notes": notes}
+
+
+# ---------------------------------------------------------------------------------------------
+# Environment ops: rollout_step, backward_rollout_step, parents.
+def _env(case):
+    import gfncore
+
+    kind, *p = case["env"]
+    return gfncore.envs.HyperGrid(p[0], p[1]) if kind == "hypergrid" else gfncore.envs.Ising(p[0])
+
+
+def _random_states(env, n, g, non_initial=False):
+    """n valid states of env (for backward steps: none of them s0)."""
+    import torch
+
+    ref = env.reference()
+    if hasattr(ref, "height"):
+        s = torch.randint(0, ref.height, (n, env.state_dim), generator=g, dtype=torch.int32)
+        if non_initial and n:
+            s[:, 0] = torch.randint(1, ref.height, (n,), generator=g, dtype=torch.int32)
+    else:  # Ising: each site unset (0) or a spin (-1, +1)
+        s = torch.randint(-1, 2, (n, env.state_dim), generator=g, dtype=torch.int32)
+        if non_initial and n:
+            s[:, 0] = 1
+    return s
+
+
+def _env_extra_mutation(env, args, roles, kw):
+    import torch
+
+    def mutate(kind, slot, p, _args):
+        if kind == "states":
+            i = roles.index("states")
+            s = args[i]
+            if not isinstance(s, torch.Tensor) or s.numel() == 0 or s.dtype != torch.int32 or s.device.type == "meta" \
+                    or max(s.shape) > 2**30:
+                return None
+            s = s.clone(memory_format=torch.contiguous_format)
+            s.view(-1)[(p // 4) % s.numel()] = [2**31 - 1, -(2**31), 99, -5][p % 4]
+            args[i] = s
+            return "hostile"
+        if kind == "illegal_mask" and "mask" in roles:
+            i = roles.index("mask")
+            m = args[i]
+            if not isinstance(m, torch.Tensor) or m.dtype != torch.bool or m.numel() == 0 or max(m.shape) > 2**30:
+                return None
+            args[i] = torch.ones_like(m)  # lets the sampler pick what the environment forbids
+            return "hostile"
+        if kind in ("mask_bytes", "all_masked") and "mask" in roles:
+            i = roles.index("mask")
+            r = _mutate_tensor(kind, args[i], "mask", p, torch.Generator().manual_seed(p))
+            if r is None:
+                return None
+            args[i] = r[0]
+            return r[1]
+        if kind == "scalar":
+            name = [k for k in ("seed", "offset", "temperature", "epsilon") if k in kw]
+            if not name:
+                return None
+            k = name[slot % len(name)]
+            bad = {"seed": [-1, 2**63, 2**64, 1.5, "3", 2**63 - 1, 0],
+                   "offset": [-1, 2**63, 2**70, 2.0, 2**63 - 1],
+                   "temperature": [0.0, -1.0, math.nan, math.inf, 1e-300, 1e300],
+                   "epsilon": [-0.1, 1.1, math.nan, 1.0, 0.0]}[k]
+            v = bad[p % len(bad)]
+            kw[k] = v
+            fine = (k == "seed" and v in (2**63 - 1, 0) and not isinstance(v, bool)) or \
+                   (k == "offset" and v == 2**63 - 1) or (k == "epsilon" and v in (1.0, 0.0))
+            return "valid" if fine else "hostile"
+        return None
+
+    return mutate
+
+
+def run_rollout_step(case: dict) -> dict:
+    import torch
+
+    import gfncore.ops as ops
+    from gfncore.ops import reference as R
+
+    env = _env(case)
+    g = torch.Generator().manual_seed(case["seed"])
+    n = case["n"] if not case["big"] else 3000
+    states = _random_states(env, n, g)
+    mask = env.forward_mask(states)
+    logits = (case["scale"] * torch.randn(n, env.n_actions, generator=g, dtype=torch.float64)).to(getattr(torch, case["dtype"]))
+    ids = torch.randperm(n, generator=g) * 3 + 5 if case["width"] % 2 else None
+    args = [states, mask, logits, ids]
+    roles = ["states", "mask", "float", "ids"]
+    kw = dict(seed=case["seed"] * 7 + 1, offset=case["parents"], temperature=(1.0, 0.7, 2.0)[case["width"] % 3],
+              epsilon=(0.0, 0.3)[case["parents"] % 2])
+    klass, notes, real = _apply_mutations(case, args, roles, g, _env_extra_mutation(env, args, roles, kw))
+
+    def op(states, mask, logits, ids):
+        return ops.rollout_step(env, states, mask, logits, ids=ids, **kw)
+
+    def ref(states, mask, logits, ids):
+        return R.rollout_step(env.reference(), states, mask, logits, ids, kw["seed"], kw["offset"], kw["temperature"],
+                              kw["epsilon"])
+
+    status, out = _call(op, *args)
+    return _judge(case, op, ref, args, [], real, klass, notes, status, out, [], getattr(torch, case["dtype"]),
+                  grads=False, outputs=["actions", "log_prob", "next_states", "next_mask", "features", "done"])
+
+
+def run_backward_rollout_step(case: dict) -> dict:
+    import torch
+
+    import gfncore.ops as ops
+    from gfncore.ops import reference as R
+
+    env = _env(case)
+    g = torch.Generator().manual_seed(case["seed"])
+    n = case["n"] if not case["big"] else 3000
+    states = _random_states(env, n, g, non_initial=True)
+    dtype = getattr(torch, case["dtype"])
+    logits = (case["scale"] * torch.randn(n, env.n_backward_actions, generator=g, dtype=torch.float64)).to(dtype)
+    if case["width"] % 3 == 0:
+        logits = None  # the uniform P_B
+    args = [states, logits]
+    roles = ["states", "float"]
+    kw = dict(seed=case["seed"] * 5 + 3, offset=case["parents"], temperature=(1.0, 0.7, 2.0)[case["width"] % 3],
+              epsilon=(0.0, 0.3)[case["parents"] % 2])
+    klass, notes, real = _apply_mutations(case, args, roles, g, _env_extra_mutation(env, args, roles, kw))
+
+    def op(states, logits):
+        return ops.backward_rollout_step(env, states, logits, **kw)
+
+    def ref(states, logits):
+        if logits is None:
+            logits = torch.zeros(states.shape[0], env.n_backward_actions, dtype=torch.get_default_dtype())
+        return R.backward_rollout_step(env.reference(), states, logits, None, kw["seed"], kw["offset"],
+                                       kw["temperature"], kw["epsilon"])
+
+    status, out = _call(op, *args)
+    return _judge(case, op, ref, args, [], real, klass, notes, status, out, [], dtype, grads=False,
+                  outputs=["actions", "log_pb", "forward_actions", "parents", "done"])
+
+
+def run_parents(case: dict) -> dict:
+    import torch
+
+    import gfncore.ops as ops
+    from gfncore.ops import reference as R
+
+    env = _env(case)
+    g = torch.Generator().manual_seed(case["seed"])
+    n = case["n"] if not case["big"] else 3000
+    args, roles = [_random_states(env, n, g)], ["states"]
+    klass, notes, real = _apply_mutations(case, args, roles, g, _env_extra_mutation(env, args, roles, {}))
+
+    def op(states):
+        return ops.parents(env, states)
+
+    def ref(states):
+        return R.parents(env.reference(), states, env.max_parents)
+
+    status, out = _call(op, *args)
+    return _judge(case, op, ref, args, [], real, klass, notes, status, out, [], torch.float64, grads=False,
+                  outputs=["parent_states", "parent_actions", "counts"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The table: target -> (case strategy, runner). One entry per public op.
+@dataclass(frozen=True)
+class Target:
+    strategy: Callable  # () -> hypothesis strategy of cases
+    run: Callable       # case -> outcome dict (in the worker)
+
+
+def _fused_target(name):
+    return Target(lambda: _case_strategy(name, MUTATIONS_FUSED), run_fused)
+
+
+def _env_target(name, run, mutations=MUTATIONS_ENV):
+    return Target(lambda: _case_strategy(name, mutations, env=True), run)
+
+
+TARGETS = {
+    "masked_log_softmax_gather": _fused_target("masked_log_softmax_gather"),
+    "trajectory_balance": _fused_target("trajectory_balance"),
+    "trajectory_balance_from_logits": _fused_target("trajectory_balance_from_logits"),
+    "detailed_balance": _fused_target("detailed_balance"),
+    "modified_detailed_balance": _fused_target("modified_detailed_balance"),
+    "subtrajectory_balance": _fused_target("subtrajectory_balance"),
+    "flow_matching": _fused_target("flow_matching"),
+    "log_partition_variance": _fused_target("log_partition_variance"),
+    "rollout_step": _env_target("rollout_step", run_rollout_step),
+    "backward_rollout_step": _env_target("backward_rollout_step", run_backward_rollout_step),
+    "parents": _env_target("parents", run_parents),
+}
+
+
+def run_case(case: dict) -> dict:
+    try:
+        return TARGETS[case["target"]].run(case)
+    except Wrong as e:
+        return {"kind": "wrong", "detail": str(e)}
+
+
+# ---------------------------------------------------------------------------------------------
+# The worker: JSON cases on stdin, JSON outcomes on the original stdout (the library's own
+# output, if any, goes to stderr so it cannot corrupt the protocol).
+def serve() -> None:
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    import warnings
+
+    import torch  # noqa: F401 - import before gfncore._C
+
+    warnings.simplefilter("ignore")  # fallback notices and the like; outcomes are what counts
+    proto.write(json.dumps({"ready": True}) + "\n")
+    for line in sys.stdin:
+        case = json.loads(line)
+        try:
+            out = run_case(case)
+        except Exception as e:  # noqa: BLE001 - a bug in the judge itself is a failure too
+            out = {"kind": "judge", "detail": traceback.format_exc(limit=8) + _describe(e)}
+        proto.write(json.dumps(out) + "\n")
+
+
+if __name__ == "__main__":
+    root = os.environ.get("GFN_FUZZ_ROOT")
+    if root:
+        sys.path.insert(0, root)  # the very gfncore the test session imported
+    else:  # a replay by hand: an installed gfncore, else this checkout's
+        sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if len(sys.argv) > 2 and sys.argv[1] == "--replay":
+        c = json.loads(sys.argv[2])
+        print(json.dumps(run_case(c), indent=1))
+    else:
+        serve()
