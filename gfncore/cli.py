@@ -147,6 +147,10 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
         s.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1)")
         s.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
         s.add_argument("--threads", type=int, default=0, help="CPU threads (0: gfncore's default)")
+    # listed here for --help; _main hands its arguments to gfncore.design.cli before parsing, so
+    # `gfncore train` does not import the design package to build its parser
+    sub.add_parser("design", add_help=False, help="choose causal experiments by expected information gain per cost "
+                                                  "(gfncore design --help)")
     return p
 
 
@@ -462,6 +466,10 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     from .train import TrainConfig
 
+    if argv and argv[0] == "design":
+        from .design.cli import main as design_main
+
+        return design_main(argv[1:])
     ns = build_parser().parse_args(argv)
     if ns.command == "sample":
         return sample_command(ns)

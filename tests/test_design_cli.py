@@ -1,5 +1,5 @@
-"""`gfncore design` (python -m gfncore.design.cli): outputs of the comparison and of the ranking, and
-one-line errors with exit status 1 on bad input."""
+"""`gfncore design` (through the main entry point and python -m gfncore.design.cli): outputs of the
+comparison and of the ranking, and one-line errors with exit status 1 on bad input."""
 from __future__ import annotations
 
 import csv
@@ -30,10 +30,12 @@ def read_curves(out):
 
 
 def test_comparison_writes_curves_plot_and_summary(tmp_path):
+    from gfncore.cli import main as gfncore_main
+
     out = str(tmp_path / "run")
-    rc = main(["--synthetic", "d=3,n=30,seed=0", "--budget", "2", "--out", out,
-               "--strategies", "eig,random,observational,heuristic,eig_amortized", "--amortized-histories", "4",
-               "--amortized-steps", "20", *FAST_GFN])
+    rc = gfncore_main(["design", "--synthetic", "d=3,n=30,seed=0", "--budget", "2", "--out", out,
+                       "--strategies", "eig,random,observational,heuristic,eig_amortized", "--amortized-histories", "4",
+                       "--amortized-steps", "20", *FAST_GFN])
     assert rc == 0
     rows = read_curves(out)
     strategies = ["eig", "random", "observational", "heuristic", "eig_amortized"]
