@@ -41,7 +41,10 @@ def default_threads() -> int:
     Fork-join threads on cores that other processes also want wait for each other at every
     parallel region: on a busy machine one thread is several times faster than two
     (bench/threads_report.py), so a busy machine gets one. The count is chosen once per run,
-    because torch's results depend on it in the last bits and a run must stay reproducible."""
+    because torch's results depend on it in the last bits and a run must stay reproducible.
+
+    Data-parallel ranks on one machine (torchrun sets LOCAL_WORLD_SIZE) share it: each gets its
+    part of the cores, so N ranks never oversubscribe them."""
     try:
         cores = len(_os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -50,10 +53,14 @@ def default_threads() -> int:
         load = _os.getloadavg()[0]
     except (AttributeError, OSError):
         load = 0.0
-    return max(1, min(THREAD_CAP, cores, int(round(cores - load))))
+    try:
+        ranks = max(1, int(_os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        ranks = 1
+    return max(1, min(THREAD_CAP, cores // ranks, int(round(cores - load)) // ranks))
 
 
-from . import backward, envs, metrics, nn, ops, replay  # noqa: E402
+from . import backward, distributed, envs, metrics, nn, ops, replay  # noqa: E402
 from .backward import BackwardSampler  # noqa: E402
 from .losses import LOSSES, get_loss, trajectory_balance_loss  # noqa: E402
 from .replay import ReplayBuffer  # noqa: E402
@@ -62,5 +69,6 @@ from .checkpoint import load  # noqa: E402
 from .train import NonFiniteError, TrainConfig, Trainer  # noqa: E402
 from .trajectories import Trajectories  # noqa: E402
 
-__all__ = ["build_info", "set_num_threads", "default_threads", "load", "NonFiniteError", "envs", "metrics", "nn", "ops", "backward", "replay", "Sampler", "BackwardSampler",
+__all__ = ["build_info", "set_num_threads", "default_threads", "load", "NonFiniteError", "distributed", "envs",
+           "metrics", "nn", "ops", "backward", "replay", "Sampler", "BackwardSampler",
            "ReplayBuffer", "Trainer", "TrainConfig", "Trajectories", "LOSSES", "get_loss", "trajectory_balance_loss"]

@@ -56,14 +56,18 @@ def describe(trainer) -> dict:
     return {"format": FORMAT, "version": VERSION,
             "versions": {"gfncore": str(__version__), "torch": str(torch.__version__)},
             # what the run ran with: a resume at the same thread count continues it bit for bit
-            "runtime": {"threads": torch.get_num_threads(), "device": str(trainer.device)},
+            "runtime": {"threads": torch.get_num_threads(), "device": str(trainer.device),
+                        "world_size": trainer.topology.world_size},
             "env": env, "env_repr": repr(trainer.env), "policy": describe_policy(trainer.policy),
             "config": asdict(trainer.config), "state": trainer.state_dict()}
 
 
 def save(trainer, path: str) -> None:
+    """Writes the checkpoint; in data-parallel training every rank calls it (it gathers the
+    ranks' replay buffers) and rank 0 alone writes."""
     ck = describe(trainer)
-    atomic_write(path, lambda f: torch.save(ck, f))
+    if trainer.is_main:
+        atomic_write(path, lambda f: torch.save(ck, f))
 
 
 def read(path: str) -> dict:

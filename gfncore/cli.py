@@ -253,12 +253,17 @@ def train(env_name: str, env_cfg, cfg, run: RunConfig, given: set[str] = frozens
     import torch
 
     from . import default_threads, set_num_threads
+    from . import distributed as D
     from .checkpoint import read
     from .envs import from_config
     from .train import NonFiniteError, Trainer, config_dict, policy_for
 
     out = run.out or os.path.join("runs", env_name)
     _check_out(out, run)
+    # torchrun --nproc_per_node N -m gfncore train ...: every rank trains its share of each batch,
+    # rank 0 alone writes (metrics, checkpoints, summary, picture)
+    topo = D.init() if D.launched_by_torchrun() else D.Topology()
+    main = topo.is_main
     ckpt = os.path.join(out, "checkpoint.pt")
     saved = None
     if run.resume:
@@ -279,26 +284,31 @@ def train(env_name: str, env_cfg, cfg, run: RunConfig, given: set[str] = frozens
     torch.manual_seed(cfg.seed)
     trainer = Trainer.from_config(env, policy_for(env, cfg), cfg)
     if saved:
-        trainer.load_state_dict(saved["state"])
+        try:
+            trainer.load_state_dict(saved["state"])
+        except ValueError as e:  # e.g. a data-parallel run with replay resumed on another world size
+            raise UsageError(f"gfncore train: error: --resume: {e}") from None
         trainer.last_checkpoint = (ckpt, trainer.step_count)
 
     # Everything is checked: from here on the run writes.
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"gfncore train: error: cannot create --out {out}: {e.strerror}") from None
-    if run.overwrite:
-        for f in RUN_FILES:
-            if os.path.exists(os.path.join(out, f)):
-                os.remove(os.path.join(out, f))
     metrics_path = os.path.join(out, "metrics.jsonl")
-    # the evaluations up to the checkpoint, as the uninterrupted run wrote them (later lines of
-    # an interrupted run are dropped: the resumed run writes them again)
-    _write_lines(metrics_path, trainer.history if saved else [])
+    if main:
+        try:
+            os.makedirs(out, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"gfncore train: error: cannot create --out {out}: {e.strerror}") from None
+        if run.overwrite:
+            for f in RUN_FILES:
+                if os.path.exists(os.path.join(out, f)):
+                    os.remove(os.path.join(out, f))
+        # the evaluations up to the checkpoint, as the uninterrupted run wrote them (later lines of
+        # an interrupted run are dropped: the resumed run writes them again)
+        _write_lines(metrics_path, trainer.history if saved else [])
+    write_json = _write_json if main else (lambda path, d: None)
     eval_every = cfg.eval_every or max(cfg.steps // 10, 1)
     base = {"env": repr(env), "env_config": _env_config(env), "loss": cfg.loss, "target_steps": cfg.steps,
-            "threads": torch.get_num_threads(), "device": str(trainer.device), "config": config_dict(env_cfg, cfg),
-            "checkpoint": ckpt}
+            "threads": torch.get_num_threads(), "device": str(trainer.device), "world_size": topo.world_size,
+            "config": config_dict(env_cfg, cfg), "checkpoint": ckpt}
     with _stop_on_signals(trainer) as received:
         try:
             trainer.fit(max(cfg.steps - trainer.step_count, 0), progress=run.progress, eval_every=eval_every,
@@ -307,17 +317,22 @@ def train(env_name: str, env_cfg, cfg, run: RunConfig, given: set[str] = frozens
             # the trainer is as it was after its last good step: keep that, and say what happened
             trainer.save(ckpt)
             msg = f"{e.detail}; the run's last good state (step {trainer.step_count}) is in {ckpt}"
-            _write_json(os.path.join(out, "summary.json"), _partial(trainer, base, f"non-finite {e.quantity}", msg))
+            write_json(os.path.join(out, "summary.json"), _partial(trainer, base, f"non-finite {e.quantity}", msg))
             raise RunFailed(msg) from e
-        if received:
+        if received or trainer._stop_agreed:  # here, or (data-parallel) on another rank
+            why = received[0] if received else "a signal to another rank"
             trainer.save(ckpt)
-            s = _partial(trainer, base, received[0], f"stopped by {received[0]} at step {trainer.step_count}; "
+            s = _partial(trainer, base, why, f"stopped by {why} at step {trainer.step_count}; "
                                                      f"continue with: gfncore train {env_name} --out {out} --resume")
-            _write_json(os.path.join(out, "summary.json"), s)
+            write_json(os.path.join(out, "summary.json"), s)
             s["out"] = out
+            if not main:
+                s["rank"] = topo.rank
             return s
         trainer.save(ckpt)
 
+    if not main:  # the summary's evaluations and sampling are rank 0's alone
+        return dict(base, partial=False, steps=trainer.step_count, out=out, rank=topo.rank)
     summary = _final_summary(trainer, base, cfg)
     _write_json(os.path.join(out, "summary.json"), summary)
     # pictures last: the results above are already on disk whatever happens here
@@ -489,9 +504,11 @@ def _main(argv: list[str]) -> int:
         print("\ngfncore train: stopped at once by a signal, without a new checkpoint", file=sys.stderr)
         return INTERRUPTED
     if s.get("partial"):
-        print(f"gfncore train: {s['message']}", file=sys.stderr)
+        if "rank" not in s:  # data-parallel: rank 0 reports
+            print(f"gfncore train: {s['message']}", file=sys.stderr)
         return INTERRUPTED
-    _print_summary(s)
+    if "rank" not in s:  # data-parallel: rank 0 reports
+        _print_summary(s)
     return 0
 
 

@@ -86,6 +86,15 @@ def _weighted_mean(per_traj: torch.Tensor, w: torch.Tensor | None) -> torch.Tens
     return per_traj.mean() if w is None else (per_traj * w).mean()
 
 
+def _global_counts(reduce, *counts) -> list[float]:
+    """Counts (trajectories, rows, ...) summed over ranks: the normalisers of a data-parallel loss.
+    The identity without `reduce` (one process)."""
+    c = torch.tensor([float(x) for x in counts], dtype=torch.float64)
+    if reduce is not None:
+        c = reduce(c)
+    return [max(float(x), 1.0) for x in c]
+
+
 class Objective:
     """A GFlowNet training objective: a scalar loss over a batch of packed trajectories, and the
     estimate of log Z it implies. With importance_weights=True, per-trajectory terms are weighted
@@ -107,7 +116,10 @@ class Objective:
     def weights(self, traj: Trajectories, log_pf: torch.Tensor) -> torch.Tensor | None:
         return _importance_weights(traj, log_pf) if self.importance_weights else None
 
-    def __call__(self, env: Env, policy, traj: Trajectories) -> torch.Tensor:
+    def __call__(self, env: Env, policy, traj: Trajectories, reduce=None) -> torch.Tensor:
+        """The loss of a batch. With `reduce` (data-parallel training: sums a tensor over ranks),
+        the loss is this rank's share of the global loss: its terms over the GLOBAL counts, so the
+        gradients summed over ranks are those of one process on the whole batch."""
         raise NotImplementedError
 
     @torch.no_grad()
@@ -134,9 +146,13 @@ class TrajectoryBalance(Objective):
 
     name = "tb"
 
-    def __call__(self, env, policy, traj):
+    def __call__(self, env, policy, traj, reduce=None):
         if not self.importance_weights:
-            return trajectory_balance_loss(env, policy, traj)  # the fused single-node fast path
+            loss = trajectory_balance_loss(env, policy, traj)  # the fused single-node fast path
+            if reduce is None:
+                return loss
+            (B,) = _global_counts(reduce, traj.n)
+            return loss * (traj.n / B)
         log_pf, log_pb, _ = log_probs(env, policy, traj)
         log_z = log_z_of(policy, traj, log_pf.dtype)
         per = ops.trajectory_balance(log_pf, log_pb, traj.offsets, traj.log_reward.to(log_pf.dtype), log_z)
@@ -150,11 +166,14 @@ class DetailedBalance(Objective):
     name = "db"
     needs_flow = True
 
-    def __call__(self, env, policy, traj):
+    def __call__(self, env, policy, traj, reduce=None):
         log_pf, log_pb, out = log_probs(env, policy, traj)
         rows = ops.detailed_balance(log_pf, log_pb, out.log_flow.to(log_pf.dtype), traj.offsets,
                                     traj.log_reward.to(log_pf.dtype))
         w = self.weights(traj, log_pf)
+        if reduce is not None:
+            (T,) = _global_counts(reduce, traj.T)
+            return rows.sum() / T
         return rows.mean() if w is None else (rows * w[traj.traj_index]).mean()
 
     @torch.no_grad()
@@ -175,10 +194,13 @@ class SubTrajectoryBalance(Objective):
             raise ValueError(f"lam (λ) must be > 0, got {lam}")
         self.lam = float(lam)
 
-    def __call__(self, env, policy, traj):
+    def __call__(self, env, policy, traj, reduce=None):
         log_pf, log_pb, out = log_probs(env, policy, traj)
         per = ops.subtrajectory_balance(log_pf, log_pb, out.log_flow.to(log_pf.dtype), traj.offsets,
                                         traj.log_reward.to(log_pf.dtype), self.lam)
+        if reduce is not None:
+            (B,) = _global_counts(reduce, traj.n)
+            return per.sum() / B
         return _weighted_mean(per, self.weights(traj, log_pf))
 
     @torch.no_grad()
@@ -194,7 +216,7 @@ class FlowMatching(Objective):
 
     name = "fm"
 
-    def __call__(self, env, policy, traj):
+    def __call__(self, env, policy, traj, reduce=None):
         feats = traj.features if traj.features is not None else env.encode(traj.states)
         mask = traj.mask if traj.mask is not None else env.forward_mask(traj.states)
         par, par_act, counts = ops.parents(env, traj.states)
@@ -210,11 +232,11 @@ class FlowMatching(Objective):
         log_in = torch.full((traj.T, P), -float("inf"), dtype=log_out.dtype, device=log_out.device)
         log_in = log_in.masked_scatter(valid, in_vals)
         rows = ops.flow_matching(log_in, counts, log_out, mask)
-        n_inner = int((counts > 0).sum())
-        fm_term = rows.sum() / max(n_inner, 1)
+        n_inner, B = _global_counts(reduce, int((counts > 0).sum()), traj.n)
+        fm_term = rows.sum() / n_inner
         stop = env.stop_action
         last = traj.last_rows
-        rm_term = ((log_out[last, stop] - traj.log_reward.to(log_out.dtype)) ** 2).mean()
+        rm_term = ((log_out[last, stop] - traj.log_reward.to(log_out.dtype)) ** 2).sum() / B
         return fm_term + rm_term
 
     @torch.no_grad()
@@ -235,9 +257,11 @@ class LogPartitionVariance(Objective):
         super().__init__(importance_weights)
         self._log_z = 0.0
 
-    def __call__(self, env, policy, traj):
+    def __call__(self, env, policy, traj, reduce=None):
         log_pf, log_pb, _ = log_probs(env, policy, traj)
         lr = traj.log_reward.to(log_pf.dtype)
+        if reduce is not None:
+            return self._distributed(traj, log_pf, log_pb, lr, reduce)
         if traj.context is not None:
             return _weighted_mean(self._grouped(traj, log_pf, log_pb, lr), self.weights(traj, log_pf))
         per = ops.log_partition_variance(log_pf, log_pb, traj.offsets, lr)
@@ -246,6 +270,18 @@ class LogPartitionVariance(Objective):
             if zeta.numel():
                 self._log_z = float(zeta.mean())
         return _weighted_mean(per, self.weights(traj, log_pf))
+
+    def _distributed(self, traj, log_pf, log_pb, lr, reduce):
+        """The variance over the GLOBAL batch: its mean of ζ comes from one all-reduce. The mean
+        needs no gradient: d/dζ_i Σ_j (ζ_j - mean)^2 = 2 (ζ_i - mean) either way."""
+        if traj.context is not None:
+            raise ValueError("loss 'zvar' with contexts is not supported in data-parallel training (its variance is "
+                             "taken within each context); use tb or subtb")
+        zeta = lr + segment_sum(log_pb - log_pf, traj.offsets)
+        tot = reduce(torch.stack([zeta.detach().double().sum(), torch.tensor(float(traj.n), dtype=torch.float64)]))
+        mean = (tot[0] / tot[1].clamp_min(1)).to(zeta.dtype)
+        self._log_z = float(mean)
+        return ((zeta - mean) ** 2).sum() / float(tot[1].clamp_min(1))
 
     @staticmethod
     def _grouped(traj, log_pf, log_pb, lr):
@@ -273,7 +309,7 @@ class ModifiedDetailedBalance(Objective):
 
     name = "mdb"
 
-    def __call__(self, env, policy, traj):
+    def __call__(self, env, policy, traj, reduce=None):
         log_pf, log_pb, out = log_probs(env, policy, traj)
         mask = traj.mask if traj.mask is not None else env.forward_mask(traj.states)
         stop = torch.full_like(traj.actions, env.stop_action)
@@ -282,7 +318,7 @@ class ModifiedDetailedBalance(Objective):
         log_pf_stop = ops.masked_log_softmax_gather(out.pf_logits, mask, stop)
         log_r = _relative_state_rewards(env, traj).to(log_pf.dtype)
         rows = ops.modified_detailed_balance(log_pf, log_pb, log_pf_stop, log_r, traj.offsets)
-        n_moves = max(traj.T - traj.n, 1)
+        (n_moves,) = _global_counts(reduce, traj.T - traj.n)
         w = self.weights(traj, log_pf)
         return rows.sum() / n_moves if w is None else (rows * w[traj.traj_index]).sum() / n_moves
 

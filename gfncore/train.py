@@ -3,11 +3,13 @@ log Z, progress display, metrics and checkpoints that resume bit for bit."""
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 
 import torch
 
+from . import distributed as D
 from . import metrics as M
 from .config import check, option, validate
 from .envs.base import Env, NonFiniteRewardError
@@ -91,7 +93,8 @@ class Trainer:
     def __init__(self, env: Env, policy, loss: str = "tb", batch_size: int = 64, lr: float = 1e-3,
                  lr_log_z: float = 0.1, temperature: float = 1.0, epsilon: float = 0.0, seed: int = 0,
                  loss_options: dict | None = None, replay: ReplayBuffer | None = None, replay_fraction: float = 0.5,
-                 device=None, context_sampler=None, trajectories_per_context: int = 1):
+                 device=None, context_sampler=None, trajectories_per_context: int = 1,
+                 distributed: bool | None = None):
         opts = dict(loss_options or {})
         desc = describe_policy(policy)
         self.config = TrainConfig(
@@ -127,12 +130,57 @@ class Trainer:
         self.history: list[dict] = []
         self.last_checkpoint: tuple[str, int] | None = None  # (path, step) written or loaded
         self.stop_requested = False
+        self._stop_agreed = False  # data-parallel: a stop request some rank had at the last step
         self._modes: set[tuple] = set()
         self._pending_x: list[torch.Tensor] = []  # terminal states of batches not yet scanned for modes
         self._pending_rows = 0
         self._capabilities: dict | None = None
         self._guard = True  # the non-finite check; bench/guard_report.py turns it off to measure its cost
         self._found_inf: torch.Tensor | None = None
+        self._setup_distributed(distributed)
+
+    def _setup_distributed(self, distributed) -> None:
+        """Data-parallel training when a torch.distributed process group is initialised (or
+        distributed=True, which initialises one from torchrun's environment): see gfncore.distributed."""
+        if distributed is None:
+            distributed = D.active()
+        self.topology = D.init() if distributed else D.Topology()
+        self._reduce = None
+        if self.topology.world_size == 1:
+            return
+        cfg = self.config
+        if self.objective.importance_weights:
+            raise ValueError("importance_weights normalise over the whole batch; they are not supported in "
+                             "data-parallel training")
+        if self.batch_size < self.topology.world_size:
+            raise ValueError(f"batch_size ({self.batch_size}) must be at least the world size "
+                             f"({self.topology.world_size}): every rank needs a share of the batch")
+        self._reduce = D.Reducer(self.topology)
+        if "OMP_NUM_THREADS" not in os.environ:  # torchrun sets it to 1 when it starts several ranks
+            from . import _C
+
+            threads = D.default_threads(self.topology)
+            torch.set_num_threads(threads)
+            _C.set_num_threads(threads)
+        # each rank draws replayed objects from its own buffer with its own generator
+        self.replay_generator = torch.Generator().manual_seed(cfg.seed + 1_000_003 * (self.topology.rank + 1))
+        try:
+            env_desc = self.env.to_config()
+        except (NotImplementedError, TypeError, ValueError):
+            env_desc = repr(self.env)
+        D.broadcast_parameters(self.policy, self.topology)
+        D.check_same_config({
+            "env": env_desc, **{k: v for k, v in asdict(cfg).items() if k not in ("device", "threads")},  # rank-local
+            "loss_options": self.loss_options,
+            "replay": None if self.replay is None else [self.replay.capacity, self.replay.prioritized,
+                                                        self.replay.alpha, self.replay_fraction],
+            "parameters": [list(p.shape) for p in self.policy.parameters()],
+        }, self.topology)
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes outputs (rank 0, or the only process)."""
+        return self.topology.is_main
 
     @classmethod
     def from_config(cls, env: Env, policy, cfg: TrainConfig) -> "Trainer":
@@ -167,14 +215,16 @@ class Trainer:
 
     def sample_trajectories(self, n: int | None = None) -> Trajectories:
         """A batch of n (default batch_size) fresh trajectories, with contexts from the context
-        sampler (trajectories_per_context share each) for a conditional GFlowNet."""
+        sampler (trajectories_per_context share each) for a conditional GFlowNet. In data-parallel
+        training, this rank's share of them: the same draws as one process sampling all n."""
         n = self.batch_size if n is None else n
+        first, n_local = D.shard(n, self.topology)
         if not self.env.context_dim:
-            return self.sampler.sample(n, generator=self.generator)
+            return self.sampler.sample(n_local, generator=self.generator, first_id=first)
         k = self.trajectories_per_context if n % self.trajectories_per_context == 0 else 1
-        c = self.sampler.contexts(n // k, self.generator).repeat_interleave(k, 0)
+        c = self.sampler.contexts(n // k, self.generator).repeat_interleave(k, 0)[first:first + n_local]
         self._last_context = c
-        return self.sampler.sample(n, generator=self.generator, context=c)
+        return self.sampler.sample(n_local, generator=self.generator, context=c, first_id=first)
 
     def replay_split(self) -> tuple[int, int]:
         """(fresh, replayed) trajectories per batch once the buffer holds objects: replayed =
@@ -188,9 +238,11 @@ class Trainer:
     def _batch(self) -> Trajectories:
         n_fresh, k = self.replay_split()
         fresh = self.sample_trajectories(n_fresh)
-        if k == 0:
+        k_local = D.shard(k, self.topology)[1]
+        if k_local == 0:
             return fresh
-        old = self.replay.sample(k, self.policy, generator=self.generator).to(fresh.states.device)
+        gen = self.generator if self.topology.world_size == 1 else self.replay_generator
+        old = self.replay.sample(k_local, self.policy, generator=gen).to(fresh.states.device)
         return Trajectories.cat([fresh, old])
 
     def train_step(self) -> dict:
@@ -218,9 +270,20 @@ class Trainer:
                 raise
             self.generator.set_state(gen_state)
             raise bad from e
-        loss = self.loss_fn(self.env, self.policy, traj)
+        if self._reduce is None:
+            loss = self.loss_fn(self.env, self.policy, traj)
+        else:
+            loss = self.loss_fn(self.env, self.policy, traj, reduce=self._reduce)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self._reduce is not None:
+            # each rank's loss is its share of the global loss: gradients and values add up, and
+            # every rank then sees the same sums, so the non-finite check below agrees across ranks.
+            # A stop request (a signal reaches the ranks at different moments) rides along, so that
+            # every rank stops after the same step instead of one waiting for the others' gradients.
+            flag = torch.tensor([1.0 if self.stop_requested else 0.0], dtype=loss.dtype)
+            out = D.sync_gradients(self._params, self.topology, extra=torch.cat([loss.detach().reshape(1), flag]))
+            loss, self._stop_agreed = out[0], bool(out[1] > 0)
         loss_value = float(loss.detach())
         if guard and not (math.isfinite(loss_value) and self._grads_finite()):
             err = self._non_finite(loss_value, traj)
@@ -390,18 +453,20 @@ class Trainer:
         steps = check(TrainConfig, "steps", steps)
         if checkpoint_every and not checkpoint_path:
             raise ValueError("checkpoint_every needs a checkpoint_path")
-        bar = tqdm(total=steps, disable=not progress, desc=f"{self.env.name} {self.loss_name}", dynamic_ncols=True)
-        log = open(log_path, "a") if log_path else None
+        main = self.is_main  # rank 0 evaluates and writes; the other ranks only train
+        bar = tqdm(total=steps, disable=not (progress and main), desc=f"{self.env.name} {self.loss_name}",
+                   dynamic_ncols=True)
+        log = open(log_path, "a") if log_path and main else None
         try:
             for i in range(steps):
-                if self.stop_requested:
+                if self._stop_agreed if self._reduce is not None else self.stop_requested:
                     break
                 rec = self.train_step()
                 if i % 10 == 0 or i == steps - 1:
                     rec["log_z"] = self.log_z
                     bar.set_postfix(loss=f"{rec['loss']:.3g}", log_z=f"{rec['log_z']:.3f}", refresh=False)
                 bar.update(1)
-                if evaluate and eval_every and not self.env.context_dim and (
+                if main and evaluate and eval_every and not self.env.context_dim and (
                         self.step_count % eval_every == 0 or i == steps - 1):
                     ev = self.evaluate()
                     ev.update(rec, log_z=self.log_z, seconds=self.train_seconds)
@@ -414,7 +479,7 @@ class Trainer:
                         post["l1"] = f"{ev['l1']:.3f}"
                     bar.set_postfix(**post)
                 if checkpoint_every and self.step_count % checkpoint_every == 0:
-                    self.save(checkpoint_path)
+                    self.save(checkpoint_path)  # a collective: every rank calls it, rank 0 writes
         finally:
             bar.close()
             if log:
@@ -444,7 +509,16 @@ class Trainer:
                 "generator": self.generator.get_state(), "step": self.step_count, "modes": modes,
                 "loss": self.loss_name, "history": [dict(h) for h in self.history],
                 "train_seconds": self.train_seconds, "objective": _plain_attributes(self.objective),
-                "replay": self.replay.state_dict() if self.replay is not None else None}
+                "replay": self.replay.state_dict() if self.replay is not None else None,
+                "world_size": self.topology.world_size, **self._replay_per_rank()}
+
+    def _replay_per_rank(self) -> dict:
+        """Data-parallel runs with replay: every rank's buffer and replay stream, gathered on every
+        rank (a collective: all ranks save together, rank 0 writes)."""
+        if self.topology.world_size == 1 or self.replay is None:
+            return {}
+        mine = {"replay": self.replay.state_dict(), "generator": self.replay_generator.get_state()}
+        return {"replay": None, "replay_per_rank": D.gather_objects(mine, self.topology, "gather of replay buffers")}
 
     def _mode_list(self) -> list:
         self._scan_modes()
@@ -463,10 +537,18 @@ class Trainer:
         self.history = [dict(h) for h in sd.get("history", [])]
         self.train_seconds = float(sd.get("train_seconds", 0.0))
         self.objective.__dict__.update(sd.get("objective") or {})
-        replay = sd.get("replay")
-        if (replay is None) != (self.replay is None):
+        replay, per_rank = sd.get("replay"), sd.get("replay_per_rank")
+        if (replay is None and per_rank is None) != (self.replay is None):
             raise ValueError("the state's replay buffer does not match this trainer's (replay_capacity differs)")
-        if replay is not None:
+        W, saved_w = self.topology.world_size, int(sd.get("world_size", 1))
+        if self.replay is not None and W != saved_w:
+            # each rank's buffer holds the objects its own trajectories found: they cannot be re-split
+            raise ValueError(f"the run was saved by {saved_w} process(es) with a replay buffer on each; resume it on "
+                             f"{saved_w} (this is {W}). Without replay a run resumes on any number of processes.")
+        if per_rank is not None:
+            self.replay.load_state_dict(per_rank[self.topology.rank]["replay"])
+            self.replay_generator.set_state(per_rank[self.topology.rank]["generator"])
+        elif replay is not None:
             self.replay.load_state_dict(replay)
 
     def save(self, path: str) -> str:
