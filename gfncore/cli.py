@@ -1,13 +1,15 @@
-"""Command line: `gfncore train ENV [flags]`, `gfncore sample`, `gfncore eval`. Training flags come
-from the config dataclasses and are checked against their declared bounds (gfncore.config), so
-the CLI and the Python API never drift apart. Bad input is one line on stderr and exit code 2,
+"""Command line: `gfncore train ENV [flags]`, `gfncore sample`, `gfncore eval`, `gfncore causal`
+(gfncore/causal/cli.py). Training flags come from the config dataclasses and are checked against
+their declared bounds (gfncore.config), so the CLI and the Python API never drift apart. Bad input is one line on stderr and exit code 2,
 before anything is written."""
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -40,23 +42,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 @dataclass
-class HyperGridConfig:
-    ndim: int = option(2, "grid dimensions")
-    height: int = option(8, "points per dimension")
-    R0: float = option(0.1, "base reward")
-    R1: float = option(0.5, "outer-region bonus")
-    R2: float = option(2.0, "mode-ring bonus")
-
-
-@dataclass
-class IsingConfig:
-    n: int = option(3, "lattice side (n x n spins)")
-    J: float = option(0.2, "nearest-neighbour coupling")
-    h: float = option(0.0, "external field")
-    beta: float = option(1.0, "inverse temperature")
-
-
-@dataclass
 class RunConfig:
     out: str = option("", "output folder (default: runs/<env>)")
     progress: bool = option(True, "show a progress bar")
@@ -65,25 +50,66 @@ class RunConfig:
     checkpoint_every: int = option(0, "steps between checkpoints (0: at the end and on SIGINT/SIGTERM only)", min=0)
 
 
-def _make_hypergrid(c: HyperGridConfig):
-    from .envs import HyperGrid
+# Environment subcommands are generated from the environments themselves: a compiled
+# environment's C++ declarations (name, type, default, bounds, help) give each flag, and the
+# Python class's constructor says which parameters a command line can set (plain numbers and
+# switches; data tensors cannot come from a flag). Adding a built-in environment therefore adds
+# its `gfncore train <name>` with no edit here. CLI_DEFAULTS holds the few defaults the command
+# line chooses differently from the library, with the reason.
+CLI_DEFAULTS: dict[str, dict] = {
+    "hypergrid": {"steps": 1000},
+    # J = 1 at beta = 1 on a 3x3 torus puts almost all mass on the two ground states: a weak
+    # coupling makes the default run a sampler of a spread-out distribution
+    "ising": {"steps": 2000, "J": 0.2},
+}
 
-    return HyperGrid(c.ndim, c.height, c.R0, c.R1, c.R2)
+
+def _env_entry(cls) -> tuple:
+    """(config dataclass, constructor, help, TrainConfig overrides) of one environment class."""
+    import inspect
+
+    from .train import TrainConfig
+
+    kind = cls.kind
+    overrides = CLI_DEFAULTS.get(kind, {})
+    decls = {d["name"]: d for d in cls._decls}
+    extra_help = getattr(cls, "param_help", {})
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    flds = []
+    for prm in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+        if prm.kind not in (prm.POSITIONAL_OR_KEYWORD, prm.KEYWORD_ONLY) or prm.name in train_fields:
+            continue
+        default = overrides.get(prm.name, prm.default)
+        typ = {bool: "bool", int: "int", float: "float"}.get(type(default))
+        if typ is None:  # tensors, callables, None: not settable from a flag
+            continue
+        d = decls.get(prm.name, {})
+        meta = {"help": d.get("help") or extra_help.get(prm.name, "")}
+        lo, hi = d.get("min"), d.get("max")
+        if lo is not None and math.isfinite(lo):
+            meta["gt" if d.get("min_exclusive") else "min"] = lo
+        if hi is not None and math.isfinite(hi):
+            meta["max"] = hi
+        flds.append((prm.name, typ, dataclasses.field(default=default, metadata=meta)))
+    cfg_cls = dataclasses.make_dataclass(f"{cls.__name__}Config", flds)
+    para = " ".join((cls.__doc__ or cls.__name__).strip().split("\n\n")[0].split())
+    doc = re.split(r"(?<!\bal)(?<!e\.g)(?<!i\.e)\.\s|;\s", para)[0].rstrip(".:,")  # its first sentence
+    return (cfg_cls, lambda c, cls=cls: cls(**dataclasses.asdict(c)), doc,
+            {k: v for k, v in overrides.items() if k in train_fields})
 
 
-def _make_ising(c: IsingConfig):
-    from .envs import Ising
+def _env_table() -> dict:
+    from . import envs
 
-    return Ising(c.n, J=c.J, h=c.h, beta=c.beta)
+    classes = [c for c in vars(envs).values() if isinstance(c, type) and issubclass(c, envs.CompiledEnv)
+               and vars(c).get("kind") in envs.KINDS and vars(c).get("train_command", True)]
+    return {c.kind: _env_entry(c) for c in sorted(classes, key=lambda c: list(envs.KINDS).index(c.kind))}
 
 
 # name -> (config dataclass, constructor, help, TrainConfig overrides for the default run).
 # Environment parameters are checked by the environment's constructor (ValueError/TypeError),
 # which the CLI turns into its one-line error before it writes anything.
-ENVS = {
-    "hypergrid": (HyperGridConfig, _make_hypergrid, "HyperGrid (Bengio et al. 2021)", {"steps": 1000}),
-    "ising": (IsingConfig, _make_ising, "Ising model on an n x n torus (energy-based model)", {"steps": 2000}),
-}
+ENVS = _env_table()
 
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls, overrides: dict | None = None,
@@ -147,10 +173,11 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
         s.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1)")
         s.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
         s.add_argument("--threads", type=int, default=0, help="CPU threads (0: gfncore's default)")
-    # listed here for --help; _main hands its arguments to gfncore.design.cli before parsing, so
-    # `gfncore train` does not import the design package to build its parser
-    sub.add_parser("design", add_help=False, help="choose causal experiments by expected information gain per cost "
-                                                  "(gfncore design --help)")
+    from .causal.cli import add_parser as add_causal  # applications own their flags
+    from .design.cli import add_parser as add_design
+
+    add_causal(sub)
+    add_design(sub)
     return p
 
 
@@ -243,7 +270,14 @@ def _stop_on_signals(trainer):
 def _write_json(path: str, d: dict) -> None:
     from .checkpoint import atomic_write
 
-    atomic_write(path, lambda f: f.write((json.dumps(d, indent=2) + "\n").encode()))
+    atomic_write(path, lambda f: f.write((json.dumps(d, indent=2, default=_json_value) + "\n").encode()))
+
+
+def _json_value(o):
+    """Tensors and arrays in a summary (an environment's data: modes, weights) as nested lists."""
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
 
 
 def train(env_name: str, env_cfg, cfg, run: RunConfig, given: set[str] = frozenset()) -> dict:
@@ -481,15 +515,19 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     from .train import TrainConfig
 
-    if argv and argv[0] == "design":
-        from .design.cli import main as design_main
-
-        return design_main(argv[1:])
     ns = build_parser().parse_args(argv)
     if ns.command == "sample":
         return sample_command(ns)
     if ns.command == "eval":
         return eval_command(ns)
+    if ns.command == "causal":
+        from .causal.cli import run as causal
+
+        return causal(ns)
+    if ns.command == "design":
+        from .design.cli import run as design
+
+        return design(ns)
     cfg_cls = ENVS[ns.env][0]
     prog = f"gfncore train {ns.env}"
     env_cfg = from_args(cfg_cls, ns, prog)

@@ -255,3 +255,28 @@ def test_cli_resume_of_a_cuda_run_without_cuda_is_one_line(tmp_path, capsys):
     # the same run continues on the CPU when asked to
     assert cli.main(["train", "hypergrid", "--out", str(out), "--resume", "--steps", "4", "--device", "cpu",
                      "--no-progress"]) == 0
+
+
+def test_every_builtin_environment_gets_a_train_command_from_its_declarations(tmp_path, capsys):
+    from dataclasses import fields
+
+    from gfncore.envs import KINDS
+
+    assert {"hypergrid", "ising", "bit_sequence", "set_addition", "assignment"} <= set(cli.ENVS)
+    for kind, (cfg_cls, make, help_, _) in cli.ENVS.items():
+        decls = {d["name"]: d for d in KINDS[kind]["params"]}
+        assert help_
+        for f in fields(cfg_cls):
+            if f.name in decls:  # help and default from the C++ declaration (unless the CLI chooses)
+                assert f.metadata["help"] == decls[f.name]["help"]
+                assert f.default == cli.CLI_DEFAULTS.get(kind, {}).get(f.name, decls[f.name]["default"])
+        assert make(cfg_cls()).kind == kind
+    # the declared bound reaches the flag: HyperGrid's height is at least 2
+    out = tmp_path / "run"
+    assert cli.main(["train", "hypergrid", "--height", "1", "--steps", "1", "--no-progress", "--out", str(out)]) == 2
+    assert "--height" in capsys.readouterr().err and not out.exists()
+    # an environment whose config holds tensors (the target sequences) writes a readable summary
+    assert cli.main(["train", "bit_sequence", "--n", "4", "--steps", "2", "--hidden", "8", "--batch-size", "4",
+                     "--no-progress", "--out", str(out)]) == 0
+    modes = json.loads((out / "summary.json").read_text())["env_config"]["params"]["modes"]
+    assert len(modes) == 4 and len(modes[0]) == 4

@@ -47,11 +47,12 @@ struct DAG {
   int max_edges = 0;  // most edges of a DAG under the cap
   const causal::CausalScore* score = nullptr;  // null: the reward is the prior alone
   const double* prior_terms = nullptr;         // [d]: the prior's share for k parents (no score)
+  double log_r0 = 0.0;                         // log R of the empty graph (the reward feature's origin)
 
   static void declare(ParamDecl& p) {
     p.integer("num_nodes", 3, 1, kMaxNodes, "nodes d of the graph (more than 64 needs multiword)")
         .integer("max_in_degree", -1, -1, kMaxNodes - 1, "most parents of a node (-1: no limit)")
-        .flag("multiword", false, "allow d > 64 (an explicit opt-in: d^2 + 1 actions, 2 d^2 features)")
+        .flag("multiword", false, "allow d > 64 (an explicit opt-in: d^2 + 1 actions, 2 d^2 + 1 features)")
         .tensor("data", DType::kFloat64, 2, "observations [N, d] scored by the reward (absent: the prior alone)", true)
         .tensor("interventions", DType::kBool, 2, "[N, d]: True where row r set node j by a perfect intervention",
                 true)
@@ -75,7 +76,7 @@ struct DAG {
     const bool multiword = p.flag("multiword");
     if (e.d > kSingleWordNodes && !multiword)
       p.fail("num_nodes = ", e.d, " needs multiword=True: more than ", kSingleWordNodes,
-             " nodes is an explicit opt-in (", int64_t{e.d} * e.d + 1, " actions, ", 2 * int64_t{e.d} * e.d,
+             " nodes is an explicit opt-in (", int64_t{e.d} * e.d + 1, " actions, ", 2 * int64_t{e.d} * e.d + 1,
              " features per state)");
     e.W = (e.d + 31) / 32;
     const int cap = p.as_int("max_in_degree");
@@ -95,6 +96,7 @@ struct DAG {
       } catch (const ValueError& err) {
         p.fail(err.what());
       }
+      e.log_r0 = e.empty_graph_log_reward();
       return e;
     }
     if (data->size(1) != e.d) p.fail("data must have num_nodes = ", e.d, " columns, got shape ", data->shape_str());
@@ -126,7 +128,13 @@ struct DAG {
     } catch (const ValueError& err) {
       p.fail(err.what());
     }
+    e.log_r0 = e.empty_graph_log_reward();
+    if (!std::isfinite(e.log_r0)) p.fail("the score of the empty graph is not finite");
     return e;
+  }
+  double empty_graph_log_reward() const {
+    std::vector<int32_t> s0(static_cast<size_t>(state_dim()), 0);
+    return log_reward(s0.data());
   }
 
   // -- bit helpers ---------------------------------------------------------------------------
@@ -193,7 +201,7 @@ struct DAG {
   int n_actions() const { return d * d + 1; }
   int n_backward_actions() const { return d * d; }
   int state_dim() const { return 2 * d * W; }
-  int feature_dim() const { return 2 * d * d; }
+  int feature_dim() const { return 2 * d * d + 1; }
   int max_parents() const { return max_edges; }
   int max_length() const { return max_edges + 1; }
   bool is_stop(int64_t a) const { return a == static_cast<int64_t>(d) * d; }
@@ -292,13 +300,16 @@ struct DAG {
       if (s[q] != 0) return false;
     return true;
   }
-  // [adjacency (i * d + j: i -> j), legal edges (the forward mask without stop)]: the policy
-  // sees which edges exist and which it may add.
+  // [adjacency (i * d + j: i -> j), legal edges (the forward mask without stop), log R(s) -
+  // log R(empty graph)]: the policy sees which edges exist, which it may add, and the state's
+  // reward (gfncore.causal.DAGPolicy offsets the stop logit by it: P_F(stop | s) = R(s) / F(s),
+  // so the network learns log F(s) - log R(s), tens of nats, instead of log F(s), hundreds).
   template <typename F>
   void encode(const int32_t* s, F* f) const {
     for (int i = 0; i < d; ++i)
       for (int j = 0; j < d; ++j) f[i * d + j] = F(bit(pa(s, j), i));
     edge_mask(s, f + d * d);
+    f[2 * d * d] = F(log_reward(s) - log_r0);
   }
   double log_reward(const int32_t* s) const {
     double r = 0.0;

@@ -26,7 +26,7 @@ OUTPUTS = ("edge_marginals.csv", "posterior_samples.csv", "summary.json", "edge_
            "run.json")
 # Settings that define the model being trained: a resumed run must keep them.
 FIXED_ON_RESUME = ("score", "prior", "edge_prob", "edge_penalty", "max_parents", "loss", "batch_size", "lr", "lr_log_z",
-                   "hidden", "layers", "lam", "epsilon", "temperature", "replay_capacity", "replay_fraction", "seed",
+                   "hidden", "reward_shift", "layers", "lam", "epsilon", "temperature", "replay_capacity", "replay_fraction", "seed",
                    "multiword")
 SYNTHETIC_KEYS = {"d": int, "n": int, "seed": int, "edges": float, "noise": float, "intervene": int}
 
@@ -249,9 +249,11 @@ def _jsonable(x):
 
 
 def run(ns: argparse.Namespace) -> int:
-    """Runs `gfncore causal` from parsed arguments; returns the exit status (0 done, 1 bad input,
-    130 interrupted: the checkpoint is saved, --resume continues)."""
-    from ..cli import from_args
+    """Runs `gfncore causal` from parsed arguments; returns the exit status (0 done, 1 bad input or
+    a failed run, 2 a flag out of its bounds as `gfncore train` reports it, 130 interrupted: the
+    checkpoint is saved, --resume continues)."""
+    from ..cli import USAGE, UsageError, from_args
+    from ..train import NonFiniteError
     from .posterior import PosteriorConfig, fit_posterior, validate_config
 
     out = ns.out or os.path.join("runs", "causal")
@@ -276,6 +278,12 @@ def run(ns: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"\ngfncore causal: interrupted; the checkpoint in {out} is saved: continue with --resume", file=sys.stderr)
         return 130
+    except UsageError as e:
+        print(str(e), file=sys.stderr)
+        return USAGE
+    except NonFiniteError as e:
+        print(f"gfncore causal: error: {e}; the last checkpoint is in {out}", file=sys.stderr)
+        return 1
     except (ValueError, TypeError, OSError) as e:
         print(f"gfncore causal: error: {e}", file=sys.stderr)
         return 1
@@ -298,7 +306,9 @@ def run(ns: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gfncore")
+    from ..cli import _Parser  # one-line errors (UsageError), as in `gfncore train`
+
+    p = _Parser(prog="gfncore")
     add_parser(p.add_subparsers(dest="command", required=True))
     return p
 
@@ -306,7 +316,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """`python -m gfncore.causal.cli [flags]`: the same as `gfncore causal [flags]`."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    return run(build_parser().parse_args(["causal", *argv]))
+    from ..cli import USAGE, UsageError
+
+    try:
+        ns = build_parser().parse_args(["causal", *argv])
+    except UsageError as e:
+        print(str(e), file=sys.stderr)
+        return USAGE
+    return run(ns)
 
 
 if __name__ == "__main__":

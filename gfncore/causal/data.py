@@ -176,7 +176,8 @@ def sample_erdos_renyi_sem(num_nodes: int, num_samples: int, expected_edges: flo
                            interventions: Sequence[Intervention] = ()) -> CausalData:
     """A random Erdos-Renyi linear-Gaussian SEM and samples from it: `num_samples` observational
     rows, then one batch per Intervention. Edge weights are uniform in +-[lo, hi] (random sign);
-    expected_edges defaults to num_nodes (the "ER1" graphs of DAG-GFlowNet). Node names X0..X{d-1}.
+    expected_edges defaults to num_nodes (the "ER1" graphs of DAG-GFlowNet; d(d-1)/2 below d = 3).
+    Node names X0..X{d-1}.
     Returns CausalData with the true graph and weights."""
     import numpy as np
 
@@ -191,7 +192,8 @@ def sample_erdos_renyi_sem(num_nodes: int, num_samples: int, expected_edges: flo
     if not (0 <= lo <= hi and math.isfinite(hi)):
         raise ValueError(f"weight_range must be (lo, hi) with 0 <= lo <= hi, got {weight_range}")
     rng = np.random.default_rng(seed)
-    graph = erdos_renyi_dag(d, d if expected_edges is None else expected_edges, rng)
+    # d edges ("ER1") where a DAG can hold them: d = 2 holds one at most
+    graph = erdos_renyi_dag(d, min(d, d * (d - 1) / 2) if expected_edges is None else expected_edges, rng)
     mag = rng.uniform(lo, hi, size=(d, d))
     sign = np.where(rng.random((d, d)) < 0.5, -1.0, 1.0)
     weights = torch.from_numpy(mag * sign * graph.numpy())

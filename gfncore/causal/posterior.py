@@ -30,12 +30,16 @@ class PosteriorConfig:
     edge_penalty: float = field(default=1.0, metadata={"help": "edge prior: log P(G) = -edge_penalty |E|"})
     max_parents: int = field(default=-1, metadata={"help": "most parents of a node (-1: no limit)"})
     loss: str = field(default="mdb", metadata={"help": "objective: mdb (modified DB), tb or subtb"})
-    steps: int = field(default=3000, metadata={"help": "training steps"})
+    steps: int = field(default=1500, metadata={"help": "training steps"})
     batch_size: int = field(default=128, metadata={"help": "trajectories per step"})
-    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate of the policy (start of the cosine schedule)"})
+    lr: float = field(default=3e-3, metadata={"help": "Adam learning rate of the policy (start of the cosine schedule)"})
     lr_final: float = field(default=0.01, metadata={"help": "final learning rate as a fraction of lr (cosine decay)"})
     lr_log_z: float = field(default=0.1, metadata={"help": "learning rate of log Z (tb)"})
-    hidden: int = field(default=512, metadata={"help": "MLP width"})
+    hidden: int = field(default=256, metadata={"help": "MLP width"})
+    reward_shift: bool = field(default=True, metadata={
+        "help": "offset the stop logit by log R(s) (DAGPolicy; --no-reward-shift: a plain MLPPolicy)"})
+    stop_bias: float = field(default=-1.0, metadata={
+        "help": "initial stop logit above the edge logits (-1: log of the number of edges)"})
     layers: int = field(default=2, metadata={"help": "MLP hidden layers"})
     lam: float = field(default=0.9, metadata={"help": "SubTB lambda"})
     epsilon: float = field(default=0.1, metadata={"help": "exploration: share of uniformly random legal actions"})
@@ -121,24 +125,61 @@ def make_env(data, cfg: PosteriorConfig, interventions=None, node_names=None):
 
 
 def make_trainer(env, cfg: PosteriorConfig):
-    """Policy (MLP over adjacency and legal-edge features, uniform P_B) and Trainer."""
+    """Policy (DAGPolicy: an MLP over adjacency and legal edges with the stop logit offset by
+    log R(s); uniform P_B) and Trainer."""
     from ..nn import MLPPolicy
     from ..replay import ReplayBuffer
     from ..train import Trainer
+    from .policy import DAGPolicy
 
     torch.manual_seed(cfg.seed)
-    # log R is a log-likelihood (hundreds of nats below 0): log Z (TB) and log F (SubTB) start at
-    # the empty graph's log R, a lower bound of log Z, instead of at 0, hundreds of steps away.
-    log_r0 = float(env.log_reward(env.initial_states(1))[0])
-    policy = MLPPolicy(env, hidden=cfg.hidden, layers=cfg.layers, flow=cfg.loss == "subtb", log_z_init=log_r0)
-    if policy.flow_head is not None:
-        with torch.no_grad():
-            policy.flow_head.bias.fill_(log_r0)
+    # log R is a log-likelihood (hundreds of nats below 0, and hundreds of nats above the empty
+    # graph's): log Z (TB) and log F (SubTB) start at the log R of a greedy graph, a lower bound
+    # of log Z within a few nats of it, instead of hundreds of Adam steps away.
+    _, log_r_greedy = greedy_graph(env)
+    if cfg.reward_shift:
+        log_r0 = float(env.log_reward(env.initial_states(1))[0])
+        policy = DAGPolicy(env, hidden=cfg.hidden, layers=cfg.layers, flow=cfg.loss == "subtb",
+                           log_z_init=log_r_greedy, reward_ref=log_r_greedy - log_r0)
+    else:
+        policy = MLPPolicy(env, hidden=cfg.hidden, layers=cfg.layers, flow=cfg.loss == "subtb", log_z_init=log_r_greedy)
+    with torch.no_grad():
+        if policy.flow_head is not None:
+            policy.flow_head.bias.fill_(log_r_greedy)
+        policy.pf_head.bias[-1] += stop_bias(env, cfg)
     replay = ReplayBuffer(env, cfg.replay_capacity) if cfg.replay_capacity > 0 else None
     opts = {"lam": cfg.lam} if cfg.loss == "subtb" else {}
     return Trainer(env, policy, loss=cfg.loss, batch_size=cfg.batch_size, lr=cfg.lr, lr_log_z=cfg.lr_log_z,
                    temperature=cfg.temperature, epsilon=cfg.epsilon, seed=cfg.seed, loss_options=opts,
                    replay=replay, replay_fraction=cfg.replay_fraction)
+
+
+def stop_bias(env, cfg: PosteriorConfig) -> float:
+    """The initial stop logit above the edge logits: cfg.stop_bias, or where it is < 0 the log of
+    the number of edges, so an untrained plain policy stops about half the time at the empty graph
+    (graphs of a few edges) instead of once in d(d - 1) moves (graphs of hundreds of edges at d = 20)."""
+    return cfg.stop_bias if cfg.stop_bias >= 0 else math.log(max(env.n_actions - 1, 1))
+
+
+@torch.no_grad()
+def greedy_graph(env, max_edges: int | None = None):
+    """Hill climbing from the empty graph: add the legal edge of largest reward gain (cached delta
+    scores) while one gains. Returns (state [1, D], log R of it)."""
+    s = env.initial_states(1)
+    lr = float(env.log_reward(s)[0])
+    for _ in range(env.max_parents if max_edges is None else max_edges):
+        legal = env.forward_mask(s)[0, : env.stop_action].nonzero().flatten()
+        if legal.numel() == 0:
+            break
+        gain = env.log_reward_delta(s.expand(legal.numel(), -1), legal)
+        if gain is None:  # a custom reward: score the children in full
+            gain = env.log_reward(env.step(s.expand(legal.numel(), -1), legal)) - lr
+        best = int(torch.argmax(gain))
+        if not float(gain[best]) > 0:
+            break
+        s = env.step(s, legal[best:best + 1])
+        lr += float(gain[best])
+    return s, lr
 
 
 def lr_factor(step: int, steps: int, final: float) -> float:
@@ -250,9 +291,10 @@ def fit_posterior(data, interventions=None, score: str | None = None, *, config:
     (``steps=5000, loss="tb"``) or through ``config``.
 
     Defaults: modified detailed balance (every graph is a finished object; the reward differences
-    along edges come from the local-score cache), an MLP of two hidden layers of 512 over the
-    adjacency and the legal-edge mask, uniform P_B, epsilon = 0.1 exploration, batches of 128,
-    Adam at 1e-3 with a cosine decay to 1e-5 over 3000 steps.
+    along edges come from the local-score cache), DAGPolicy (an MLP of two hidden layers of 256
+    over the adjacency and the legal-edge mask, stop logit offset by log R(s)), uniform P_B,
+    epsilon = 0.1 exploration, batches of 128, Adam at 3e-3 with a cosine decay to 3e-5 over
+    1500 steps.
 
     checkpoint: a path to save the trainer to (every minute, at the end, on Ctrl-C); resume=True
     continues from it. The metrics are described in :func:`evaluate`.

@@ -15,20 +15,23 @@ class PyDAG(PythonEnv):
     ``score``: an object with ``log_score(adj [B, d, d]) -> [B]`` and, for cached reward
     differences, ``delta_score_from_parents(targets, parents, sources)`` (a
     gfncore.causal.CausalScore); None gives the uniform reward. ``max_parents`` caps in-degrees.
+    ``check=False`` skips validating every row and action on every call (the benchmark baseline;
+    the checks cost more than the steps themselves).
     """
 
-    def __init__(self, num_nodes: int, score=None, max_parents: int | None = None):
+    def __init__(self, num_nodes: int, score=None, max_parents: int | None = None, check: bool = True):
         d = int(num_nodes)
         self.d, self.W = d, (d + 31) // 32
         self.cap = d - 1 if max_parents is None or max_parents < 0 else min(int(max_parents), d - 1)
         edges = sum(min(k, self.cap) for k in range(d))
-        super().__init__(state_dim=2 * d * self.W, n_actions=d * d + 1, feature_dim=2 * d * d, max_length=edges + 1,
+        super().__init__(state_dim=2 * d * self.W, n_actions=d * d + 1, feature_dim=2 * d * d + 1, max_length=edges + 1,
                          max_parents=edges, name="py_dag")
-        self.score = score
+        self.score, self.check = score, bool(check)
         self._eye = torch.eye(d, dtype=torch.bool)
+        self._log_r0 = self._log_reward(torch.zeros(1, d, d, dtype=torch.bool))
 
     def config(self) -> dict:
-        return {"num_nodes": self.d, "score": self.score, "max_parents": self.cap}
+        return {"num_nodes": self.d, "score": self.score, "max_parents": self.cap, "check": self.check}
 
     # -- rows <-> (adjacency, closure) ------------------------------------------------------------
     def unpack(self, s: torch.Tensor):
@@ -51,7 +54,7 @@ class PyDAG(PythonEnv):
         return ok
 
     def _check(self, s):
-        if s.numel() and not bool(self.valid(s).all()):
+        if self.check and s.numel() and not bool(self.valid(s).all()):
             raise ValueError("states holds a row that is not a DAG state")
 
     # -- the environment ------------------------------------------------------------------------------
@@ -70,9 +73,10 @@ class PyDAG(PythonEnv):
         return torch.cat([self._edge_mask(adj, reach).flatten(1), stop], 1)
 
     def step(self, s, a):
-        legal = self.forward_mask(s).gather(1, a.unsqueeze(1)).squeeze(1)
-        if not bool(legal.all()):
-            raise ValueError("actions holds an edge that is present, a self-loop or closes a cycle")
+        if self.check:
+            legal = self.forward_mask(s).gather(1, a.unsqueeze(1)).squeeze(1)
+            if not bool(legal.all()):
+                raise ValueError("actions holds an edge that is present, a self-loop or closes a cycle")
         adj, reach = self.unpack(s)
         n = torch.arange(s.shape[0])
         i, j = a // self.d, a % self.d
@@ -90,7 +94,7 @@ class PyDAG(PythonEnv):
         return adj.flatten(1)
 
     def backward_step(self, s, a):
-        if a.numel() and not bool(self.backward_mask(s).gather(1, a.unsqueeze(1)).all()):
+        if self.check and a.numel() and not bool(self.backward_mask(s).gather(1, a.unsqueeze(1)).all()):
             raise ValueError("actions holds an edge that is not in the graph")
         adj, _ = self.unpack(s)
         adj = adj.clone()
@@ -100,14 +104,19 @@ class PyDAG(PythonEnv):
     def encode(self, s):
         self._check(s)
         adj, reach = self.unpack(s)
-        return torch.cat([adj.flatten(1), self._edge_mask(adj, reach).flatten(1)], 1).to(torch.float32)
+        r = self._log_reward(adj) - self._log_r0
+        return torch.cat([adj.flatten(1).float(), self._edge_mask(adj, reach).flatten(1).float(),
+                          r.to(torch.float32).unsqueeze(1)], 1)
+
+    def _log_reward(self, adj):
+        if self.score is None:
+            return torch.zeros(adj.shape[0], dtype=torch.float64)
+        return self.score.log_score(adj).to(torch.float64)
 
     def log_reward(self, x):
         self._check(x)
         adj, _ = self.unpack(x)
-        if self.score is None:
-            return torch.zeros(x.shape[0], dtype=torch.float64)
-        return self.score.log_score(adj).to(torch.float64)
+        return self._log_reward(adj)
 
     def log_reward_delta(self, states, actions, context=None):
         """Cached local-score differences along each move (0 for stop), from the score's

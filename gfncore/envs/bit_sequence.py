@@ -29,6 +29,8 @@ class BitSequence(CompiledEnv, kind="bit_sequence"):
     A state is [length, word_0, ..., word_{L-1}] with -1 for words not yet appended.
     """
 
+    param_help = {"n_modes": "how many random target sequences (modes) when none are given"}
+
     def __init__(self, n: int = 8, k: int = 2, modes: torch.Tensor | None = None, temperature: float = 1.0, *,
                  n_modes: int = 4, seed: int = 0, log_reward=None):
         if modes is None and isinstance(n, int) and not isinstance(n, bool) and 0 < n <= 4096:

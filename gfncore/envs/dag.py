@@ -67,6 +67,9 @@ class DAG(CompiledEnv, kind="dag"):
     local scores per move) instead of scoring whole graphs.
     """
 
+    # no `gfncore train dag`: its reward needs a data matrix, which `gfncore causal` reads
+    train_command = False
+
     def __init__(self, num_nodes: int | None = None, max_parents: int | None = None, data=None, score="bge", *,
                  interventions=None, prior: str = "uniform", node_names: Sequence[str] | None = None,
                  alpha_mu: float = 1.0, alpha_w: float | None = None, mean_prior=None, noise_var: float = 0.1,
