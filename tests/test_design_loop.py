@@ -72,26 +72,42 @@ def test_eig_strategy_takes_the_argmax_of_eig_per_cost():
 
 
 def test_warm_start_carries_the_policy_over():
-    """Updating on new data starts from the current policy: before any step the new sampler's exact
-    P_T is the old one (the policy alone decides P_T), and log Z moves with the reward's offset."""
+    """Updating on new data starts from the current policy: before any step the network's weights
+    are the old ones, while what a trainer sets from its environment's reward follows the new data
+    (DAGPolicy's reward_ref; log Z moves by the change of its starting value), with the DAG policy
+    and with a plain MLP one."""
     from gfncore.causal.posterior import PosteriorConfig
     from gfncore.design.loop import Dataset, GFlowNetBackend
 
     cd, sim = problem(d=3)
     model = ScoreModel()
-    b = GFlowNetBackend(model, PosteriorConfig(hidden=32, batch_size=16, seed=0))
-    ds = Dataset(cd.data)
-    b.fit(ds, 30)
-    before = b.support().probs.clone()
     e = Experiment((1,), 10, 2.0)
-    ds.add(observe(sim, e, 3), e)
-    fresh = GFlowNetBackend(model, PosteriorConfig(hidden=32, batch_size=16, seed=0))
-    fresh.fit(ds, 0)
-    b.update(ds, 0)
-    assert torch.allclose(b.support().probs, before, rtol=0, atol=1e-12)
-    assert not torch.allclose(fresh.support().probs, before, atol=1e-3)
-    info = b.update(ds, 20)
-    assert info["warm"] and info["steps"] == 20
+    y = observe(sim, e, 3)
+    for shift in (True, False):
+        pc = PosteriorConfig(hidden=32, batch_size=16, seed=0, reward_shift=shift)
+        b = GFlowNetBackend(model, pc)
+        ds = Dataset(cd.data)
+        b.fit(ds, 30)
+        before = b.support().probs.clone()
+        old = {k: v.clone() for k, v in b.trainer.policy.state_dict().items()}
+        init0 = b.init_log_z
+        ds.add(y, e)
+        fresh = GFlowNetBackend(model, pc)
+        fresh.fit(ds, 0)
+        b.update(ds, 0)
+        new = b.trainer.policy.state_dict()
+        buffers = {k for k, _ in b.trainer.policy.named_buffers()}
+        for k, v in new.items():
+            if k in buffers:
+                assert torch.equal(v, fresh.trainer.policy.state_dict()[k]), k
+            elif k != "log_z":
+                assert torch.equal(v, old[k]), k
+        assert b.init_log_z == fresh.init_log_z != init0
+        assert float(new["log_z"]) - float(old["log_z"]) == pytest.approx(b.init_log_z - init0)
+        # P_T moves with the data anyway: the policies see log R(s) - log R(empty) as a feature
+        assert not torch.allclose(b.support().probs, before, atol=1e-6)
+        info = b.update(ds, 20)
+        assert info["warm"] and info["steps"] == 20
 
 
 def test_bad_input():

@@ -198,8 +198,8 @@ class ExactBackend:
 class GFlowNetBackend:
     """The GFlowNet posterior (modified DB on the DAG environment, gfncore.causal.posterior's
     trainer): trained from scratch on the first data set, then warm-started from the current
-    policy on each new one (the policy's weights carry over; its log Z is shifted by the change of
-    log R of the empty graph, the reward's offset)."""
+    policy on each new one (the policy's weights carry over; what a new trainer sets from its
+    environment's reward at initialisation follows the new data, see warm_start)."""
 
     name = "gfn"
 
@@ -207,16 +207,18 @@ class GFlowNetBackend:
         self.model, self.cfg, self.samples = model, cfg, samples
         self.env = self.trainer = None
         self.policy_state = None
-        self.log_r0 = 0.0
+        self.init_log_z = 0.0    # log Z the held policy's trainer started from
         self._support = None
         self.last = {}
 
     def _trainer(self, ds: Dataset, seed: int):
         from ..causal.posterior import make_trainer
 
-        env = self.model.env(ds.data, ds.mask, max_parents=None if self.cfg.max_parents < 0 else self.cfg.max_parents)
+        env = self.model.env(ds.data, ds.mask, max_parents=self._max_parents())
         cfg = dataclasses.replace(self.cfg, seed=seed)
-        return env, make_trainer(env, cfg), cfg
+        trainer = make_trainer(env, cfg)
+        trainer._design_init_log_z = float(trainer.policy.log_z.detach())
+        return env, trainer, cfg
 
     def fit(self, ds: Dataset, steps: int, seed: int = 0) -> dict:
         """From scratch."""
@@ -238,18 +240,27 @@ class GFlowNetBackend:
         return self._done(env, trainer, steps, seconds, warm=True)
 
     def warm_start(self, trainer, env) -> None:
-        """Load the current policy into a new trainer of a new environment."""
-        trainer.policy.load_state_dict(self.policy_state)
-        new_r0 = float(env.log_reward(env.initial_states(1))[0])
+        """Load the current policy into a new trainer of a new environment. The new trainer's
+        buffers keep their values (DAGPolicy's reward_ref: the log R of a good graph under the new
+        data, so the stop logit's reward shift stays near 0 where the mass is), and log Z (and log
+        F's bias) move by the change of the value a trainer starts them from (log R of a greedy
+        graph: log Z moves with the data's log-likelihood scale, hundreds of nats per round)."""
+        p = trainer.policy
+        buffers = {k: v.clone() for k, v in p.named_buffers()}
+        init = float(p.log_z.detach())
+        p.load_state_dict(self.policy_state)
         with torch.no_grad():
-            trainer.policy.log_z.add_(new_r0 - self.log_r0)
-            if trainer.policy.flow_head is not None:
-                trainer.policy.flow_head.bias.add_(new_r0 - self.log_r0)
+            for k, v in p.named_buffers():
+                v.copy_(buffers[k])
+            p.log_z.add_(init - self.init_log_z)
+            if p.flow_head is not None:
+                p.flow_head.bias.add_(init - self.init_log_z)
+        trainer._design_init_log_z = init
 
     def _done(self, env, trainer, steps, seconds, warm) -> dict:
         self.env, self.trainer = env, trainer
         self.policy_state = copy.deepcopy(trainer.policy.state_dict())
-        self.log_r0 = float(env.log_reward(env.initial_states(1))[0])
+        self.init_log_z = trainer._design_init_log_z
         self._support = None
         self.last = {"steps": steps, "seconds": seconds, "warm": warm}
         return self.last
@@ -305,7 +316,7 @@ class GFlowNetBackend:
 
     def clone(self) -> "GFlowNetBackend":
         other = GFlowNetBackend(self.model, self.cfg, self.samples)
-        other.env, other.trainer, other.log_r0 = self.env, self.trainer, self.log_r0
+        other.env, other.trainer, other.init_log_z = self.env, self.trainer, self.init_log_z
         other.policy_state = copy.deepcopy(self.policy_state)
         other._support, other.last = self._support, dict(self.last)
         return other
