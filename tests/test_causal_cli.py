@@ -54,6 +54,9 @@ def test_main_entry_point_dispatches_causal(tmp_path, capsys):
     assert gfncore_main(["causal", "--synthetic", "d=2", "--out", str(out), "--batch-size", "0", "--no-progress"]) == 1
     assert "batch_size must be >= 1" in capsys.readouterr().err
     assert not (out / "o").exists()
+    # DAG's reward needs data: no `gfncore train dag`, whose flags could not give it
+    assert gfncore_main(["train", "dag", "--steps", "1"]) == 2
+    assert "invalid choice: 'dag'" in capsys.readouterr().err
 
 
 def test_csv_with_interventions_and_resume(tmp_path):

@@ -157,8 +157,8 @@ def test_check_env_complete(d):
 
 
 def test_check_env_large_and_lingauss():
-    gfn.envs.check_env(DAG(data=data(20, 100), score="lingauss", max_parents=3), max_states=2000)
-    gfn.envs.check_env(DAG(data=data(5)), max_states=5000)
+    gfn.envs.check_env(DAG(data=data(20, 100), score="lingauss", max_parents=3), max_states=500)
+    gfn.envs.check_env(DAG(data=data(5)), max_states=1500)
 
 
 # ------------------------------------------------------------------------------ the PyTorch twin
@@ -172,7 +172,7 @@ def test_compiled_matches_python_twin(d, cap, multiword):
     if d <= 4:
         x = env.all_states()
     else:
-        x = torch.cat([s for s, _ in random_walk(env, 40, seed=1)])
+        x = torch.cat([s for s, _ in random_walk(env, 20, seed=1)])
     for m in ("forward_mask", "backward_mask", "encode", "n_parents", "is_initial"):
         assert torch.equal(getattr(env, m)(x), getattr(py, m)(x)), m
     assert torch.allclose(env.log_reward(x), py.log_reward(x), rtol=1e-12, atol=1e-9)
@@ -280,27 +280,6 @@ def test_interventions_break_markov_equivalence_in_env_rewards():
             assert abs(diff) < 1e-8
         else:
             assert diff > 5.0  # the true direction, by a wide margin (about 30 nats here)
-
-
-@pytest.mark.slow
-def test_interventions_break_markov_equivalence_in_trained_sampler():
-    torch.manual_seed(0)
-    probs = {}
-    for iv in (False, True):
-        # (50 rows: with many more, the empty graph is so far below that modified DB needs many
-        # more steps to push log P_F(stop | s0) down and balance the two directions)
-        env = DAG(data=two_node_data(iv))
-        policy = gfn.nn.MLPPolicy(env, hidden=32)
-        trainer = gfn.Trainer(env, policy, loss="mdb", batch_size=32, lr=3e-3, epsilon=0.1, seed=0)
-        trainer.fit(400, progress=False)
-        p = gfn.metrics.exact_terminal_distribution(env, policy)
-        g = env.adjacency(env.all_states())
-        probs[iv] = (float(p[g[:, 0, 1]].sum()), float(p[g[:, 1, 0]].sum()))
-        exact = env.exact_posterior()
-        assert gfn.metrics.jsd(p, exact.probs) < 0.01
-    (xy, yx), (xy_i, yx_i) = probs[False], probs[True]
-    assert abs(xy - yx) < 0.1  # observational: X -> Y and Y -> X equally likely
-    assert xy_i > 0.95 and yx_i < 0.02  # with interventions on X: the true direction
 
 
 # ------------------------------------------------------------------------------ serialisation

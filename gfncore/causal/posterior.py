@@ -292,9 +292,9 @@ def fit_posterior(data, interventions=None, score: str | None = None, *, config:
 
     Defaults: modified detailed balance (every graph is a finished object; the reward differences
     along edges come from the local-score cache), DAGPolicy (an MLP of two hidden layers of 256
-    over the adjacency and the legal-edge mask, stop logit offset by log R(s)), uniform P_B,
-    epsilon = 0.1 exploration, batches of 128, Adam at 3e-3 with a cosine decay to 3e-5 over
-    1500 steps.
+    over the adjacency and the legal-edge mask, stop logit offset by log R(s) and started log(#edges)
+    above the edge logits), uniform P_B, epsilon = 0.1 exploration, batches of 128, Adam at 3e-3
+    with a cosine decay to 3e-5 over 1500 steps.
 
     checkpoint: a path to save the trainer to (every minute, at the end, on Ctrl-C); resume=True
     continues from it. The metrics are described in :func:`evaluate`.
