@@ -243,16 +243,26 @@ def eig_nested_mc(model: ScoreModel, stats: NodeStats, support: GraphSupport, ex
     return EIGEstimate(torch.stack(vals), torch.stack(ses), "nested_mc", outer, inner, time.perf_counter() - t0)
 
 
+# (d, max_parents) -> (every DAG, its family index): the same for every data set, and indexing the
+# families of 29,281 graphs (torch.unique over rows) cost more than scoring them on d = 5
+_ALL_DAGS: dict = {}
+
+
 def exact_support(model: ScoreModel, data, interventions=None, max_parents: int | None = None) -> GraphSupport:
     """Every DAG on d <= 5 nodes (with at most max_parents parents per node) with the exact posterior
     P(G | D) of the model (the compiled score), in the order of gfncore.causal.all_dags."""
     from ..causal.enumerate import all_dags
 
     x = torch.as_tensor(data, dtype=torch.float64)
-    graphs = all_dags(int(x.shape[1]))
-    if max_parents is not None and max_parents >= 0:
-        graphs = graphs[(graphs.sum(1) <= max_parents).all(-1)]
+    cap = max_parents if max_parents is not None and max_parents >= 0 else None
+    key = (int(x.shape[1]), cap)
+    if key not in _ALL_DAGS:
+        graphs = all_dags(key[0])
+        if cap is not None:
+            graphs = graphs[(graphs.sum(1) <= cap).all(-1)]
+        _ALL_DAGS[key] = (graphs, Families.of_graphs(graphs))
+    graphs, families = _ALL_DAGS[key]
     log_r = model.causal_score(x, interventions).log_score(graphs)
     if not bool(torch.isfinite(log_r).all()):
         raise ValueError("the score is not finite on every DAG")
-    return GraphSupport(graphs, log_r)
+    return GraphSupport(graphs.clone(), log_r, families)

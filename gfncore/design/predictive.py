@@ -162,6 +162,14 @@ class Families:
         S, d = g.shape[0], g.shape[-1]
         pa = g.transpose(1, 2).reshape(S * d, d)  # row (s, j): the parents of j in graph s
         nodes = torch.arange(d).repeat(S)
+        if d <= 56:
+            # one int64 key per family, (node, parent 0, parent 1, ...) in lexicographic order: a
+            # 1-D unique is ~10x faster than unique over rows
+            bits = torch.bitwise_left_shift(torch.ones(d, dtype=torch.int64), torch.arange(d - 1, -1, -1))
+            keys = (nodes << d) | (pa.long() * bits).sum(1)
+            uniq, inv = torch.unique(keys, return_inverse=True)
+            parents = (uniq[:, None] & bits) != 0
+            return cls((uniq >> d).contiguous(), parents.contiguous()), inv.view(S, d)
         rows = torch.cat([nodes[:, None], pa.long()], 1)
         uniq, inv = torch.unique(rows, dim=0, return_inverse=True)
         return cls(uniq[:, 0].contiguous(), uniq[:, 1:].bool().contiguous()), inv.view(S, d)
