@@ -69,17 +69,31 @@ from .checkpoint import load  # noqa: E402
 from .train import NonFiniteError, TrainConfig, Trainer  # noqa: E402
 from .trajectories import Trajectories  # noqa: E402
 
-__all__ = ["build_info", "set_num_threads", "default_threads", "load", "NonFiniteError", "distributed", "envs",
-           "metrics", "nn", "ops", "backward", "replay", "Sampler", "BackwardSampler",
-           "ReplayBuffer", "Trainer", "TrainConfig", "Trajectories", "LOSSES", "get_loss", "trajectory_balance_loss",
-           "causal", "design"]
+# applications (torch-only imports; plots and progress bars load when used). amortize and
+# conditional load on first use: they also run as `python -m gfncore.<module>`, which warns when
+# the package has imported the module already.
+from . import bayes  # noqa: E402
+from .bayes import AmortizedPosterior, PosteriorConfig, PosteriorSampler  # noqa: E402
+
+_LAZY = {"amortize": ("amortize", None), "ExpectationRegressor": ("amortize", "ExpectationRegressor"),
+         "RegressorConfig": ("amortize", "RegressorConfig"), "conditional": ("conditional", None),
+         "ConditionalConfig": ("conditional", "ConditionalConfig"),
+         "train_conditional": ("conditional", "train_conditional"), "causal": ("causal", None),
+         "design": ("design", None)}
 
 
 def __getattr__(name: str):
-    # Applications load on first use (gfn.causal.fit_posterior, gfn.design.DesignRun), so
-    # `import gfncore` stays cheap.
-    if name in ("causal", "design"):
+    if name in _LAZY:
         import importlib
 
-        return importlib.import_module(f".{name}", __name__)
+        module, attr = _LAZY[name]
+        m = importlib.import_module(f".{module}", __name__)
+        return m if attr is None else getattr(m, attr)
     raise AttributeError(f"module 'gfncore' has no attribute {name!r}")
+
+
+__all__ = ["build_info", "set_num_threads", "default_threads", "load", "NonFiniteError", "distributed", "envs",
+           "metrics", "nn", "ops", "backward", "replay", "Sampler", "BackwardSampler",
+           "ReplayBuffer", "Trainer", "TrainConfig", "Trajectories", "LOSSES", "get_loss", "trajectory_balance_loss",
+           "amortize", "bayes", "conditional", "ExpectationRegressor", "RegressorConfig", "PosteriorSampler",
+           "PosteriorConfig", "AmortizedPosterior", "ConditionalConfig", "train_conditional", "causal", "design"]

@@ -1,6 +1,7 @@
-"""Command line: `gfncore train ENV [flags]`, `gfncore sample`, `gfncore eval`, `gfncore causal`
-(gfncore/causal/cli.py). Training flags come from the config dataclasses and are checked against
-their declared bounds (gfncore.config), so the CLI and the Python API never drift apart. Bad input is one line on stderr and exit code 2,
+"""Command line: `gfncore train ENV [flags]` (with `--conditional NAME=LOW:HIGH`, one sampler for a
+range of contexts: gfncore.conditional), `gfncore sample`, `gfncore eval`, `gfncore bayes`
+(gfncore.bayes.cli), `gfncore causal` (gfncore.causal.cli). Training flags come from the config dataclasses and are checked against their
+declared bounds (gfncore.config), so the CLI and the Python API never drift apart. Bad input is one line on stderr and exit code 2,
 before anything is written."""
 from __future__ import annotations
 
@@ -149,6 +150,8 @@ def from_args(cls, ns: argparse.Namespace, prog: str = "gfncore"):
 
 
 def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
+    from .bayes.cli import add_parser as add_bayes
+    from .conditional import CONDITIONAL_ENVS, ConditionalConfig
     from .train import TrainConfig
 
     p = _Parser(prog="gfncore", description="GFlowNets with a compiled core")
@@ -161,6 +164,8 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
         add_dataclass_args(e, cfg_cls, suppress=suppress)
         add_dataclass_args(e, TrainConfig, overrides, suppress=suppress)
         add_dataclass_args(e, RunConfig, suppress=suppress)
+        if name in CONDITIONAL_ENVS:
+            add_dataclass_args(e, ConditionalConfig, suppress=suppress)
     for cmd, help_ in (("sample", "draw objects x from a trained sampler"),
                        ("eval", "evaluate a trained sampler (exact where the environment is enumerable)")):
         s = sub.add_parser(cmd, help=help_, description=help_)
@@ -173,6 +178,7 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
         s.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1)")
         s.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
         s.add_argument("--threads", type=int, default=0, help="CPU threads (0: gfncore's default)")
+    add_bayes(sub)
     from .causal.cli import add_parser as add_causal  # applications own their flags
     from .design.cli import add_parser as add_design
 
@@ -503,6 +509,45 @@ def eval_command(ns) -> int:
     return 0
 
 
+def conditional_command(ns, env_cfg, cfg, run: RunConfig, prog: str) -> int:
+    """`gfncore train ENV --conditional NAME=LOW:HIGH`: one sampler over a range of contexts,
+    evaluated against exact log S(c) (gfncore.conditional). Its runs are not resumable."""
+    from . import default_threads, set_num_threads
+    from .conditional import ConditionalConfig, check_conditional, print_summary, train_conditional
+
+    from . import distributed
+    from .train import TrainConfig
+
+    ccfg = from_args(ConditionalConfig, ns, prog)
+    if run.resume:
+        raise UsageError(f"{prog}: error: --resume is not available for --conditional runs")
+    if distributed.launched_by_torchrun():
+        raise UsageError(f"{prog}: error: --conditional runs in one process (not under torchrun)")
+    # settings a conditional run does not use: refused rather than silently ignored
+    defaults = TrainConfig()
+    unused = [n for n in ("importance_weights", "replay_capacity", "replay_fraction", "prioritized", "device")
+              if getattr(cfg, n) != getattr(defaults, n)]
+    unused += ["checkpoint_every"] if run.checkpoint_every else []
+    if unused:
+        flags = ", ".join("--" + n.replace("_", "-") for n in unused)
+        raise UsageError(f"{prog}: error: {flags} not available for --conditional runs (CPU, on-policy, one "
+                         f"checkpoint at the end)")
+    try:
+        check_conditional(ns.env, ccfg, cfg)
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"{prog}: error: {e}") from None
+    run = dataclasses.replace(run, out=run.out or os.path.join("runs", f"{ns.env}_conditional"))
+    _check_out(run.out, run)
+    set_num_threads(cfg.threads or default_threads())
+    try:
+        s = train_conditional(ns.env, env_cfg, cfg, run, ccfg)
+    except KeyboardInterrupt:
+        print(f"\n{prog}: stopped by a signal; conditional runs write their results only at the end", file=sys.stderr)
+        return INTERRUPTED
+    print_summary(s)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -520,6 +565,10 @@ def _main(argv: list[str]) -> int:
         return sample_command(ns)
     if ns.command == "eval":
         return eval_command(ns)
+    if ns.command == "bayes":
+        from .bayes.cli import run as bayes_command
+
+        return bayes_command(ns)
     if ns.command == "causal":
         from .causal.cli import run as causal
 
@@ -533,6 +582,8 @@ def _main(argv: list[str]) -> int:
     env_cfg = from_args(cfg_cls, ns, prog)
     cfg = from_args(TrainConfig, ns, prog)
     run = from_args(RunConfig, ns, prog)
+    if getattr(ns, "conditional", ""):
+        return conditional_command(ns, env_cfg, cfg, run, prog)
     try:
         s = train(ns.env, env_cfg, cfg, run, given=_given(argv))
     except RunFailed as e:

@@ -124,3 +124,30 @@ def evaluate(env: Env, policy, log_z: float, samples: torch.Tensor | None = None
         out["modes_found"] = modes_found(env, samples)
         out["n_modes"] = n_modes(env)
     return out
+
+
+@torch.no_grad()
+def importance_log_z(env: Env, policy, n: int, context=None, generator: torch.Generator | None = None,
+                     log_reward=None) -> dict:
+    """Importance-sampling estimate of log Z from n trajectories τ ~ P_F (at one context c for a
+    conditional policy): log (1/n) Σ_τ R(x) P_B(τ|x) / P_F(τ). Z-hat is unbiased for Z (so log Z-hat
+    is consistent, biased low by Jensen for small n), whatever the policy, as long as P_F covers
+    R; `log_reward(x)` replaces env.log_reward (e.g. the exact full-data reward of a sampler
+    trained on a noisy minibatch one). Returns {"log_z", "ess" (effective sample size of the
+    weights), "n"}."""
+    from .losses import log_probs
+    from .sampler import Sampler
+
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n (trajectories) must be an int >= 1, got {n!r}")
+    dev = next(policy.parameters()).device
+    ctx = _context_rows(context, n, dev)
+    traj = Sampler(env, policy).sample(n, generator=generator, context=ctx)
+    lpf, lpb, _ = log_probs(env, policy, traj)
+    idx = traj.traj_index
+    s = torch.zeros(n, dtype=torch.float64, device=lpf.device).index_add_(0, idx, (lpb - lpf).double())
+    x = traj.terminal_states
+    lr = (env.log_reward(x, None if ctx is None else ctx.to(x.device)) if log_reward is None else log_reward(x))
+    w = lr.to(torch.float64).to(s.device) + s
+    lw = torch.log_softmax(w, 0)
+    return {"log_z": float(torch.logsumexp(w, 0)) - math.log(n), "ess": float(1.0 / lw.exp().square().sum()), "n": n}

@@ -42,11 +42,16 @@ class MLPPolicy(nn.Module):
     each row's context c, concatenated to the state features (``conditioning="concat"``) or as a
     FiLM scale and shift of the trunk's output (``"film"``), and log Z(c) is a learned head
     (``log_z_of(c)``, an MLP of width ``log_z_hidden``) instead of one scalar.
+
+    ``context_encoder``: a module mapping raw contexts [n, C] to embeddings [n, E] (its ``out_dim``
+    attribute says E), e.g. :class:`SetEncoder` for a context that is a whole data set. The
+    embedding is what the trunk (concat or FiLM) and the log Z(c) head see; the encoder trains
+    with the network's learning rate.
     """
 
     def __init__(self, env: Env, hidden: int = 256, layers: int = 2, pb: str = "uniform", flow: bool = False,
                  log_z_init: float = 0.0, context_dim: int | None = None, conditioning: str = "concat",
-                 log_z_hidden: int = 64):
+                 log_z_hidden: int = 64, context_encoder: nn.Module | None = None):
         super().__init__()
         if pb not in ("uniform", "learned", "shared"):
             raise ValueError(f"pb must be 'uniform', 'learned' or 'shared', got {pb!r}")
@@ -60,36 +65,57 @@ class MLPPolicy(nn.Module):
         self.pb, self.has_flow = pb, flow
         self.context_dim, self.conditioning = C, conditioning
         self.n_actions, self.n_backward = env.n_actions, env.n_backward_actions
-        n_in = env.feature_dim + (C if conditioning == "concat" else 0)
+        self.context_encoder = context_encoder
+        E = C  # the width of what the networks see of a context
+        if context_encoder is not None:
+            if not C:
+                raise ValueError("context_encoder needs a conditional policy (context_dim > 0)")
+            if not isinstance(context_encoder, nn.Module):
+                raise TypeError(f"context_encoder must be a torch.nn.Module, got {type(context_encoder).__name__}")
+            E = getattr(context_encoder, "out_dim", None)
+            if isinstance(E, bool) or not isinstance(E, int) or E < 1:
+                raise ValueError(f"context_encoder must say its embedding width as an int attribute out_dim >= 1, "
+                                 f"got {E!r}")
+        n_in = env.feature_dim + (E if conditioning == "concat" else 0)
         self.trunk = mlp(n_in, hidden, layers - 1, hidden) if layers > 1 else nn.Linear(n_in, hidden)
         self.act = nn.ReLU()
         self.pf_head = nn.Linear(hidden, env.n_actions)
         self.pb_head = nn.Linear(hidden, env.n_backward_actions) if pb == "shared" else None
         self.pb_net = mlp(n_in, hidden, layers, env.n_backward_actions) if pb == "learned" else None
         self.flow_head = nn.Linear(hidden, 1) if flow else None
-        self.film = nn.Linear(C, 2 * hidden) if C and conditioning == "film" else None
+        self.film = nn.Linear(E, 2 * hidden) if C and conditioning == "film" else None
         if self.film is not None:  # start as the identity modulation
             nn.init.zeros_(self.film.weight)
             nn.init.zeros_(self.film.bias)
         self.log_z = nn.Parameter(torch.tensor(float(log_z_init)))
         self.log_z_net = None
         if C:
-            self.log_z_net = mlp(C, log_z_hidden, 2, 1)
+            self.log_z_net = mlp(E, log_z_hidden, 2, 1)
             with torch.no_grad():
                 self.log_z_net[-1].bias.fill_(float(log_z_init))
 
-    def _input(self, features: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+    def _input(self, features: torch.Tensor, context: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(trunk input, the context as the networks see it: encoded, in the features' dtype)."""
         if not self.context_dim:
             if context is not None:
                 raise ValueError("this policy takes no context (context_dim = 0)")
-            return features
+            return features, None
         if context is None:
             raise ValueError(f"this policy is conditional: pass the rows' contexts [n, {self.context_dim}]")
         if context.shape != (features.shape[0], self.context_dim):
             raise ValueError(f"context must have shape [{features.shape[0]}, {self.context_dim}], got "
                              f"{list(context.shape)}")
-        context = context.to(features.dtype)
-        return torch.cat([features, context], -1) if self.conditioning == "concat" else features
+        context = self._encode(context.to(features.dtype))
+        return (torch.cat([features, context], -1) if self.conditioning == "concat" else features), context
+
+    def _encode(self, context: torch.Tensor) -> torch.Tensor:
+        if self.context_encoder is None:
+            return context
+        e = self.context_encoder(context)
+        if e.shape != (context.shape[0], self.log_z_net[0].in_features):
+            raise ValueError(f"context_encoder must map [n, {self.context_dim}] contexts to [n, "
+                             f"{self.log_z_net[0].in_features}] (its out_dim), got {list(e.shape)}")
+        return e
 
     def _trunk(self, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
         h = self.trunk(x)
@@ -102,11 +128,14 @@ class MLPPolicy(nn.Module):
         """log Z(c) for each context [B, C] -> [B] (the scalar log Z for an unconditional policy)."""
         if self.log_z_net is None:
             return self.log_z.expand(context.shape[0])
-        return self.log_z_net(context.to(self.log_z_net[0].weight.dtype)).squeeze(-1)
+        dtype = self.log_z_net[0].weight.dtype
+        if context.dim() != 2 or context.shape[1] != self.context_dim:
+            raise ValueError(f"context must have shape [n, {self.context_dim}], got {list(context.shape)}")
+        return self.log_z_net(self._encode(context.to(dtype))).squeeze(-1)
 
     def forward_logits(self, features: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """P_F logits only: what a rollout needs."""
-        x = self._input(features, context)
+        x, context = self._input(features, context)
         layers = self._plain_layers() if self.film is None else None
         if layers is None:
             return self.pf_head(self._trunk(x, context))
@@ -142,7 +171,7 @@ class MLPPolicy(nn.Module):
         return trunk, act, head, (mods[0::2] if ok else None), hooks
 
     def forward(self, features: torch.Tensor, context: torch.Tensor | None = None) -> PolicyOutput:
-        x = self._input(features, context)
+        x, context = self._input(features, context)
         h = self._trunk(x, context)
         out = PolicyOutput(self.pf_head(h))
         if self.pb_head is not None:
@@ -162,3 +191,60 @@ class MLPPolicy(nn.Module):
     def network_parameters(self) -> list[nn.Parameter]:
         z = {id(p) for p in self.log_z_parameters()} | {id(self.log_z)}
         return [p for p in self.parameters() if id(p) not in z]
+
+
+class SetEncoder(nn.Module):
+    """A permutation-invariant encoder of a context that is a set (DeepSets, Zaheer et al. 2017):
+    the context row [set_size * element_dim] is read as set_size elements, each mapped by an MLP
+    phi, mean-pooled, and mapped by an MLP rho to an embedding [out_dim]. A conditional GFlowNet
+    whose context is a whole data set D (a posterior over parameters amortized over data sets)
+    sees D through it, so reordering the examples cannot change P_F(.|s, D) or log Z(D).
+
+    With ``moments=2`` (the default) the pooled vector also holds the set's empirical first and
+    second moments, the means of e_i and of every product e_i[a] e_i[b]. A randomly initialised phi
+    averaged over a set gives nearly the same vector for every set (the differences between data
+    sets live in small shifts of such averages, which its ReLUs blur), so rho would first have to
+    learn to amplify them; the moments carry them from the first step, and for a linear-Gaussian
+    likelihood they are the sufficient statistics (X^T X, X^T y, y^T y) themselves. ``moments=0``
+    pools phi alone.
+
+    Identical context rows (a batch draws several trajectories per context, and every state of a
+    trajectory carries its context) are encoded once.
+    """
+
+    def __init__(self, element_dim: int, set_size: int, hidden: int = 64, out_dim: int = 64, layers: int = 2,
+                 moments: int = 2):
+        super().__init__()
+        for name, v in (("element_dim", element_dim), ("set_size", set_size), ("hidden", hidden),
+                        ("out_dim", out_dim), ("layers", layers)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"SetEncoder: {name} must be an int >= 1, got {v!r}")
+        if moments not in (0, 1, 2):
+            raise ValueError(f"SetEncoder: moments must be 0, 1 or 2, got {moments!r}")
+        self.element_dim, self.set_size, self.out_dim, self.moments = element_dim, set_size, out_dim, moments
+        self.context_dim = element_dim * set_size
+        self.phi = mlp(element_dim, hidden, layers, hidden)
+        iu = torch.triu_indices(element_dim, element_dim)
+        self.register_buffer("_pairs", iu, persistent=False)
+        n_mom = (element_dim if moments >= 1 else 0) + (iu.shape[1] if moments == 2 else 0)
+        self.rho = mlp(hidden + n_mom, hidden, 1, out_dim)
+
+    def forward(self, context: torch.Tensor) -> torch.Tensor:
+        if context.dim() != 2 or context.shape[1] != self.context_dim:
+            raise ValueError(f"SetEncoder: context must have shape [n, {self.context_dim}] ({self.set_size} elements "
+                             f"of {self.element_dim}), got {list(context.shape)}")
+        if context.shape[0] > 1:
+            uniq, inv = torch.unique(context, dim=0, return_inverse=True)
+            if uniq.shape[0] < context.shape[0]:
+                return self._embed(uniq)[inv]
+        return self._embed(context)
+
+    def _embed(self, context: torch.Tensor) -> torch.Tensor:
+        elems = context.reshape(context.shape[0], self.set_size, self.element_dim)
+        pooled = [self.phi(elems).mean(1)]
+        if self.moments >= 1:
+            pooled.append(elems.mean(1))
+        if self.moments == 2:
+            a, b = self._pairs
+            pooled.append((elems[..., a] * elems[..., b]).mean(1))
+        return self.rho(torch.cat(pooled, -1) if len(pooled) > 1 else pooled[0])

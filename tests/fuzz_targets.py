@@ -685,6 +685,328 @@ def run_parents(case: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
+# The public Python API: environment methods, the Sampler and the Trainer. A valid call must
+# return a result that obeys the environment contract (shapes, dtypes, legal moves that the
+# backward mask marks and backward_step undoes); a hostile one must raise a clear error.
+API_ENVS = [["hypergrid", 2, 4], ["hypergrid", 3, 3], ["ising", 2], ["bit_sequence", 4, 2], ["set_addition", 4, 2],
+            ["assignment", 3, 3]]
+ENV_METHODS = ["forward_mask", "step", "backward_mask", "backward_step", "n_parents", "encode", "log_reward",
+               "is_initial"]
+# valid: must give a correct result; hostile: must raise a clear error
+STATE_MUTATIONS = {"none": "valid", "noncontig": "valid", "expand": "valid", "int64": "valid", "empty": "valid",
+                   "float": "hostile", "bool": "hostile", "rank_up": "hostile", "rank_down": "hostile",
+                   "grow": "hostile", "shrink": "hostile", "meta": "hostile", "value": "hostile", "int64_wrap": "hostile",
+                   "not_tensor": "hostile", "action_range": "hostile", "action_illegal": "hostile",
+                   "action_dtype": "hostile", "action_len": "hostile"}
+
+
+def _api_case_strategy(target: str):
+    from hypothesis import strategies as st
+
+    return st.fixed_dictionaries({
+        "target": st.just(target), "seed": st.integers(0, 2**31 - 1), "env": st.sampled_from(API_ENVS),
+        "method": st.sampled_from(ENV_METHODS), "n": st.integers(0, 9), "mutation": st.sampled_from(sorted(STATE_MUTATIONS)),
+        "p": st.integers(0, 2**16), "scalar": st.sampled_from(range(64)), "loss": st.sampled_from(["tb", "db", "subtb", "fm",
+                                                                                             "zvar", "mdb"]),
+    })
+
+
+def _api_env(spec):
+    import gfncore
+
+    E = gfncore.envs
+    kind, *p = spec
+    return {"hypergrid": lambda: E.HyperGrid(p[0], p[1]), "ising": lambda: E.Ising(p[0]),
+            "bit_sequence": lambda: E.BitSequence(p[0], p[1]), "set_addition": lambda: E.SetAddition(p[0], p[1]),
+            "assignment": lambda: E.Assignment(p[0], p[1])}[kind]()
+
+
+def _walk(env, n, g):
+    """n reachable states: random forward walks of random lengths from s0 (the environment's own
+    masks and steps, so valid by construction)."""
+    import torch
+
+    s = env.initial_states(n)
+    stop = env.n_actions - 1
+    for _ in range(int(torch.randint(0, 8, (1,), generator=g))):
+        if n == 0:
+            break
+        m = env.forward_mask(s)
+        m[:, stop] = False
+        go = m.any(1) & (torch.rand(n, generator=g) < 0.8)
+        if not go.any():
+            break
+        a = torch.multinomial(m[go].double(), 1, generator=g).squeeze(1)
+        s = s.clone()
+        s[go] = env.step(s[go], a).to(s.dtype)
+    return s
+
+
+def _mutate_states(kind, s, p, env):
+    """(states, actions-mutation or None) after one mutation; None where it does not apply."""
+    import torch
+
+    if kind in ("none", "empty") or kind.startswith("action_"):
+        return s[:0] if kind == "empty" else s
+    if kind == "noncontig":
+        return torch.cat([s, s], 1)[:, ::2] if s.shape[1] else None
+    if kind == "expand":
+        return s[:1].expand(5, -1) if s.shape[0] else None
+    if kind == "int64":
+        return s.long()
+    if kind == "float":
+        return s.float()
+    if kind == "bool":
+        return s.bool()
+    if kind == "rank_up":
+        return s.unsqueeze(0)
+    if kind == "rank_down":
+        return s.reshape(-1)
+    if kind == "grow":
+        return torch.cat([s, s[:, :1]], 1)
+    if kind == "shrink":
+        return s[:, :-1] if s.shape[1] > 1 else s[:, :0]
+    if kind == "meta":
+        return s.to("meta")
+    if kind in ("value", "int64_wrap"):
+        if s.numel() == 0:
+            return None
+        s = s.long() if kind == "int64_wrap" else s.clone()
+        v = [2**31 - 1, -(2**31), 99, -5][p % 4] if kind == "value" else [2**32 + 1, -(2**32), 2**40][p % 3]
+        s.reshape(-1)[(p // 4) % s.numel()] = v
+        return s
+    if kind == "not_tensor":
+        return s.tolist()
+    return None
+
+
+def _check_contract(env, method, s, out, a=None) -> None:
+    """The result of a valid call obeys the environment contract."""
+    import torch
+
+    n, A = s.shape[0], env.n_actions
+    s32 = s.to(torch.int32)
+    shapes = {"forward_mask": (torch.bool, (n, A)), "backward_mask": (torch.bool, (n, A - 1)),
+              "n_parents": (None, (n,)), "encode": (torch.float32, (n, env.feature_dim)), "is_initial": (torch.bool, (n,)),
+              "log_reward": (None, (n,)), "step": (None, (n, env.state_dim)), "backward_step": (None, (n, env.state_dim))}
+    dtype, shape = shapes[method]
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != shape or (dtype is not None and out.dtype != dtype):
+        raise Wrong(f"{method}: got {type(out).__name__} {getattr(out, 'dtype', '')} {tuple(getattr(out, 'shape', ()))}, "
+                    f"want {dtype} {shape}")
+    if method == "forward_mask" and n and not out.any(1).all():
+        raise Wrong("forward_mask: a reachable state with no legal action")
+    if method == "n_parents" and not torch.equal(out.long(), env.backward_mask(s32).sum(1).long()):
+        raise Wrong("n_parents differs from the sum of backward_mask")
+    if method in ("encode", "log_reward") and torch.isnan(out).any():
+        raise Wrong(f"{method}: NaN for valid states")
+    if method == "is_initial" and not torch.equal(out, (s32 == env.initial_states(1)).all(1)):
+        raise Wrong("is_initial differs from equality with s0")
+    if method == "step":  # the move is marked in the child's backward mask, and undone by backward_step
+        child = out.to(torch.int32)
+        bm = env.backward_mask(child)
+        for i in range(n):
+            parents = [env.backward_step(child[i:i + 1], torch.tensor([b])).to(torch.int32)
+                       for b in bm[i].nonzero().flatten().tolist()]
+            if not any(torch.equal(q[0], s32[i]) for q in parents):
+                raise Wrong(f"step: the child {child[i].tolist()} of {s32[i].tolist()} by {int(a[i])} does not list "
+                            f"it among its parents")
+    if method == "backward_step":  # the parent can step forward to the child
+        par = out.to(torch.int32)
+        fm = env.forward_mask(par)
+        for i in range(n):
+            kids = [env.step(par[i:i + 1], torch.tensor([f])).to(torch.int32)
+                    for f in fm[i, :-1].nonzero().flatten().tolist()]
+            if not any(torch.equal(k[0], s32[i]) for k in kids):
+                raise Wrong(f"backward_step: {s32[i].tolist()} is not a child of its parent {par[i].tolist()}")
+
+
+def _api_verdict(status, out, klass, what, also_clear=()):
+    """The outcome of a raising API call: an error for hostile input when it is clear."""
+    if klass == "valid":
+        raise Wrong(f"valid input rejected ({what}): {_describe(out)}")
+    if status == "unclear" and not (isinstance(out, also_clear) and str(out).strip()):
+        return {"kind": "unclear", "detail": f"{what}: {_describe(out)}"}
+    return {"kind": "error"}
+
+
+def run_env_method(case: dict) -> dict:
+    import torch
+
+    env = _api_env(case["env"])
+    g = torch.Generator().manual_seed(case["seed"])
+    method, kind, p = case["method"], case["mutation"], case["p"]
+    s = _walk(env, case["n"], g)
+    a = None
+    if method in ("step", "backward_step"):
+        if method == "step":
+            m = env.forward_mask(s)
+            m[:, -1] = False
+        else:
+            m = env.backward_mask(s)
+        keep = m.any(1)
+        s, m = s[keep], m[keep]
+        if s.shape[0] == 0 and kind not in ("empty", "none"):
+            return {"kind": "correct", "notes": "no movable state drawn"}
+        a = torch.multinomial(m.double(), 1, generator=g).squeeze(1) if s.shape[0] else torch.zeros(0, dtype=torch.int64)
+    if method == "log_reward":  # finished objects: states that may stop
+        if env.n_actions - 1 < env.forward_mask(s).shape[1]:
+            s = s[env.forward_mask(s)[:, -1]]
+    if kind.startswith("action_") and a is None:
+        return {"kind": "correct", "notes": "no action argument"}
+    ms = _mutate_states(kind, s, p, env)
+    if ms is None:
+        return {"kind": "correct", "notes": "mutation does not apply"}
+    klass = STATE_MUTATIONS[kind]
+    if kind.startswith("action_"):
+        if a.numel() == 0:
+            return {"kind": "correct", "notes": "no action drawn"}
+        a = a.clone()
+        if kind == "action_range":
+            a[p % a.numel()] = [-1, m.shape[1], m.shape[1] + 7, 2**40][p % 4]
+        elif kind == "action_illegal":
+            bad = (~m).nonzero()
+            if bad.shape[0] == 0:
+                return {"kind": "correct", "notes": "every action legal"}
+            i, j = bad[p % bad.shape[0]].tolist()
+            a, ms = torch.tensor([j]), s[i:i + 1]
+        elif kind == "action_dtype":
+            a = a.float()
+        elif kind == "action_len":
+            a = a[:-1]
+    if kind == "expand" and a is not None:
+        a = a[:1].expand(5)
+    if kind == "empty" and a is not None:
+        a = a[:0]
+    args = (ms,) if a is None else (ms, a)
+    status, out = _call(getattr(env, method), *args)
+    if status != "ok":
+        return _api_verdict(status, out, klass, f"{method}, {kind}")
+    if klass == "hostile":
+        raise Wrong(f"{method} accepted a hostile input ({kind}) and returned {type(out).__name__}")
+    _check_contract(env, method, ms if isinstance(ms, torch.Tensor) else torch.tensor(ms), out, a)
+    return {"kind": "correct"}
+
+
+class _FixedPolicy:
+    """A policy whose logits are whatever a case wants (NaN, wrong width, transposed)."""
+
+    def __init__(self, env, how):
+        import torch
+
+        self.net = __import__("gfncore").nn.MLPPolicy(env, hidden=8, layers=1)
+        self.how = how
+        self.torch = torch
+
+    def __getattr__(self, k):
+        return getattr(self.net, k)
+
+    def forward_logits(self, x, *a, **kw):  # what the sampler calls
+        return self._bend(self.net.forward_logits(x, *a, **kw))
+
+    def __call__(self, x, *a, **kw):  # what the objectives call
+        import dataclasses
+
+        out = self.net(x, *a, **kw)
+        logits = self._bend(out.pf_logits if dataclasses.is_dataclass(out) else out)
+        return dataclasses.replace(out, pf_logits=logits) if dataclasses.is_dataclass(out) else logits
+
+    def _bend(self, logits):
+        t = self.torch
+        if self.how == "nan":
+            logits = logits.clone()
+            logits.view(-1)[0] = float("nan")
+        elif self.how == "wide":
+            logits = t.cat([logits, logits[:, :1]], 1)
+        elif self.how == "transposed":
+            logits = logits.t().contiguous().t()
+        return logits
+
+
+def run_sampler(case: dict) -> dict:
+    import torch
+
+    import gfncore
+
+    env = _api_env(case["env"])
+    v = case["scalar"]
+    bad = [("n", -1), ("n", 2**40), ("n", 1.5), ("n", "3"), ("seed", -1), ("seed", 2**64), ("temperature", 0.0),
+           ("temperature", math.nan), ("temperature", -1.0), ("epsilon", 1.5), ("epsilon", math.nan),
+           ("first_id", -1), ("first_id", 2**64), ("policy", "nan"), ("policy", "wide")]
+    good = [("n", 0), ("n", 1), ("n", 7), ("seed", 2**63 - 1), ("temperature", 0.5), ("epsilon", 1.0),
+            ("first_id", 2**40), ("policy", "transposed")]
+    table = bad + good
+    name, value = table[v % len(table)]
+    klass = "hostile" if (name, value) in bad else "valid"
+    torch.manual_seed(case["seed"])
+    policy = gfncore.nn.MLPPolicy(env, hidden=8, layers=1) if name != "policy" else _FixedPolicy(env, value)
+    kw = dict(seed=case["seed"])
+    n = case["n"] + 1
+    if name == "n":
+        n = value
+    elif name != "policy":
+        kw[name] = value
+
+    def go():
+        return gfncore.Sampler(env, policy).sample(n, **kw)
+
+    status, out = _call(go)
+    if status != "ok":
+        return _api_verdict(status, out, klass, f"Sampler.sample {name}={value!r}")
+    if klass == "hostile":
+        raise Wrong(f"Sampler.sample accepted {name}={value!r}")
+    x = out.terminal_states
+    if x.shape[0] != n or (n and not env.forward_mask(x.to(torch.int32))[:, -1].all()):
+        raise Wrong(f"sampler returned {tuple(x.shape)} objects, or objects that may not stop")
+    if n and not torch.allclose(out.log_reward.double(), env.log_reward(x).double()):
+        raise Wrong("the trajectories' log R differs from env.log_reward")
+    return {"kind": "correct"}
+
+
+def run_trainer(case: dict) -> dict:
+    import torch
+
+    import gfncore
+
+    env = _api_env(case["env"])
+    v = case["scalar"]
+    bad = [("batch_size", 0), ("batch_size", -3), ("batch_size", 2.5), ("lr", math.nan), ("lr", -1.0),
+           ("loss", "nope"), ("replay_fraction", 1.0), ("replay_fraction", -0.1), ("temperature", 0.0),
+           ("epsilon", 2.0), ("seed", -1), ("lr_log_z", math.inf), ("policy", "nan")]
+    good = [("batch_size", 1), ("batch_size", 5), ("lr", 0.0), ("replay_fraction", 0.9), ("epsilon", 1.0), ("seed", 2**40)]
+    table = bad + good
+    name, value = table[v % len(table)]
+    klass = "hostile" if (name, value) in bad else "valid"
+    torch.manual_seed(case["seed"])
+    loss = case["loss"]
+    probe = torch.cat([env.initial_states(1), _walk(env, 32, torch.Generator().manual_seed(1))])
+    if loss == "mdb" and not env.forward_mask(probe)[:, -1].all():
+        loss = "tb"  # modified DB needs every state to be a finished object (it says so; tested elsewhere)
+    flow = loss in ("db", "subtb")
+    policy = gfncore.nn.MLPPolicy(env, hidden=8, layers=1, flow=flow)
+    kw = dict(loss=loss, batch_size=4, seed=case["seed"] % 1000)
+    if name == "policy":
+        policy = _FixedPolicy(env, value)
+        policy.net = gfncore.nn.MLPPolicy(env, hidden=8, layers=1, flow=flow)
+    elif name == "replay_fraction":
+        kw.update(replay=gfncore.ReplayBuffer(env, 50), replay_fraction=value)
+    else:
+        kw[name] = value
+
+    def go():
+        t = gfncore.Trainer(env, policy, **kw)
+        return [t.train_step()["loss"] for _ in range(3)]
+
+    status, out = _call(go)
+    if status != "ok":  # NonFiniteError (a FloatingPointError) is the trainer's clear error for NaN
+        return _api_verdict(status, out, klass, f"Trainer {name}={value!r}", also_clear=(FloatingPointError,))
+    if klass == "hostile":
+        raise Wrong(f"Trainer accepted {name}={value!r} and trained")
+    if not all(math.isfinite(x) for x in out):
+        raise Wrong(f"non-finite loss from a valid trainer: {out}")
+    return {"kind": "correct"}
+
+
+# ---------------------------------------------------------------------------------------------
 # The table: target -> (case strategy, runner). One entry per public op.
 @dataclass(frozen=True)
 class Target:
@@ -712,6 +1034,9 @@ TARGETS = {
     "rollout_step": _env_target("rollout_step", run_rollout_step),
     "backward_rollout_step": _env_target("backward_rollout_step", run_backward_rollout_step),
     "parents": _env_target("parents", run_parents),
+    "env_methods": Target(lambda: _api_case_strategy("env_methods"), run_env_method),
+    "sampler": Target(lambda: _api_case_strategy("sampler"), run_sampler),
+    "trainer": Target(lambda: _api_case_strategy("trainer"), run_trainer),
 }
 
 

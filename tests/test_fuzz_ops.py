@@ -1,7 +1,11 @@
 """Fuzz suite: hypothesis draws adversarial inputs for every public op (dtypes and ranks, empty and
 huge sizes, non-contiguous and stride-0 tensors, bad offsets, illegal actions, NaN and inf,
-all-masked rows, meta and mixed devices; see tests/fuzz_targets.py) and each case must end in a
-correct result or a clear exception.
+all-masked rows, meta and mixed devices), for every method of every built-in environment (states
+of the wrong dtype, rank, width, device or range, int64 values that would wrap, illegal or
+out-of-range actions), for the Sampler (bad n, seeds, temperatures, epsilons, first ids, NaN or
+wrong-width logits) and for the Trainer (bad batch sizes, learning rates, losses, replay
+fractions, NaN policies); see tests/fuzz_targets.py. Each case must end in a correct result (for
+the API targets: one that obeys the environment contract) or a clear exception.
 
 Cases run in a worker process, so a crash (a segfault, a sanitizer abort) is a failed example
 with its reproducer, not a dead test session. Profiles (GFN_FUZZ_PROFILE): "ci" (default: fixed

@@ -141,6 +141,13 @@ class LinearRegression:
         X, y = _check_xy(batch, self.grid.n, "LinearRegression.log_likelihood")
         return self.predictive_log_prob(theta, X, y)
 
+    def map_estimate(self, data) -> torch.Tensor:
+        """The posterior mode of θ [n] under the continuous Gaussian prior (ridge regression,
+        closed form): a reference θ for the minibatch reward's control variate."""
+        X, y = _check_xy(data, self.grid.n, "LinearRegression.map_estimate")
+        A = X.T @ X / self.noise_std ** 2 + torch.eye(self.grid.n, dtype=torch.float64) / self.prior.prior_std ** 2
+        return torch.linalg.solve(A, X.T @ y / self.noise_std ** 2)
+
     def predictive_mean(self, theta: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
         """E[y | x, θ] = x·θ [S, M]."""
         return theta.to(torch.float64) @ X.to(torch.float64).T

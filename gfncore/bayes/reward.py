@@ -55,6 +55,17 @@ class MinibatchLogReward:
     part of each example's log-likelihood that does not depend on θ (the y² of a Gaussian, say)
     cancels instead of being scaled up by |D|/|b|.
 
+    With `cv_order=2` the control variate is the second-order Taylor expansion of each example's
+    log-likelihood around θ_ref, q_z(θ) = ℓ_z(θ_ref) + g_z·δ + ½ δᵀH_z δ (δ = θ − θ_ref; per-example
+    gradients and Hessians from forward-mode autodiff of log_likelihood, computed once), whose sum
+    over D is known exactly: log P(θ) + Σ_D q_z(θ) + (|D|/|b|)·Σ_{z∈b} [ℓ_z(θ) − q_z(θ)]. Only the
+    part of the log-likelihood that is not quadratic in θ is left to the minibatch: for a Gaussian
+    likelihood with θ in the mean (linear regression) that part is 0 and the estimate is exact; for
+    tall data, where the posterior is narrow, what is left shrinks like |δ|³ (Bardenet et al. 2017;
+    Baker et al. 2019 use the same variate for SG-MCMC). It needs log_likelihood to be twice
+    differentiable in θ and torch.func-compatible (no Python branching on values); it stores
+    |D|·n² numbers.
+
     theta is [B, n] grid values (float64; `grid.theta(index)` maps indices). The user's functions
     are checked on every call: log_prior must return [B], log_likelihood [B, |b|], both floating
     point with no NaN and no +inf (−inf, a zero probability, is allowed); errors name the first
@@ -63,7 +74,8 @@ class MinibatchLogReward:
 
     def __init__(self, log_prior: LogPriorFn, log_likelihood: LogLikelihoodFn, data, batch_size: int | None = None,
                  generator: torch.Generator | None = None, grid: ParameterGrid | None = None,
-                 reference: torch.Tensor | None = None, shuffle: str = "epoch", chunk: int = 1 << 22):
+                 reference: torch.Tensor | None = None, shuffle: str = "epoch", chunk: int = 1 << 22,
+                 cv_order: int = 1):
         if not callable(log_prior) or not callable(log_likelihood):
             raise TypeError("log_prior and log_likelihood must be callables")
         if grid is not None and not isinstance(grid, ParameterGrid):
@@ -94,13 +106,62 @@ class MinibatchLogReward:
                 raise ValueError(f"reference θ has log P(z|θ_ref) = {float(per[i])} at data example {i}; "
                                  "the control variate needs a finite log-likelihood on every example")
             self._ref_per_example, self._ref_total = per, float(per.sum())
+        if cv_order not in (1, 2):
+            raise ValueError(f"cv_order must be 1 (θ_ref's log-likelihood) or 2 (its Taylor expansion), got {cv_order!r}")
+        if cv_order == 2 and reference is None:
+            raise ValueError("cv_order=2 expands the log-likelihood around a reference θ: pass reference=")
+        self.cv_order = cv_order
+        self._ref_grad = self._ref_hess = None
+        if cv_order == 2:
+            self._ref_grad, self._ref_hess = self._taylor(self.reference)
+            self._grad_total, self._hess_total = self._ref_grad.sum(0), self._ref_hess.sum(0)
 
     @classmethod
     def from_model(cls, model, data, batch_size: int | None = None, generator: torch.Generator | None = None,
-                   reference: torch.Tensor | None = None, shuffle: str = "epoch"):
+                   reference: torch.Tensor | None = None, shuffle: str = "epoch", cv_order: int = 1):
         """The reward of a built-in model (or any object with log_prior, log_likelihood and grid)."""
         return cls(model.log_prior, model.log_likelihood, data, batch_size, generator, getattr(model, "grid", None),
-                   reference, shuffle)
+                   reference, shuffle, cv_order=cv_order)
+
+    def _taylor(self, ref: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-example gradients [|D|, n] and Hessians [|D|, n, n] of log P(z|θ) at θ = ref, by
+        forward-over-forward autodiff (n² tangents over a chunk of examples at a time)."""
+        from torch.func import jacfwd
+
+        n = ref.numel()
+        if self.n_data * n * n > 1 << 28:
+            raise ValueError(f"cv_order=2 would store {self.n_data} x {n} x {n} Hessian entries: too many; "
+                             "use cv_order=1")
+        grads, hessians = [], []
+        for i in range(0, self.n_data, chunk):
+            batch = tuple(t[i:i + chunk] for t in self.data)
+
+            def f(t, batch=batch):
+                return self.log_likelihood(t.unsqueeze(0), batch).squeeze(0)
+
+            try:
+                g = jacfwd(f)(ref)
+                h = jacfwd(jacfwd(f))(ref)
+            except Exception as e:  # a user function that autodiff cannot see through
+                raise ValueError(f"cv_order=2 needs log_likelihood to be twice differentiable in θ with torch.func "
+                                 f"(jacfwd); it failed with {type(e).__name__}: {e}. Use cv_order=1 (PosteriorConfig.control_variate=1, "
+                                 f"--control-variate 1)") from e
+            m = batch[0].shape[0]
+            if tuple(g.shape) != (m, n) or tuple(h.shape) != (m, n, n):
+                raise ValueError(f"cv_order=2: log_likelihood's derivatives have shapes {tuple(g.shape)}, "
+                                 f"{tuple(h.shape)}; expected ({m}, {n}) and ({m}, {n}, {n})")
+            grads.append(g.detach().to(torch.float64))
+            hessians.append(h.detach().to(torch.float64))
+        g, h = torch.cat(grads), torch.cat(hessians)
+        if not (bool(torch.isfinite(g).all()) and bool(torch.isfinite(h).all())):
+            raise ValueError("cv_order=2: the log-likelihood's gradient or Hessian at the reference θ is not finite")
+        return g, h
+
+    def _quadratic(self, theta: torch.Tensor, g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """g·δ + ½ δᵀ h δ for each row of theta (δ = θ − θ_ref) [B], with g [n] and h [n, n] sums
+        of per-example terms."""
+        d = theta - self.reference
+        return d @ g + 0.5 * ((d @ h) * d).sum(-1)
 
     @property
     def full_batch(self) -> bool:
@@ -143,7 +204,12 @@ class MinibatchLogReward:
         scale = self.n_data / index.numel()
         if self.reference is None:
             return self._log_prior(theta) + scale * ll.sum(1)
-        return self._log_prior(theta) + self._ref_total + scale * (ll - self._ref_per_example[index]).sum(1)
+        out = self._log_prior(theta) + self._ref_total + scale * (ll - self._ref_per_example[index]).sum(1)
+        if self.cv_order == 2:
+            # the quadratic part: its sum over D exactly, minus the minibatch's scaled-up share
+            out = out + self._quadratic(theta, self._grad_total, self._hess_total) - scale * self._quadratic(
+                theta, self._ref_grad[index].sum(0), self._ref_hess[index].sum(0))
+        return out
 
     def full(self, theta: torch.Tensor) -> torch.Tensor:
         """The exact log R(θ) = log P(θ) + Σ_{z∈D} log P(z|θ) [B], in chunks of examples."""
@@ -162,13 +228,16 @@ class MinibatchLogReward:
     def noise_variance(self, theta: torch.Tensor) -> torch.Tensor:
         """Var of the minibatch estimate of log R(θ) [B], exactly: sampling b of N without replacement,
         Var((N/b) Σ_b ℓ) = N² (1 − b/N) s² / b with s² the variance of ℓ over D (N − 1 norm), where
-        ℓ = log P(z|θ), or log P(z|θ) − log P(z|θ_ref) with a reference."""
+        ℓ = log P(z|θ), less the control variate (log P(z|θ_ref), and its Taylor terms with cv_order=2)."""
         N, b = self.n_data, self.batch_size
         if N == 1:
             return torch.zeros(self._theta(theta).shape[0], dtype=torch.float64)
         per = self.per_example(theta)
         if self.reference is not None:
             per = per - self._ref_per_example
+        if self.cv_order == 2:
+            d = self._theta(theta) - self.reference
+            per = per - d @ self._ref_grad.T - 0.5 * torch.einsum("bi,kij,bj->bk", d, self._ref_hess, d)
         s2 = per.var(1)
         return N * N * (1 - b / N) * s2 / b
 
@@ -213,3 +282,40 @@ def _check_values(v, shape: tuple, who: str, theta: torch.Tensor, index: torch.T
         where = f" for data example {int(index[int(pos[1])])}" if index is not None else ""
         raise ValueError(f"{who} returned {float(v[tuple(pos)])} for theta[{r}] = {theta[r].tolist()}{where}; "
                          "log-probabilities must be finite or -inf")
+
+
+def fit_reference(log_prior: LogPriorFn, log_likelihood: LogLikelihoodFn, data, n: int,
+                  start: torch.Tensor | None = None, max_iter: int = 100, chunk: int = 1 << 16) -> torch.Tensor:
+    """A reference θ_ref [n] for the control variate: the maximum a posteriori point of the continuous
+    relaxation of θ (the user's functions evaluated off the grid), by L-BFGS on the full data (a few
+    tens of passes; once per run). Only its closeness to the posterior mass matters, not its
+    optimality, so a user may pass any θ instead (reference=...). Needs the functions to be
+    differentiable in θ."""
+    data = as_data(data)
+    N = data[0].shape[0]
+    theta = (torch.zeros(n, dtype=torch.float64) if start is None
+             else torch.as_tensor(start, dtype=torch.float64).reshape(n).clone())
+    theta.requires_grad_(True)
+    opt = torch.optim.LBFGS([theta], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe",
+                            tolerance_grad=1e-9, tolerance_change=1e-12)
+
+    def closure():
+        opt.zero_grad()
+        t = theta.unsqueeze(0)
+        loss = -log_prior(t).sum()
+        for i in range(0, N, chunk):
+            loss = loss - log_likelihood(t, tuple(d[i:i + chunk] for d in data)).sum()
+        loss = loss / N  # per example, so L-BFGS's tolerances mean the same at any |D|
+        loss.backward()
+        return loss
+
+    try:
+        opt.step(closure)
+    except RuntimeError as e:  # e.g. a function that autograd cannot differentiate
+        raise ValueError(f"fitting the control variate's reference θ needs log_prior and log_likelihood to be "
+                         f"differentiable in θ ({e}); pass reference= yourself, or train without a control "
+                         f"variate") from e
+    out = theta.detach()
+    if not bool(torch.isfinite(out).all()):
+        raise ValueError(f"fitting the reference θ diverged ({out.tolist()}); pass reference= yourself")
+    return out

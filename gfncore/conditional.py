@@ -1,0 +1,577 @@
+"""Conditional GFlowNets as amortized intractable sums: one forward policy π̂(y|c) and one head
+log Ŝ(c) trained over a range of contexts, with π̂(y|c)·Ŝ(c) = R(c, y) (the seed's equation 1), so
+that S(c) = Σ_y R(c, y) at a context never seen in training costs one forward pass instead of
+training a sampler.
+
+    gfncore train ising --n 3 --J 0.5 --conditional beta=0.1:1.0 --out runs/ising_beta
+
+trains on β drawn uniformly from [0.1, 1.0] except narrow bands around the held-out contexts
+(`--held-out`, default four points inside the range), then writes, for contexts across and
+beyond the training range, log Ŝ(c) against the exact log S(c) (and the exact L1 of π̂(·|c) where
+the state space can be enumerated) as a table (table.md), a plot (log_z_curve.png) and
+summary.json. With `--compare-contexts k` it also trains a separate sampler at k of the held-out
+contexts until it is as accurate there as the amortized one, and reports both costs.
+
+`train_conditional` is the entry point; the flags of `gfncore train <env>` include
+ConditionalConfig's (`python -m gfncore.conditional <env> ...` is `gfncore train <env> ...`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+
+from .config import option, validate
+
+# the conditional version of each `gfncore train` environment: its context's name, the
+# conditional environment, the unconditional one at a fixed context (a per-context sampler), and
+# the smallest context the evaluation curve may extend to given the training range's low end
+_CONDITIONAL = {
+    "ising": ("beta", lambda c: _envs().IsingBeta(c.n, J=c.J, h=c.h),
+              lambda c, v: _envs().Ising(c.n, J=c.J, h=c.h, beta=v), lambda low: 0.0),
+    "hypergrid": ("R0", lambda c: _envs().HyperGridR0(c.ndim, c.height, R1=c.R1, R2=c.R2),
+                  lambda c, v: _envs().HyperGrid(c.ndim, c.height, v, c.R1, c.R2), lambda low: low / 2),
+}
+
+
+CONDITIONAL_ENVS = tuple(_CONDITIONAL)
+
+
+def _envs():
+    from . import envs
+
+    return envs
+
+
+@dataclass
+class ConditionalConfig:
+    """Settings of a conditional run (an amortized sum S(c) over a range of contexts); the flags of
+    `gfncore train <env> --conditional ...` come from these fields."""
+
+    conditional: str = option("", "NAME=LOW:HIGH: train one sampler for every context in [LOW, HIGH] "
+                                   "(ising: beta, hypergrid: R0)")
+    held_out: str = option("", "comma-separated contexts kept out of training and evaluated "
+                               "(default: 4 points inside the range)")
+    held_out_gap: float = option(0.04, "training never draws contexts within this fraction of the range of a "
+                                       "held-out context", min=0, lt=0.5)
+    trajectories_per_context: int = option(4, "trajectories per training context", min=1)
+    conditioning: str = option("concat", "how the policy sees c", choices=("concat", "film"))
+    lr_schedule: str = option("cosine", "cosine (decay to lr * lr_final) or constant", choices=("cosine", "constant"))
+    lr_final: float = option(0.02, "final learning rate as a fraction of lr (cosine)", gt=0, max=1)
+    curve_points: int = option(19, "contexts at which log S-hat(c) is compared with exact", min=1)
+    extrapolate: float = option(0.2, "the curve also covers this fraction of the range beyond each end "
+                                     "(never seen in training)", min=0, max=1)
+    compare_contexts: int = option(0, "train a separate sampler at this many held-out contexts and compare costs",
+                                   min=0)
+    compare_max_steps: int = option(6000, "step limit of each per-context sampler", min=0)
+    eval_samples: int = option(4096, "samples per context for the mean log R check", min=0)
+
+    def __post_init__(self):
+        validate(self)
+
+
+@dataclass(frozen=True)
+class ContextRange:
+    """A scalar context c and its training range [low, high], parsed from "NAME=LOW:HIGH"."""
+
+    name: str
+    low: float
+    high: float
+
+    @classmethod
+    def parse(cls, spec: str, expected: str | None = None) -> "ContextRange":
+        if not isinstance(spec, str) or spec.count("=") != 1 or spec.split("=")[1].count(":") != 1:
+            raise ValueError(f"--conditional must look like NAME=LOW:HIGH (e.g. beta=0.1:1.0), got {spec!r}")
+        name, rng = (t.strip() for t in spec.split("="))
+        if expected is not None and name != expected:
+            raise ValueError(f"this environment's context is {expected!r}, got {name!r} in --conditional {spec!r}")
+        try:
+            low, high = (float(t) for t in rng.split(":"))
+        except ValueError:
+            raise ValueError(f"--conditional {spec!r}: LOW and HIGH must be numbers") from None
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise ValueError(f"--conditional {spec!r}: need finite LOW < HIGH")
+        return cls(name, low, high)
+
+    @property
+    def width(self) -> float:
+        return self.high - self.low
+
+
+def banded_contexts(low: float, high: float, exclude: list[tuple[float, float]] = ()):
+    """A context sampler (n, generator) -> [n, 1] drawing c uniformly from [low, high] minus the
+    given bands (a, b): the training distribution of a conditional GFlowNet whose held-out
+    contexts it must never see."""
+    cuts = sorted((max(a, low), min(b, high)) for a, b in exclude if b > low and a < high)
+    pieces, at = [], low
+    for a, b in cuts:
+        if a > at:
+            pieces.append((at, a))
+        at = max(at, b)
+    if at < high:
+        pieces.append((at, high))
+    if not pieces:
+        raise ValueError(f"the excluded bands cover all of [{low}, {high}]: nothing left to train on")
+    lo = torch.tensor([p[0] for p in pieces], dtype=torch.float64)
+    lengths = torch.tensor([p[1] - p[0] for p in pieces], dtype=torch.float64)
+    cum = torch.cat([torch.zeros(1, dtype=torch.float64), lengths.cumsum(0)])
+
+    def sample(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        # one uniform draw on the total allowed length, mapped into its piece
+        u = torch.rand(n, generator=generator, dtype=torch.float64) * cum[-1]
+        k = (torch.searchsorted(cum, u, right=True) - 1).clamp(0, len(pieces) - 1)
+        return (lo[k] + (u - cum[k])).unsqueeze(1)
+
+    sample.pieces = pieces
+    return sample
+
+
+def held_out_contexts(rng: ContextRange, spec: str) -> list[float]:
+    """The held-out contexts: parsed from "a,b,..." or, by default, 4 points inside the range
+    (at 1/8, 3/8, 5/8 and 7/8 of it)."""
+    if spec.strip():
+        try:
+            vals = [float(t) for t in spec.split(",") if t.strip()]
+        except ValueError:
+            raise ValueError(f"--held-out must be comma-separated numbers, got {spec!r}") from None
+    else:
+        vals = [rng.low + rng.width * f for f in (0.125, 0.375, 0.625, 0.875)]
+    for v in vals:
+        if not rng.low <= v <= rng.high:
+            raise ValueError(f"held-out context {v} is outside the training range [{rng.low}, {rng.high}]")
+    return vals
+
+
+class ContextScaler(torch.nn.Module):
+    """The context encoder of a scalar-context policy: c -> (c − centre) / half-width of the training
+    range, so the log Z(c) head's and the trunk's first ReLU layers see inputs in [−1, 1] around 0
+    (raw inputs all of one sign leave many ReLUs dead across the whole range, and the head then
+    cannot bend to follow log S(c))."""
+
+    def __init__(self, low: float, high: float, dim: int = 1):
+        super().__init__()
+        self.out_dim = dim
+        self.register_buffer("centre", torch.tensor(0.5 * (low + high)))
+        self.register_buffer("scale", torch.tensor(2.0 / (high - low)))
+
+    def forward(self, context: torch.Tensor) -> torch.Tensor:
+        return (context - self.centre.to(context.dtype)) * self.scale.to(context.dtype)
+
+
+def cosine_schedule(optimizer: torch.optim.Optimizer, steps: int, final: float):
+    """Every group's learning rate decays from its own value to final x it along a half cosine."""
+    def f(i: int) -> float:
+        return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * min(i, steps) / max(steps, 1)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, f)
+
+
+@torch.no_grad()
+def initialise_log_z(env, policy, contexts: torch.Tensor, n: int = 16, generator=None) -> float:
+    """Start the log Z(c) head (or the scalar log Z) at the untrained policy's importance-sampling
+    estimate, averaged over a few contexts: the first steps then train the policy instead of
+    walking log Z across nats. Returns the value."""
+    from .metrics import importance_log_z
+
+    if contexts is None:
+        v = importance_log_z(env, policy, n, generator=generator)["log_z"]
+    else:
+        v = sum(importance_log_z(env, policy, n, context=c.reshape(1, -1), generator=generator)["log_z"]
+                for c in contexts) / contexts.shape[0]
+    net = getattr(policy, "log_z_net", None)
+    if net is not None:
+        net[-1].bias.fill_(v)
+    else:
+        policy.log_z.fill_(v)
+    return v
+
+
+def evaluate_at(env, trainer, c: float, samples: int = 0, enumerable: bool = True) -> dict:
+    """Exact log S(c) against the sampler's log Ŝ(c); the exact L1 of π̂(·|c) when the state space can
+    be enumerated; with samples, the mean log R(c, x) of samples against its exact value (a check of
+    π̂ that needs only the objects enumerated, not the states)."""
+    from .metrics import evaluate
+
+    ctx = torch.tensor([[c]], dtype=torch.float64)
+    log_s = trainer.log_z_at([c])
+    if enumerable:
+        row = evaluate(env, trainer.policy, log_s, context=ctx)
+        row = {"l1": row["l1"], "log_z": log_s, "true_log_z": row["true_log_z"], "log_z_error": row["log_z_error"]}
+    else:
+        true = env.true_log_z(ctx)
+        row = {"log_z": log_s, "true_log_z": true, "log_z_error": abs(log_s - true)}
+    if samples:
+        from .metrics import importance_log_z
+
+        est = importance_log_z(env, trainer.policy, samples, context=ctx, generator=trainer.generator)
+        row["log_z_is"], row["log_z_is_error"], row["log_z_is_ess"] = est["log_z"], abs(est["log_z"] - row[
+            "true_log_z"]), est["ess"]
+        x = trainer.sample(samples, context=[c])
+        lr = env.log_reward(x, ctx.expand(x.shape[0], -1))
+        xs = env.all_terminal_states()
+        lr_all = env.log_reward(xs, ctx.expand(xs.shape[0], -1))
+        row["mean_log_r"] = float(lr.mean())
+        row["mean_log_r_se"] = float(lr.std() / math.sqrt(x.shape[0])) if x.shape[0] > 1 else math.nan
+        row["true_mean_log_r"] = float((torch.softmax(lr_all, 0) * lr_all).sum())
+    return {"context": c, **row}
+
+
+def _enumerable_states(env) -> bool:
+    try:
+        return env.all_states().shape[0] <= 200_000
+    except (NotImplementedError, ValueError):
+        return False
+
+
+def check_conditional(env_name: str, ccfg: ConditionalConfig, cfg) -> tuple[ContextRange, list[float]]:
+    """The context range and the held-out contexts of a conditional run, or ValueError naming the
+    flag: what `gfncore train` checks before it writes anything."""
+    if env_name not in _CONDITIONAL:
+        raise ValueError(f"no conditional version of {env_name!r}; conditional: {sorted(_CONDITIONAL)}")
+    rng = ContextRange.parse(ccfg.conditional, _CONDITIONAL[env_name][0])
+    if env_name == "hypergrid" and rng.low <= 0:
+        raise ValueError(f"--conditional {ccfg.conditional!r}: R0 must be > 0 over the whole range")
+    if env_name == "ising" and rng.low < 0:
+        raise ValueError(f"--conditional {ccfg.conditional!r}: beta (an inverse temperature) must be >= 0")
+    if cfg.batch_size % ccfg.trajectories_per_context:
+        raise ValueError(f"--trajectories-per-context ({ccfg.trajectories_per_context}) must divide --batch-size "
+                         f"({cfg.batch_size})")
+    return rng, held_out_contexts(rng, ccfg.held_out)
+
+
+def train_conditional(env_name: str, env_cfg, cfg, run, ccfg: ConditionalConfig) -> dict:
+    """Train one conditional sampler for every context in a range and evaluate it on held-out and
+    extrapolated contexts against exact answers; writes summary.json, table.md, log_z_curve.png,
+    metrics.jsonl and checkpoint.pt into run.out (default runs/<env>_conditional). Returns the
+    summary. `env_cfg`, `cfg` (TrainConfig) and `run` (RunConfig) are `gfncore train`'s."""
+    from tqdm.auto import tqdm
+
+    from . import _C
+    from .nn import MLPPolicy
+    from .train import Trainer
+
+    rng, held = check_conditional(env_name, ccfg, cfg)
+    _, make_cond, make_fixed, floor = _CONDITIONAL[env_name]
+    old_threads = torch.get_num_threads()
+    if getattr(cfg, "threads", 0) > 0:
+        torch.set_num_threads(cfg.threads)
+        _C.set_num_threads(cfg.threads)
+    try:
+        return _train_conditional(env_name, env_cfg, cfg, run, ccfg, rng, held, make_cond, make_fixed,
+                                  max(floor(rng.low), rng.low - ccfg.extrapolate * rng.width), MLPPolicy, Trainer, tqdm)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _train_conditional(env_name, env_cfg, cfg, run, ccfg, rng, held, make_cond, make_fixed, lo, MLPPolicy, Trainer,
+                       tqdm):
+    env = make_cond(env_cfg)
+    gap = ccfg.held_out_gap * rng.width
+    contexts = banded_contexts(rng.low, rng.high, [(c - gap, c + gap) for c in held])
+    torch.manual_seed(cfg.seed)
+    policy = MLPPolicy(env, hidden=cfg.hidden, layers=cfg.layers, pb=cfg.pb, flow=cfg.loss in ("db", "subtb"),
+                       conditioning=ccfg.conditioning, context_encoder=ContextScaler(rng.low, rng.high))
+    k = ccfg.trajectories_per_context
+    opts = {"lam": cfg.lam} if cfg.loss == "subtb" else {}
+    trainer = Trainer(env, policy, loss=cfg.loss, batch_size=cfg.batch_size, lr=cfg.lr, lr_log_z=cfg.lr_log_z,
+                      temperature=cfg.temperature, epsilon=cfg.epsilon, seed=cfg.seed, loss_options=opts,
+                      context_sampler=contexts, trajectories_per_context=k)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    if cfg.loss == "tb":
+        initialise_log_z(env, policy, contexts(8, gen), generator=gen)
+    enumerable = _enumerable_states(env)
+    out = run.out or os.path.join("runs", f"{env_name}_conditional")
+    os.makedirs(out, exist_ok=True)
+    metrics_path = os.path.join(out, "metrics.jsonl")
+    eval_every = cfg.eval_every or max(cfg.steps // 10, 1)
+    sched = cosine_schedule(trainer.optimizer, cfg.steps, ccfg.lr_final) if ccfg.lr_schedule == "cosine" else None
+
+    def held_out_eval() -> list[dict]:
+        return [evaluate_at(env, trainer, c, enumerable=enumerable) for c in held]
+
+    before = held_out_eval()
+    bar = tqdm(total=cfg.steps, disable=not run.progress, desc=f"{env_name} | {rng.name} in [{rng.low}, {rng.high}]",
+               dynamic_ncols=True)
+    t0 = time.perf_counter()
+    with open(metrics_path, "w") as log:
+        for i in range(cfg.steps):
+            rec = trainer.train_step()
+            if sched is not None:
+                sched.step()
+            bar.update(1)
+            if i % 10 == 0:
+                bar.set_postfix(loss=f"{rec['loss']:.3g}", refresh=False)
+            if (i + 1) % eval_every == 0 or i == cfg.steps - 1:
+                evs = held_out_eval()
+                worst = max(e["log_z_error"] for e in evs)
+                line = {"step": trainer.step_count, "loss": rec["loss"], "seconds": time.perf_counter() - t0,
+                        "held_out": evs, "max_log_z_error": worst}
+                log.write(json.dumps(line) + "\n")
+                log.flush()
+                bar.set_postfix(loss=f"{rec['loss']:.3g}", max_dlogS=f"{worst:.3f}")
+    bar.close()
+
+    # the curve: held-out contexts plus an even spread across and beyond the training range
+    hi = rng.high + ccfg.extrapolate * rng.width
+    n = ccfg.curve_points
+    spread = [lo + (hi - lo) * i / (n - 1) for i in range(n)] if n > 1 else [0.5 * (lo + hi)]
+    held_set = {round(c, 12) for c in held}
+    rows = []
+    for c in sorted(set(spread) | set(held)):
+        r = evaluate_at(env, trainer, c, ccfg.eval_samples, enumerable)
+        r["kind"] = ("held-out" if round(c, 12) in held_set else
+                     "extrapolated" if not rng.low <= c <= rng.high else
+                     "excluded band" if any(abs(c - h) < gap for h in held) else "in range")
+        rows.append(r)
+    held_rows = [r for r in rows if r["kind"] == "held-out"]
+    summary = {
+        "env": _env_label(env), "context": rng.name, "range": [rng.low, rng.high], "held_out": held,
+        "held_out_gap": gap, "training_pieces": contexts.pieces, "loss": cfg.loss, "steps": trainer.step_count,
+        "train_s": trainer.train_seconds, "iters_per_s": trainer.step_count / max(trainer.train_seconds, 1e-9),
+        "threads": torch.get_num_threads(), "enumerable": enumerable, "eval_samples": ccfg.eval_samples,
+        "before_training": before, "curve": rows,
+        "max_log_z_error_held_out": max(r["log_z_error"] for r in held_rows),
+        "max_log_z_is_error_held_out": max((r["log_z_is_error"] for r in held_rows), default=None),
+        "max_log_z_is_error": max((r["log_z_is_error"] for r in rows), default=None),
+        "max_log_z_error_in_range": max(r["log_z_error"] for r in rows if r["kind"] != "extrapolated"),
+        "max_log_z_error_extrapolated": max((r["log_z_error"] for r in rows if r["kind"] == "extrapolated"),
+                                            default=None),
+        "config": {**dataclasses.asdict(env_cfg), **dataclasses.asdict(cfg), **dataclasses.asdict(ccfg)},
+    }
+    if enumerable:
+        summary["max_l1_held_out"] = max(r["l1"] for r in held_rows)
+    summary["query"] = _query_cost(env, trainer, held[0], ccfg.eval_samples)
+    if ccfg.compare_contexts:
+        summary["per_context"] = _per_context(env_name, env_cfg, cfg, ccfg, held_rows, make_fixed, enumerable,
+                                              MLPPolicy, Trainer)
+        _amortization_gain(summary)
+    summary["table"] = format_table(summary)
+    trainer.save(os.path.join(out, "checkpoint.pt"))
+    with open(os.path.join(out, "table.md"), "w") as f:
+        f.write(summary["table"])
+    path = os.path.join(out, "summary.json")
+    with open(path, "w") as f:
+        json.dump(summary, f, indent=1)
+    # the plot last, so that without matplotlib every result is already on disk
+    summary["plot"] = plot_curve(summary, os.path.join(out, "log_z_curve.png"))
+    if summary["plot"]:
+        with open(path, "w") as f:
+            json.dump(summary, f, indent=1)
+    summary["out"] = out
+    return summary
+
+
+def _query_cost(env, trainer, c: float, is_samples: int, repeats: int = 200) -> dict:
+    """Seconds for one amortized query of log Ŝ(c): one forward of the log Z(c) head, and the
+    importance-sampling estimate from is_samples trajectories; and per object for 1,000 samples
+    of π̂(·|c). Medians of interleaved repeats."""
+    import statistics
+
+    from .metrics import importance_log_z
+
+    ctx = torch.tensor([[c]], dtype=torch.get_default_dtype())
+    policy = trainer.policy
+    tq, ts, ti = [], [], []
+    for i in range(repeats):
+        t = time.perf_counter()
+        with torch.no_grad():
+            float(policy.log_z_of(ctx)[0])
+        tq.append(time.perf_counter() - t)
+        if i % 20 == 0:
+            t = time.perf_counter()
+            trainer.sample(1000, context=[c])
+            ts.append((time.perf_counter() - t) / 1000)
+            if is_samples:
+                t = time.perf_counter()
+                importance_log_z(env, policy, is_samples, context=ctx, generator=trainer.generator)
+                ti.append(time.perf_counter() - t)
+    return {"log_z_query_s": statistics.median(tq), "sample_s_per_object": statistics.median(ts),
+            "log_z_is_query_s": statistics.median(ti) if ti else None}
+
+
+def _per_context(env_name, env_cfg, cfg, ccfg, held_rows, make_fixed, enumerable, MLPPolicy, Trainer) -> list[dict]:
+    """At the first k held-out contexts, a separate (unconditional) sampler with the same network
+    and settings, trained until it is as accurate there as the amortized one (|log Z error| and,
+    where enumerable, exact L1 no worse), checked every 50 steps; its training time is the cost of
+    answering that one context without amortization."""
+    from .metrics import evaluate
+
+    rows = []
+    for r in held_rows[:ccfg.compare_contexts]:
+        c = r["context"]
+        env = make_fixed(env_cfg, c)
+        torch.manual_seed(cfg.seed)
+        policy = MLPPolicy(env, hidden=cfg.hidden, layers=cfg.layers, pb=cfg.pb, flow=cfg.loss in ("db", "subtb"))
+        opts = {"lam": cfg.lam} if cfg.loss == "subtb" else {}
+        tr = Trainer(env, policy, loss=cfg.loss, batch_size=cfg.batch_size, lr=cfg.lr, lr_log_z=cfg.lr_log_z,
+                     seed=cfg.seed, loss_options=opts)
+        gen = torch.Generator().manual_seed(cfg.seed + 1)
+        if cfg.loss == "tb":
+            initialise_log_z(env, policy, None, generator=gen)
+        steps = ccfg.compare_max_steps
+        sched = cosine_schedule(tr.optimizer, steps, ccfg.lr_final) if ccfg.lr_schedule == "cosine" else None
+        reached, ev = None, None
+        for i in range(steps):
+            tr.train_step()
+            if sched is not None:
+                sched.step()
+            if (i + 1) % 50 == 0:
+                if enumerable:
+                    ev = evaluate(env, policy, tr.log_z)
+                else:
+                    true = env.true_log_z()
+                    ev = {"log_z_error": abs(tr.log_z - true)}
+                if ev["log_z_error"] <= r["log_z_error"] and (not enumerable or ev["l1"] <= r["l1"]):
+                    reached = i + 1
+                    break
+        rows.append({"context": c, "amortized_log_z_error": r["log_z_error"], "amortized_l1": r.get("l1"),
+                     "steps_to_match": reached, "steps_run": tr.step_count, "train_s": tr.train_seconds,
+                     "final": ev})
+    return rows
+
+
+def _env_label(env) -> str:
+    # repr of a compiled env shows a handle address; the parameters say which environment it was
+    return f"{type(env).__name__}({', '.join(f'{k}={v}' for k, v in env.config().items())})"
+
+
+def _amortization_gain(s: dict) -> None:
+    pc = [r for r in s["per_context"] if r["steps_to_match"] is not None]
+    s["amortization"] = {
+        "per_context_train_s_mean": (sum(r["train_s"] for r in pc) / len(pc)) if pc else None,
+        "matched": len(pc), "tried": len(s["per_context"]),
+        "amortized_train_s": s["train_s"], "amortized_query_s": s["query"]["log_z_query_s"],
+    }
+    a = s["amortization"]
+    if pc:
+        a["query_speedup"] = a["per_context_train_s_mean"] / a["amortized_query_s"]
+        a["break_even_contexts"] = a["amortized_train_s"] / a["per_context_train_s_mean"]
+
+
+def _md_row(*cells) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def format_table(s: dict) -> str:
+    """log Ŝ(c) against the exact log S(c) across the context range, as markdown."""
+    name = s["context"]
+    en = s["enumerable"]
+    lines = [f"{s['env']}: {name} in [{s['range'][0]}, {s['range'][1]}] for training (minus ±{s['held_out_gap']:.3g} "
+             f"around each held-out {name}); {s['loss']}, {s['steps']} steps, {s['train_s']:.1f} s training, "
+             f"{s['threads']} thread(s).", "",
+             _md_row(name, "kind", "exact log S", "log Ŝ (head)", "|error|", f"log Ŝ (IS, {s['eval_samples']})",
+                     "|error|", *(["exact L1"] if en else []), "E log R: samples", "exact"),
+             "|---:|---|---:|---:|---:|---:|---:|" + ("---:|" if en else "") + "---:|---:|"]
+    for r in s["curve"]:
+        mr = (f"{r['mean_log_r']:.3f} ± {r['mean_log_r_se']:.3f}", f"{r['true_mean_log_r']:.3f}") \
+            if "mean_log_r" in r else ("", "")
+        isr = (f"{r['log_z_is']:.4f}", f"{r['log_z_is_error']:.4f}") if "log_z_is" in r else ("", "")
+        lines.append(_md_row(f"{r['context']:.4g}", r["kind"], f"{r['true_log_z']:.4f}", f"{r['log_z']:.4f}",
+                             f"{r['log_z_error']:.4f}", *isr, *([f"{r['l1']:.4f}"] if en else []), *mr))
+    lines.append("")
+    lines.append("- log Ŝ (head): one forward of the learned log Z(c) head. log Ŝ (IS): log of the mean of "
+                 "R(c, x) P_B(τ|x) / P_F(τ|c) over trajectories of the amortized sampler at c (equation 1 "
+                 "averaged over y; unbiased for S(c), no training).")
+    lines.append(f"- held-out: max |log Ŝ − log S| = {s['max_log_z_error_held_out']:.4f} (head)"
+                 + (f", {s['max_log_z_is_error_held_out']:.4f} (IS)" if s["max_log_z_is_error_held_out"] is not None
+                    else "")
+                 + (f", max exact L1 = {s['max_l1_held_out']:.4f}" if en else "")
+                 + f"; whole training range: {s['max_log_z_error_in_range']:.4f}"
+                 + (f"; extrapolated: {s['max_log_z_error_extrapolated']:.4f}"
+                    if s["max_log_z_error_extrapolated"] is not None else "") + ".")
+    q = s["query"]
+    is_cost = (f", {1e3 * q['log_z_is_query_s']:.1f} ms (IS, {s['eval_samples']} trajectories)"
+               if q["log_z_is_query_s"] is not None else "")
+    lines.append(f"- one amortized query of log Ŝ(c): {1e6 * q['log_z_query_s']:.0f} us (head){is_cost}; "
+                 f"sampling π̂(·|c): {1e6 * q['sample_s_per_object']:.1f} us per object.")
+    if "per_context" in s:
+        lines += ["", "A separate sampler per context (same network and settings), trained until it matches the "
+                  "amortized one there:", "",
+                  _md_row(name, "amortized |error|", *(["amortized L1"] if en else []), "steps to match",
+                          "train s"), "|---:|---:|" + ("---:|" if en else "") + "---:|---:|"]
+        for r in s["per_context"]:
+            lines.append(_md_row(f"{r['context']:.4g}", f"{r['amortized_log_z_error']:.4f}",
+                                 *([f"{r['amortized_l1']:.4f}"] if en else []),
+                                 r["steps_to_match"] if r["steps_to_match"] else f"not in {r['steps_run']}",
+                                 f"{r['train_s']:.1f}"))
+        a = s.get("amortization", {})
+        if a.get("query_speedup"):
+            lines += ["", f"- one context answered by a separate sampler: {a['per_context_train_s_mean']:.1f} s of "
+                      f"training; by the amortized one: {1e6 * a['amortized_query_s']:.0f} us "
+                      f"({a['query_speedup']:.2g}x cheaper per query). The amortized training ({a['amortized_train_s']:.1f}"
+                      f" s) costs as much as {a['break_even_contexts']:.1f} per-context samplers."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_curve(s: dict, path: str) -> str | None:
+    """Two panels: log Ŝ(c) and the exact log S(c) across the contexts (training range shaded,
+    excluded bands and held-out contexts marked), and the errors against c. Returns path, or
+    None without matplotlib."""
+    try:
+        import matplotlib
+    except ImportError:
+        print("conditional: the plot needs matplotlib (pip install matplotlib); summary.json and table.md are written")
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = s["curve"]
+    c = [r["context"] for r in rows]
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 4.4))
+    for ax in (ax0, ax1):
+        for a, b in s["training_pieces"]:
+            ax.axvspan(a, b, color="C2", alpha=0.08, lw=0)
+        for h in s["held_out"]:
+            ax.axvline(h, color="C3", ls=":", lw=1)
+    ax0.plot(c, [r["true_log_z"] for r in rows], "-", color="k", lw=1.5, label="exact log S(c)")
+    ax0.plot(c, [r["log_z"] for r in rows], "o", color="C0", ms=5, label="amortized log Ŝ(c)")
+    hr = [r for r in rows if r["kind"] == "held-out"]
+    ax0.plot([r["context"] for r in hr], [r["log_z"] for r in hr], "s", color="C3", ms=7, mfc="none",
+             label="held-out c")
+    ax0.set_xlabel(s["context"])
+    ax0.set_ylabel("log S(c) = log Σ_y R(c, y)")
+    ax0.set_title(f"{s['env']}: one sampler for every {s['context']}")
+    ax0.legend(fontsize=8)
+    ax1.semilogy(c, [max(r["log_z_error"], 1e-6) for r in rows], "o-", color="C0", label="|log Ŝ(c) − log S(c)| (head)")
+    if all("log_z_is_error" in r for r in rows):
+        ax1.semilogy(c, [max(r["log_z_is_error"], 1e-6) for r in rows], "s--", color="C2", ms=4,
+                     label=f"|log Ŝ(c) − log S(c)| (IS, {s['eval_samples']})")
+    if s["enumerable"]:
+        ax1.semilogy(c, [max(r["l1"], 1e-6) for r in rows], "^-", color="C1", label="exact L1 of π̂(·|c)")
+    ax1.set_xlabel(s["context"])
+    ax1.set_ylabel("error")
+    ax1.set_title("errors (shaded: training contexts; dotted: held out)")
+    ax1.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def print_summary(s: dict) -> None:
+    print(s["table"])
+    print(f"outputs in {s['out']}/")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m gfncore.conditional ENV ...` is `gfncore train ENV ...` (give --conditional)."""
+    import sys
+
+    from .cli import main as cli_main
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not any(a == "--conditional" or a.startswith("--conditional=") for a in argv):
+        print("give the context range: --conditional NAME=LOW:HIGH (e.g. beta=0.1:1.0)", file=sys.stderr)
+        return 2
+    return cli_main(["train", *argv])
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
