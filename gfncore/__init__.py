@@ -78,7 +78,8 @@ from .bayes import AmortizedPosterior, PosteriorConfig, PosteriorSampler  # noqa
 _LAZY = {"amortize": ("amortize", None), "ExpectationRegressor": ("amortize", "ExpectationRegressor"),
          "RegressorConfig": ("amortize", "RegressorConfig"), "conditional": ("conditional", None),
          "ConditionalConfig": ("conditional", "ConditionalConfig"),
-         "train_conditional": ("conditional", "train_conditional"), "causal": ("causal", None)}
+         "train_conditional": ("conditional", "train_conditional"), "causal": ("causal", None),
+         "design": ("design", None)}
 
 
 def __getattr__(name: str):
@@ -95,4 +96,4 @@ __all__ = ["build_info", "set_num_threads", "default_threads", "load", "NonFinit
            "metrics", "nn", "ops", "backward", "replay", "Sampler", "BackwardSampler",
            "ReplayBuffer", "Trainer", "TrainConfig", "Trajectories", "LOSSES", "get_loss", "trajectory_balance_loss",
            "amortize", "bayes", "conditional", "ExpectationRegressor", "RegressorConfig", "PosteriorSampler",
-           "PosteriorConfig", "AmortizedPosterior", "ConditionalConfig", "train_conditional", "causal"]
+           "PosteriorConfig", "AmortizedPosterior", "ConditionalConfig", "train_conditional", "causal", "design"]

@@ -180,8 +180,10 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
         s.add_argument("--threads", type=int, default=0, help="CPU threads (0: gfncore's default)")
     add_bayes(sub)
     from .causal.cli import add_parser as add_causal  # applications own their flags
+    from .design.cli import add_parser as add_design
 
     add_causal(sub)
+    add_design(sub)
     return p
 
 
@@ -571,6 +573,10 @@ def _main(argv: list[str]) -> int:
         from .causal.cli import run as causal
 
         return causal(ns)
+    if ns.command == "design":
+        from .design.cli import run as design
+
+        return design(ns)
     cfg_cls = ENVS[ns.env][0]
     prog = f"gfncore train {ns.env}"
     env_cfg = from_args(cfg_cls, ns, prog)
