@@ -1,13 +1,15 @@
-"""Checkpoints of a training run: self-describing (environment config, TrainConfig, policy
-hyperparameters, versions), written atomically, and loadable with torch.load(weights_only=True),
-so that reading someone else's checkpoint cannot run code.
+"""Checkpoint files, as plain input and output: written atomically, and read with
+torch.load(weights_only=True), so that reading someone else's checkpoint cannot run code.
+
+What a checkpoint holds (environment config, TrainConfig, policy hyperparameters, versions, the
+trainer's state) is the training layer's business: Trainer.checkpoint() builds it and
+gfncore.train.load rebuilds a run from it.
 
     env, policy, trainer = gfncore.load("runs/hypergrid/checkpoint.pt")
 """
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, fields
 
 import torch
 
@@ -44,30 +46,9 @@ def atomic_write(path: str, write) -> None:
         os.close(fd)
 
 
-def describe(trainer) -> dict:
-    """The checkpoint of a trainer: how to rebuild it, and its state."""
-    from . import __version__
-    from .train import describe_policy
-
-    try:
-        env = trainer.env.to_config()
-    except NotImplementedError:
-        env = None  # gfncore.load(path, env=...) then takes the environment
-    return {"format": FORMAT, "version": VERSION,
-            "versions": {"gfncore": str(__version__), "torch": str(torch.__version__)},
-            # what the run ran with: a resume at the same thread count continues it bit for bit
-            "runtime": {"threads": torch.get_num_threads(), "device": str(trainer.device),
-                        "world_size": trainer.topology.world_size},
-            "env": env, "env_repr": repr(trainer.env), "policy": describe_policy(trainer.policy),
-            "config": asdict(trainer.config), "state": trainer.state_dict()}
-
-
-def save(trainer, path: str) -> None:
-    """Writes the checkpoint; in data-parallel training every rank calls it (it gathers the
-    ranks' replay buffers) and rank 0 alone writes."""
-    ck = describe(trainer)
-    if trainer.is_main:
-        atomic_write(path, lambda f: torch.save(ck, f))
+def write(path: str, checkpoint: dict) -> None:
+    """Writes a checkpoint (a dict of tensors and plain containers) atomically."""
+    atomic_write(path, lambda f: torch.save(checkpoint, f))
 
 
 def read(path: str) -> dict:
@@ -86,55 +67,3 @@ def read(path: str) -> dict:
         raise ValueError(f"{path} was written by a newer gfncore (checkpoint version {ck['version']}, this one "
                          f"reads up to {VERSION}); versions: {ck.get('versions')}")
     return ck
-
-
-def load(path: str, env=None, policy=None, device: str = "cpu"):
-    """Rebuilds a run from its checkpoint: returns (env, policy, trainer), the trainer at the
-    saved step with its optimizer, random stream, replay buffer and history, so trainer.fit
-    continues the run bit for bit (same thread count and device).
-
-    env: needed when the checkpoint's environment cannot be rebuilt from its config (a user
-    environment); when given for one that can, it must match. policy: needed for a policy other
-    than MLPPolicy. device: where the policy goes (the saved tensors are loaded onto the CPU first).
-    """
-    from .envs import from_config
-    from .nn import MLPPolicy
-    from .train import TrainConfig, Trainer
-
-    ck = read(path)
-    saved_env = ck.get("env")
-    if env is None:
-        if saved_env is None:
-            raise ValueError(f"{path}: its environment ({ck.get('env_repr')}) cannot be rebuilt from a config; "
-                             f"pass it: gfncore.load(path, env=...)")
-        env = from_config(saved_env)
-    elif saved_env is not None:
-        try:
-            mine = env.to_config()
-        except NotImplementedError:
-            mine = None
-        if mine is not None and not _same_config(mine, saved_env):
-            raise ValueError(f"{path} was trained on {saved_env}, not on the given {mine}")
-    desc = ck.get("policy")
-    if policy is None:
-        if desc is None:
-            raise ValueError(f"{path}: its policy is not an MLPPolicy; pass it: gfncore.load(path, policy=...)")
-        policy = MLPPolicy(env, hidden=desc["hidden"], layers=desc["layers"], pb=desc["pb"], flow=desc["flow"],
-                           context_dim=desc.get("context_dim", 0), conditioning=desc.get("conditioning", "concat"))
-    known = {f.name for f in fields(TrainConfig)}
-    cfg = TrainConfig(**{**{k: v for k, v in ck["config"].items() if k in known}, "device": device})
-    trainer = Trainer.from_config(env, policy, cfg)
-    trainer.load_state_dict(ck["state"])
-    trainer.last_checkpoint = (str(path), trainer.step_count)
-    return env, policy, trainer
-
-
-def _same_config(a, b) -> bool:
-    """Equality of environment configs that may hold tensors (data matrices, reward tables)."""
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same_config(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same_config(x, y) for x, y in zip(a, b))
-    return a == b
