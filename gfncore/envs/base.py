@@ -8,6 +8,9 @@ from functools import cached_property
 
 import torch
 
+from ..ops._memory import materialize
+from .kernel import BatchedKernel
+
 _INT32 = (-(2**31), 2**31 - 1)
 
 
@@ -51,9 +54,19 @@ class Env:
     def stop_action(self) -> int:
         return self.n_actions - 1
 
+    # -- the public kernel interface (what the env-aware ops use) -------------------------------
+    def kernel(self, device):
+        """The kernel that runs this environment's rollout, backward-rollout and parent steps for
+        tensors on `device` (see gfncore.ops.kernel): here its batched methods; an environment
+        with compiled kernels returns those where they serve the device."""
+        k = self.__dict__.get("_batched_kernel")
+        if k is None:
+            k = self.__dict__["_batched_kernel"] = BatchedKernel(self)
+        return k
+
     # -- argument checks shared by every route ---------------------------------------------------
-    def _states(self, states, what: str = "states") -> torch.Tensor:
-        """states as a contiguous int32 [N, state_dim] tensor, or a clear error."""
+    def check_states(self, states, what: str = "states") -> torch.Tensor:
+        """states as a contiguous int32 [N, state_dim] tensor, or a clear error naming `what`."""
         if type(states) is torch.Tensor and states.dtype is torch.int32 and states.dim() == 2 \
                 and states.shape[1] == self.state_dim and states.is_contiguous() and not states.is_meta:
             return states  # the common case, checked in one line
@@ -73,8 +86,6 @@ class Env:
                     raise ValueError(f"{self.name}: {what} row {bad} holds a value outside int32 "
                                      f"({states[bad].tolist()}); no state of this environment does")
             states = states.to(torch.int32)
-        from ..ops._dispatch import materialize
-
         return materialize(f"{self.name}", what, states)  # a huge stride-0 view: MemoryError, not an abort
 
     def _actions(self, actions, n: int, what: str = "actions") -> torch.Tensor:
@@ -86,8 +97,11 @@ class Env:
             raise ValueError(f"{self.name}: {what} must have shape [{n}] (one per state), got {list(actions.shape)}")
         return actions.to(torch.int64).contiguous()
 
-    def _context(self, context, n: int) -> torch.Tensor | None:
-        """A per-object context [n, context_dim] (float) for a conditional environment, else None."""
+    _states = check_states  # the name the routes' methods have always used
+
+    def check_context(self, context, n: int) -> torch.Tensor | None:
+        """A per-object context [n, context_dim] (float) for a conditional environment, else None
+        (or a clear error)."""
         if self.context_dim == 0:
             if context is not None:
                 raise ValueError(f"{self.name} takes no context (context_dim = 0), got one")
@@ -104,6 +118,8 @@ class Env:
             bad = int((~torch.isfinite(context)).any(-1).nonzero()[0, 0])
             raise ValueError(f"{self.name}: context row {bad} is not finite: {context[bad].tolist()}")
         return context
+
+    _context = check_context
 
     def _check_log_reward(self, lr, x: torch.Tensor, source: str) -> torch.Tensor:
         """A log-reward [n] as float64, or an error naming the source and the first bad object.

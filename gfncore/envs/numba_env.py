@@ -112,8 +112,8 @@ class NumbaEnv(HandleEnv):
             names.append(sig)
             caps[method] = _capsule_new(cf.address, sig, None)
         # the cfuncs own the machine code; the names must outlive the capsules
-        self._handle = _C.callback_env(state_dim, n_actions, feature_dim, self.max_parents, max_length, caps,
-                                       (list(self._cfuncs.values()), names))
+        self._attach(_C.callback_env(state_dim, n_actions, feature_dim, self.max_parents, max_length, caps,
+                                     (list(self._cfuncs.values()), names)), diagnose=self._diagnosed)
 
     @property
     def python_functions(self) -> dict:
@@ -130,9 +130,14 @@ class NumbaEnv(HandleEnv):
         try:
             return fn(*args)
         except _C.CallbackError as e:
-            states = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() == 2
-                           and a.dtype == torch.int32 and a.shape[1] == self.state_dim), None)
-            raise self._diagnose(e.method, states, args) from None
+            raise self._diagnosed(e, args) from None
+
+    def _diagnosed(self, error, args) -> Exception:
+        """The user's own exception behind a failed callback, found by re-running the method in
+        Python on the states among a kernel call's arguments."""
+        states = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() == 2
+                       and a.dtype == torch.int32 and a.shape[1] == self.state_dim), None)
+        return self._diagnose(error.method, states, args)
 
     def _diagnose(self, method: str, states, args) -> Exception:
         import numpy as np
