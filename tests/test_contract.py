@@ -132,7 +132,7 @@ def test_defaults_agree_across_routes():
         assert env.config() == {"N": 4}  # derived from the constructor
     s = py.all_states()
     assert torch.equal(py.encode(s), nb.encode(s))
-    again = gfn.envs.from_config(nb.to_config())
+    again = gfn.envs.from_config(nb.to_config(), cls=NumbaChain)
     assert type(again) is NumbaChain and again.N == 4
 
 
