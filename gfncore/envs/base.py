@@ -3,6 +3,7 @@ fixed-width integer rows, forward/backward masks, deterministic constructive ste
 encodings, and a log-reward on finished objects kept apart from the dynamics."""
 from __future__ import annotations
 
+import inspect
 import math
 from functools import cached_property
 
@@ -259,9 +260,25 @@ class Env:
 
     # -- serialisation --------------------------------------------------------------------------
     def config(self) -> dict:
-        """The constructor arguments that rebuild this environment (see to_config)."""
-        raise NotImplementedError(f"{type(self).__name__} does not describe itself: define config() returning its "
-                                  f"constructor arguments, or pass env= when loading a checkpoint")
+        """The constructor arguments that rebuild this environment (see to_config).
+
+        By default they are derived: each parameter of the class's ``__init__`` read back from the
+        attribute of the same name (``def __init__(self, N=6): ...; self.N = N`` gives
+        ``{"N": 6}``). An environment whose constructor keeps its arguments under other names
+        defines config() itself; without one a checkpoint cannot rebuild it."""
+        init = type(self).__init__
+        if init is object.__init__:
+            return {}
+        params = [p for p in inspect.signature(init).parameters.values()
+                  if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        # (a bound method of the same name, log_reward say, is the class's, not the argument)
+        missing = [p.name for p in params if not hasattr(self, p.name)
+                   or (inspect.ismethod(getattr(self, p.name)) and getattr(self, p.name).__self__ is self)]
+        if missing:
+            raise NotImplementedError(f"{type(self).__name__} does not describe itself: keep the constructor "
+                                      f"argument(s) {', '.join(missing)} as attributes of the same name or define "
+                                      f"config() returning them (or pass env= when loading a checkpoint)")
+        return {p.name: getattr(self, p.name) for p in params}
 
     def to_config(self) -> dict:
         """{"class": "module:QualName", "params": {...}}: enough to rebuild the environment with
