@@ -1,5 +1,6 @@
-"""Checkpoint files, as plain input and output: written atomically, and read with
-torch.load(weights_only=True), so that reading someone else's checkpoint cannot run code.
+"""Checkpoint files, as plain input and output: written atomically with a checksum, and read with
+torch.load(weights_only=True) and checked, so that reading someone else's checkpoint cannot run
+code and a damaged one is one line.
 
 What a checkpoint holds (environment config, TrainConfig, policy hyperparameters, versions, the
 trainer's state) is the training layer's business: Trainer.checkpoint() builds it and
@@ -9,46 +10,26 @@ gfncore.train.load rebuilds a run from it.
 """
 from __future__ import annotations
 
-import os
+import hashlib
+import io
+import math
 
 import torch
 
+from .runfolder import atomic_write, write_bytes  # noqa: F401  (atomic_write: its historical home)
+
 FORMAT = "gfncore-checkpoint"
-VERSION = 1
-
-
-def atomic_write(path: str, write) -> None:
-    """Calls write(f) on a temporary file in path's folder, fsyncs it and renames it over path,
-    so a reader (or a crash) sees either the old file or the whole new one, never a torn one."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    try:  # the rename itself survives a power cut only once the folder is synced
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+VERSION = 2  # 2: a sha256 of the payload ("checksum"), verified on load
 
 
 def write(path: str, checkpoint: dict) -> None:
-    """Writes a checkpoint (a dict of tensors and plain containers) atomically."""
-    atomic_write(path, lambda f: torch.save(checkpoint, f))
+    """Writes a checkpoint (a dict of tensors and plain containers) with its checksum, atomically."""
+    checkpoint["checksum"] = checksum(checkpoint)
+    # serialised in memory first: a full disk is then a plain OSError from the file write, never
+    # torch's "enforce fail at inline_container.cc", and the old checkpoint stays
+    buf = io.BytesIO()
+    torch.save(checkpoint, buf)
+    write_bytes(path, buf.getvalue())
 
 
 def read(path: str) -> dict:
@@ -63,7 +44,122 @@ def read(path: str) -> dict:
         raise ValueError(f"{path} is not a readable gfncore checkpoint ({type(e).__name__}: {why})") from e
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise ValueError(f"{path} is not a gfncore checkpoint (written by Trainer.save or gfncore train)")
-    if ck.get("version", 0) > VERSION:
+    version = ck.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError(f"{path} is a damaged gfncore checkpoint (version {version!r})")
+    if version > VERSION:
         raise ValueError(f"{path} was written by a newer gfncore (checkpoint version {ck['version']}, this one "
                          f"reads up to {VERSION}); versions: {ck.get('versions')}")
+    if version >= 2:  # version 1 had no checksum
+        if ck.get("checksum") != checksum(ck):
+            raise ValueError(f"{path} is damaged: its contents do not match the checksum written with them "
+                             f"(a changed bit in a weight or a state); use an earlier copy")
+    _check_structure(ck, path)
     return ck
+
+
+def checksum(ck: dict) -> str:
+    """sha256 of everything in a checkpoint but its "checksum" entry: tensors by dtype, shape and
+    bytes, containers in order (dict keys sorted), numbers and strings by repr."""
+    h = hashlib.sha256()
+    _digest(h, {k: v for k, v in ck.items() if k != "checksum"})
+    return h.hexdigest()
+
+
+def _digest(h, x) -> None:
+    if isinstance(x, torch.Tensor):
+        t = x.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(x, dict):
+        h.update(f"D{len(x)}|".encode())
+        for k in sorted(x, key=repr):
+            _digest(h, k)
+            _digest(h, x[k])
+    elif isinstance(x, (list, tuple)):
+        h.update(f"{'L' if isinstance(x, list) else 'U'}{len(x)}|".encode())
+        for v in x:
+            _digest(h, v)
+    else:
+        h.update(f"{type(x).__name__}:{x!r}|".encode())
+
+
+def _check_structure(ck: dict, path: str) -> None:
+    """The keys and types load() and Trainer.resume() use, checked before anything is built, so a
+    damaged or hand-edited checkpoint is one line, never a KeyError deep in a load."""
+    def bad(what: str):
+        raise ValueError(f"{path} is a damaged gfncore checkpoint: {what}")
+
+    st = ck.get("state")
+    if not isinstance(st, dict):
+        bad("it has no 'state'")
+    for key in ("policy", "optimizer", "generator", "step"):
+        if key not in st:
+            bad(f"its state has no {key!r}")
+    if not isinstance(st["policy"], dict) or not all(isinstance(v, torch.Tensor) for v in st["policy"].values()):
+        bad("its 'policy' is not a dict of tensors")
+    if not isinstance(st["optimizer"], dict) or "state" not in st["optimizer"] or "param_groups" not in st["optimizer"]:
+        bad("its 'optimizer' is not an optimizer state (state, param_groups)")
+    if not isinstance(st["generator"], torch.Tensor) or st["generator"].dtype != torch.uint8:
+        bad("its 'generator' is not a random generator's state")
+    step = st["step"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        bad(f"its step count is {step!r} (an integer >= 0 was expected)")
+    secs = st.get("train_seconds", 0.0)
+    if not isinstance(secs, (int, float)) or isinstance(secs, bool) or not math.isfinite(secs) or secs < 0:
+        bad(f"its train_seconds is {secs!r}")
+    if not isinstance(ck.get("config"), dict):
+        bad("it has no training 'config'")
+    env = ck.get("env")
+    if env is not None and (not isinstance(env, dict) or not isinstance(env.get("params", {}), dict)):
+        bad("its 'env' is not an environment config")
+
+
+def check_same_env(path: str, saved_env, env) -> None:
+    """Raises ValueError when the checkpoint's environment config differs from env's own (an R0 =
+    0.1 run must not continue in an R0 = 0.9 trainer). Environments without a config pass."""
+    if saved_env is None:
+        return
+    try:
+        mine = env.to_config()
+    except NotImplementedError:
+        return
+    if mine is not None and not _same_config(mine, saved_env):
+        raise ValueError(f"{path} was trained on {_show(saved_env)}, not on the given {_show(mine)}")
+
+
+def _show(cfg) -> str:
+    try:
+        params = ", ".join(f"{k}={v!r}" for k, v in cfg.get("params", {}).items() if not isinstance(v, torch.Tensor))
+        return f"{cfg.get('class', '?')}({params})"
+    except AttributeError:
+        return repr(cfg)
+
+
+def _same_config(a, b) -> bool:
+    """Equality of environment configs that may hold tensors (data matrices, reward tables)."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_config(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_config(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def load_modules_state(module, sd, what: str) -> None:
+    """module.load_state_dict(sd) with a one-line ValueError when the saved tensors do not fit the
+    rebuilt module (missing or extra keys, another shape), instead of torch's multi-line report."""
+    mine = module.state_dict()
+    missing = [k for k in mine if k not in sd]
+    extra = [k for k in sd if k not in mine]
+    if missing or extra:
+        raise ValueError(f"the saved {what} does not fit this one: " + "; ".join(
+            p for p in (f"missing {missing[:3]}" if missing else "", f"unexpected {extra[:3]}" if extra else "") if p))
+    for k, v in mine.items():
+        w = sd[k]
+        if not isinstance(w, torch.Tensor) or tuple(w.shape) != tuple(v.shape):
+            got = tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
+            raise ValueError(f"the saved {what} does not fit this one: {k} is {got} in the checkpoint, "
+                             f"{tuple(v.shape)} here (another environment size or --hidden/--layers?)")
+    module.load_state_dict(sd)

@@ -23,7 +23,7 @@ MODULE_LAYER = {
     "gfncore.trajectories": "learn", "gfncore.sampler": "learn", "gfncore.backward": "learn",
     "gfncore.losses": "learn", "gfncore.metrics": "learn", "gfncore.nn": "learn", "gfncore.replay": "learn",
     "gfncore.plotting": "learn",
-    "gfncore.checkpoint": "train", "gfncore.distributed": "train",
+    "gfncore.checkpoint": "train", "gfncore.distributed": "train", "gfncore.runfolder": "train",
     "gfncore": "face", "gfncore.__main__": "face",
 }
 

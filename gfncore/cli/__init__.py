@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import sys
 
+from ..runfolder import FolderBusy
+from . import commands
 from .common import (FAILED, INTERRUPTED, RUN_FILES, USAGE, Parser, RunConfig, RunFailed, UsageError,  # noqa: F401
                      add_dataclass_args, from_args)
-from . import commands
 from .commands import CLI_DEFAULTS, ENVS, RESUMABLE, eval_command, sample_command, train  # noqa: F401
 
 
@@ -46,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         return apps[ns.command].run(ns) if ns.command in apps else commands.run(ns, argv)
     except UsageError as e:
         print(str(e), file=sys.stderr)
+        return USAGE
+    except (FolderBusy, OSError) as e:  # a busy --out, a full disk, a read-only folder: the old files are intact
+        from ..runfolder import one_line
+
+        print(f"gfncore{' ' + argv[0] if argv else ''}: error: {one_line(e)}", file=sys.stderr)
         return USAGE
 
 

@@ -12,6 +12,7 @@ import re
 import sys
 
 from ..config import check
+from ..runfolder import FolderBusy, RunFolder
 from .common import (FAILED, INTERRUPTED, RUN_FILES, Parser, RunConfig, RunFailed, UsageError, add_dataclass_args,
                      check_out, from_args, stop_on_signals, write_json, write_lines)
 
@@ -107,6 +108,9 @@ def add_parser(sub, suppress: bool = False) -> None:
         s.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1)")
         s.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
         s.add_argument("--threads", type=int, default=0, help="CPU threads (0: gfncore's default)")
+        s.add_argument("--env", default="", metavar="MODULE:CLASS",
+                       help="your own environment class, imported from your module and rebuilt from the "
+                            "checkpoint's parameters (gfncore never imports a class named inside a checkpoint)")
 
 
 def _given(argv: list[str] | None) -> set[str]:
@@ -189,7 +193,13 @@ def _resumed_configs(env_name: str, env_cfg, cfg, saved: dict, given: set[str]):
 def train(env_name: str, env_cfg, cfg, run: RunConfig, given: set[str] = frozenset()) -> dict:
     """Train a sampler on one environment; write metrics.jsonl, checkpoint.pt, summary.json and,
     for 2-D HyperGrids, distribution.png into run.out. Returns the summary (with "partial": True
-    when a signal stopped it). Raises UsageError before writing anything on bad input."""
+    when a signal stopped it). Raises UsageError before writing anything on bad input. The run
+    holds run.out's lock from its first write to its last (gfncore.runfolder)."""
+    with RunFolder() as folder:
+        return _train(env_name, env_cfg, cfg, run, given, folder)
+
+
+def _train(env_name: str, env_cfg, cfg, run: RunConfig, given, folder: RunFolder) -> dict:
     import torch
 
     from ..runtime import default_threads, set_num_threads
@@ -234,9 +244,13 @@ def train(env_name: str, env_cfg, cfg, run: RunConfig, given: set[str] = frozens
     metrics_path = os.path.join(out, "metrics.jsonl")
     if main:
         try:
-            os.makedirs(out, exist_ok=True)
-        except OSError as e:
-            raise UsageError(f"gfncore train: error: cannot create --out {out}: {e.strerror}") from None
+            folder.acquire(out)
+        except FolderBusy as e:
+            raise UsageError(f"gfncore train: error: {e}") from None
+        if not (run.resume or run.overwrite) and any(os.path.exists(os.path.join(out, f)) for f in RUN_FILES[:3]):
+            # a run that started beside this one wrote first (checked again, under the lock)
+            raise UsageError(f"gfncore train: error: {out} already holds a run; pass --resume to continue it or "
+                             f"--overwrite to replace it")
         if run.overwrite:
             for f in RUN_FILES:
                 if os.path.exists(os.path.join(out, f)):
@@ -350,6 +364,7 @@ def _print_quality(s: dict, empirical: float | None, n: int) -> None:
 def _load_checkpoint(ns):
     import torch
 
+    from ..envs.resolve import class_from_spec
     from ..runtime import default_threads, set_num_threads
     from ..train import TrainConfig, load
 
@@ -366,18 +381,24 @@ def _load_checkpoint(ns):
         raise UsageError(f"gfncore {ns.command}: error: --out {ns.out} {what}")
     if not os.path.isfile(ns.checkpoint):
         raise UsageError(f"gfncore {ns.command}: error: --checkpoint {ns.checkpoint} is not a file")
+    try:
+        env_cls = class_from_spec(ns.env) if ns.env else None
+    except ValueError as e:
+        raise UsageError(f"gfncore {ns.command}: error: {e}") from None
     set_num_threads(ns.threads or default_threads())
     try:
-        env, policy, trainer = load(ns.checkpoint, device=ns.device)
+        env, policy, trainer = load(ns.checkpoint, env=env_cls, device=ns.device)
     except (ValueError, TypeError) as e:
         raise UsageError(f"gfncore {ns.command}: error: {e}") from None
     return env, policy, trainer, torch.Generator().manual_seed(ns.seed)
 
 
 def sample_command(ns) -> int:
+    import io
+
     import torch
 
-    from ..checkpoint import atomic_write
+    from ..runfolder import write_bytes
 
     if not ns.out:
         raise UsageError("gfncore sample: error: --out is required (a .pt file for the objects)")
@@ -385,7 +406,9 @@ def sample_command(ns) -> int:
     x = trainer.sample(ns.n, temperature=ns.temperature, generator=g).cpu()
     data = {"x": x, "log_reward": env.log_reward(x), "checkpoint": os.path.abspath(ns.checkpoint),
             "step": trainer.step_count, "seed": ns.seed, "temperature": ns.temperature}
-    atomic_write(ns.out, lambda f: torch.save(data, f))
+    buf = io.BytesIO()  # serialised first: a full disk is then an OSError naming --out, the old file intact
+    torch.save(data, buf)
+    write_bytes(ns.out, buf.getvalue())
     print(f"{ns.n} objects x from {env!r} (step {trainer.step_count}) -> {ns.out}  "
           f"(torch.load(path, weights_only=True)['x'], int32 [{ns.n}, {env.state_dim}])")
     return 0

@@ -16,8 +16,8 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from ..checkpoint import atomic_write
 from ..config import check, option
+from ..runfolder import FolderBusy, atomic_write, check_free
 
 # exit codes
 USAGE, FAILED, INTERRUPTED = 2, 1, 130
@@ -88,6 +88,10 @@ def check_out(out: str, run: RunConfig) -> None:
         raise UsageError("gfncore train: error: --resume and --overwrite exclude each other")
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"gfncore train: error: --out {out} exists and is not a folder")
+    try:
+        check_free(out)
+    except FolderBusy as e:
+        raise UsageError(f"gfncore train: error: {e}") from None
     holds_run = any(os.path.exists(os.path.join(out, f)) for f in RUN_FILES[:3])
     if run.resume and not os.path.isfile(os.path.join(out, "checkpoint.pt")):
         raise UsageError(f"gfncore train: error: --resume: {out} holds no checkpoint.pt to continue from")

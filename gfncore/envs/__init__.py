@@ -1,7 +1,7 @@
 """Environments: state spaces with masks, steps, parents, encodings and rewards, written in C++
 (CompiledEnv), numba (NumbaEnv) or Python (PythonEnv), all behind one interface (Env)."""
 from .assignment import Assignment
-from .base import Env, NonFiniteRewardError, from_config
+from .base import Env, NonFiniteRewardError
 from .bit_sequence import BitSequence
 from .check import EnvCheckError, check_env
 from .compiled import KINDS, CompiledEnv, HandleEnv
@@ -11,6 +11,7 @@ from .hypergrid import HyperGrid
 from .ising import Ising
 from .numba_env import NumbaEnv
 from .python_env import PythonEnv
+from .resolve import from_config
 from .set_addition import SetAddition
 
 __all__ = ["Env", "CompiledEnv", "HandleEnv", "PythonEnv", "NumbaEnv", "HyperGrid", "Ising", "BitSequence",

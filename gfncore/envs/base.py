@@ -3,7 +3,6 @@ fixed-width integer rows, forward/backward masks, deterministic constructive ste
 encodings, and a log-reward on finished objects kept apart from the dynamics."""
 from __future__ import annotations
 
-import importlib
 import math
 from functools import cached_property
 
@@ -263,25 +262,3 @@ class Env:
         except NotImplementedError:
             params = ""
         return f"{type(self).__name__}({params})"
-
-
-
-def from_config(cfg: dict, **overrides) -> Env:
-    """Rebuild an environment from Env.to_config() (overrides replace constructor arguments,
-    e.g. a log_reward callable that could not be saved)."""
-    try:
-        module, qualname = cfg["class"].split(":")
-    except (KeyError, ValueError, AttributeError):
-        raise ValueError(f"not an environment config: {cfg!r}") from None
-    obj = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    if not (isinstance(obj, type) and issubclass(obj, Env)):
-        raise ValueError(f"{cfg['class']} is not a gfncore environment class")
-    params = dict(cfg.get("params", {}))
-    missing = [k for k in cfg.get("needs", []) if k not in overrides]
-    if missing:
-        raise ValueError(f"this {cfg.get('name', 'environment')} was built with {', '.join(missing)} that a config "
-                         f"cannot hold: pass {', '.join(m + '=...' for m in missing)} to from_config / gfncore.load")
-    params.update(overrides)
-    return obj(**params)

@@ -1,11 +1,9 @@
-"""Rebuilding a training run from its checkpoint file (gfncore.checkpoint reads it)."""
+"""Rebuilding a training run from its checkpoint file (gfncore.checkpoint reads and checks it)."""
 from __future__ import annotations
 
 from dataclasses import fields
 
-import torch
-
-from ..checkpoint import read
+from ..checkpoint import check_same_env, read
 from .trainer import TrainConfig, Trainer
 
 
@@ -14,8 +12,10 @@ def load(path: str, env=None, policy=None, device: str = "cpu"):
     saved step with its optimizer, random stream, replay buffer and history, so trainer.fit
     continues the run bit for bit (same thread count and device).
 
-    env: needed when the checkpoint's environment cannot be rebuilt from its config (a user
-    environment); when given for one that can, it must match. policy: needed for a policy other
+    env: an environment, or an environment class to rebuild from the checkpoint's config. Needed
+    for any environment that is not one of gfncore's own: a class named inside the file is never
+    imported (gfncore.envs.resolve). An environment given for a checkpoint that has a config must
+    match it. policy: needed for a policy other
     than MLPPolicy. device: where the policy goes (the saved tensors are loaded onto the CPU first).
     """
     from ..envs import from_config
@@ -27,34 +27,36 @@ def load(path: str, env=None, policy=None, device: str = "cpu"):
         if saved_env is None:
             raise ValueError(f"{path}: its environment ({ck.get('env_repr')}) cannot be rebuilt from a config; "
                              f"pass it: gfncore.load(path, env=...)")
-        env = from_config(saved_env)
-    elif saved_env is not None:
         try:
-            mine = env.to_config()
-        except NotImplementedError:
-            mine = None
-        if mine is not None and not _same_config(mine, saved_env):
-            raise ValueError(f"{path} was trained on {saved_env}, not on the given {mine}")
+            env = from_config(saved_env)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{path}: {e}") from None
+    elif isinstance(env, type):
+        if saved_env is None:
+            raise ValueError(f"{path}: its environment ({ck.get('env_repr')}) has no config to build "
+                             f"{env.__name__} from; pass the environment itself: gfncore.load(path, env=...)")
+        env = from_config(saved_env, cls=env)
+    else:
+        check_same_env(path, saved_env, env)
     desc = ck.get("policy")
     if policy is None:
         if desc is None:
             raise ValueError(f"{path}: its policy is not an MLPPolicy; pass it: gfncore.load(path, policy=...)")
-        policy = MLPPolicy(env, hidden=desc["hidden"], layers=desc["layers"], pb=desc["pb"], flow=desc["flow"],
-                           context_dim=desc.get("context_dim", 0), conditioning=desc.get("conditioning", "concat"))
+        try:
+            policy = MLPPolicy(env, hidden=desc["hidden"], layers=desc["layers"], pb=desc["pb"], flow=desc["flow"],
+                               context_dim=desc.get("context_dim", 0), conditioning=desc.get("conditioning", "concat"))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ValueError(f"{path} is a damaged gfncore checkpoint: its policy description {desc!r} does not "
+                             f"build an MLPPolicy ({type(e).__name__}: {e})") from None
     known = {f.name for f in fields(TrainConfig)}
-    cfg = TrainConfig(**{**{k: v for k, v in ck["config"].items() if k in known}, "device": device})
+    try:
+        cfg = TrainConfig(**{**{k: v for k, v in ck["config"].items() if k in known}, "device": device})
+    except TypeError as e:
+        raise ValueError(f"{path} is a damaged gfncore checkpoint: its config does not fit TrainConfig ({e})") from None
     trainer = Trainer.from_config(env, policy, cfg)
-    trainer.load_state_dict(ck["state"])
+    try:
+        trainer.load_state_dict(ck["state"])
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
     trainer.last_checkpoint = (str(path), trainer.step_count)
     return env, policy, trainer
-
-
-def _same_config(a, b) -> bool:
-    """Equality of environment configs that may hold tensors (data matrices, reward tables)."""
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same_config(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same_config(x, y) for x, y in zip(a, b))
-    return a == b
