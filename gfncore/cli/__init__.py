@@ -10,7 +10,7 @@ from ..runfolder import FolderBusy
 from . import commands
 from .common import (FAILED, INTERRUPTED, RUN_FILES, USAGE, Parser, RunConfig, RunFailed, UsageError,  # noqa: F401
                      add_dataclass_args, from_args)
-from .commands import CLI_DEFAULTS, ENVS, RESUMABLE, eval_command, sample_command, train  # noqa: F401
+from .commands import CLI_DEFAULTS, ENVS, RESUMABLE, eval_command, sample_command, train_run  # noqa: F401
 
 
 def _applications() -> dict:

@@ -6,7 +6,7 @@ from .bit_sequence import BitSequence
 from .check import EnvCheckError, check_env
 from .compiled import KINDS, CompiledEnv, HandleEnv
 from .dag import DAG
-from .conditional import HyperGridR0, IsingBeta, uniform_contexts
+from .contextual import HyperGridR0, IsingBeta, uniform_contexts
 from .hypergrid import HyperGrid
 from .ising import Ising
 from .numba_env import NumbaEnv
