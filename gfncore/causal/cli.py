@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import io
 import json
 import math
 import os
@@ -22,12 +23,14 @@ import sys
 
 import torch
 
+from ..runfolder import write_text
+
 OUTPUTS = ("edge_marginals.csv", "posterior_samples.csv", "summary.json", "edge_marginals.png", "checkpoint.pt",
            "run.json")
-# Settings that define the model being trained: a resumed run must keep them.
-FIXED_ON_RESUME = ("score", "prior", "edge_prob", "edge_penalty", "max_parents", "loss", "batch_size", "lr", "lr_log_z",
-                   "hidden", "reward_shift", "layers", "lam", "epsilon", "temperature", "replay_capacity", "replay_fraction", "seed",
-                   "multiword")
+# Settings a resumed run may change: none alters what the training steps compute (--steps is the
+# total to reach). Every other PosteriorConfig field defines the model or its training (the
+# learning-rate schedule's --lr-final included) and must stay as saved.
+RESUMABLE = ("steps", "samples", "threads")
 SYNTHETIC_KEYS = {"d": int, "n": int, "seed": int, "edges": float, "noise": float, "intervene": int}
 
 
@@ -126,7 +129,8 @@ def check_resume(out: str, cfg, fp: str) -> None:
     if run.get("data_sha256") != fp:
         raise CausalCLIError(f"--resume: the data differ from those of the run in {out} (another file or spec)")
     old = run.get("config", {})
-    changed = [k for k in FIXED_ON_RESUME if k in old and old[k] != getattr(cfg, k)]
+    changed = [f.name for f in dataclasses.fields(cfg)
+               if f.name not in RESUMABLE and f.name in old and old[f.name] != getattr(cfg, f.name)]
     if changed:
         raise CausalCLIError("--resume: these settings differ from the saved run: " +
                              ", ".join(f"{k} ({old[k]!r} -> {getattr(cfg, k)!r})" for k in changed))
@@ -138,20 +142,22 @@ def write_outputs(out: str, post, cd, source: dict, cfg) -> dict:
 
     names = post.node_names
     d = len(names)
-    with open(os.path.join(out, "edge_marginals.csv"), "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(names)
-        for i in range(d):
-            w.writerow([f"{float(v):.6g}" for v in post.edge_marginals[i]])
+    f = io.StringIO(newline="")
+    w = csv.writer(f)
+    w.writerow(names)
+    for i in range(d):
+        w.writerow([f"{float(v):.6g}" for v in post.edge_marginals[i]])
+    write_text(os.path.join(out, "edge_marginals.csv"), f.getvalue())
     env = post.env
     samples = post.samples
     log_r = env.log_reward(env.states_from_adjacency(samples)) if samples.shape[0] else torch.zeros(0)
-    with open(os.path.join(out, "posterior_samples.csv"), "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["sample", "num_edges", "log_reward", "edges"])
-        for s in range(samples.shape[0]):
-            e = samples[s].nonzero().tolist()
-            w.writerow([s, len(e), f"{float(log_r[s]):.10g}", ";".join(f"{names[i]}->{names[j]}" for i, j in e)])
+    f = io.StringIO(newline="")
+    w = csv.writer(f)
+    w.writerow(["sample", "num_edges", "log_reward", "edges"])
+    for s in range(samples.shape[0]):
+        e = samples[s].nonzero().tolist()
+        w.writerow([s, len(e), f"{float(log_r[s]):.10g}", ";".join(f"{names[i]}->{names[j]}" for i, j in e)])
+    write_text(os.path.join(out, "posterior_samples.csv"), f.getvalue())
     summary = {
         "env": repr(env), "data": {**source, "rows": cd.num_rows, "nodes": d, "node_names": names,
                                    "interventional_rows": int(cd.interventions.any(1).sum())
@@ -169,8 +175,7 @@ def write_outputs(out: str, post, cd, source: dict, cfg) -> dict:
     except ImportError as e:  # the results above are written already
         summary["outputs"]["edge_marginals.png"] = None
         print(f"gfncore causal: no heat map ({e}); pip install matplotlib to draw it", file=sys.stderr)
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(_jsonable(summary), f, indent=2)
+    write_text(os.path.join(out, "summary.json"), json.dumps(_jsonable(summary), indent=2))
     return summary
 
 
@@ -250,18 +255,29 @@ def _jsonable(x):
 
 def run(ns: argparse.Namespace) -> int:
     """Runs `gfncore causal` from parsed arguments; returns the exit status (0 done, 2 bad input
-    (flags, data, --out, --resume) as `gfncore train` reports it, 1 a run that failed, 130
-    interrupted: the checkpoint is saved, --resume continues)."""
+    (flags, data, --out, --resume, another run writing --out, a write that failed) as `gfncore
+    train` reports it, 1 a run that failed, 130 interrupted: the checkpoint is saved, --resume
+    continues)."""
+    from ..runfolder import RunFolder
+
+    out = ns.out or os.path.join("runs", "causal")
+    with RunFolder() as folder:  # one writer: the lock is held from the first write to the last
+        return _run(ns, out, folder)
+
+
+def _run(ns, out: str, folder) -> int:
     from ..cli import USAGE, UsageError, from_args
+    from ..runfolder import check_free, one_line
     from ..train import NonFiniteError
     from .posterior import PosteriorConfig, fit_posterior, validate_config
 
-    out = ns.out or os.path.join("runs", "causal")
     try:  # bad input: one line and exit 2 before training, as `gfncore train` reports it
+        check_free(out)
         cfg = from_args(PosteriorConfig, ns)
         validate_config(cfg)
         cd, source = load_data(ns)
         fp = fingerprint(cd)
+        folder.acquire(out)
         prepare_out(out, ns.resume, ns.overwrite)
         if ns.resume:
             check_resume(out, cfg, fp)
@@ -269,14 +285,14 @@ def run(ns: argparse.Namespace) -> int:
         print(str(e), file=sys.stderr)
         return USAGE
     except (ValueError, TypeError, OSError) as e:
-        print(f"gfncore causal: error: {e}", file=sys.stderr)
+        print(f"gfncore causal: error: {one_line(e)}", file=sys.stderr)
         return USAGE
     try:
         run_json = os.path.join(out, "run.json")
 
         def record():
-            with open(run_json, "w") as f:
-                json.dump(_jsonable({"data": source, "data_sha256": fp, "config": dataclasses.asdict(cfg)}), f, indent=2)
+            write_text(run_json, json.dumps(_jsonable({"data": source, "data_sha256": fp,
+                                                       "config": dataclasses.asdict(cfg)}), indent=2))
 
         record()
         post = fit_posterior(cd, config=cfg, progress=ns.progress, checkpoint=os.path.join(out, "checkpoint.pt"),
@@ -294,9 +310,9 @@ def run(ns: argparse.Namespace) -> int:
     except (ValueError, TypeError) as e:  # data the score or the environment rejects (too few rows, d too large)
         print(f"gfncore causal: error: {e}", file=sys.stderr)
         return USAGE
-    except OSError as e:
-        print(f"gfncore causal: error: {e}", file=sys.stderr)
-        return 1
+    except OSError as e:  # a full disk, a read-only folder: the last checkpoint is intact
+        print(f"gfncore causal: error: {one_line(e)}", file=sys.stderr)
+        return USAGE
     m = summary["metrics"]
     print(f"{summary['env']}: {m['steps']} steps in {m['train_seconds']:.1f} s "
           f"({m['steps_per_second'] or 0:.1f} steps/s)")
