@@ -33,8 +33,10 @@ class BayesDataConfig:
 
     model: str = field(default="linear", metadata={"help": "linear (Gaussian noise) or logistic regression"})
     data: str = field(default="", metadata={
-        "help": "CSV file: one column per feature, then the target (header optional); empty: synthetic data"})
+        "help": "UTF-8 CSV file: a header row, one column per feature, then the target; empty: synthetic data"})
     synthetic: bool = field(default=False, metadata={"help": "use synthetic data (the default without --data)"})
+    header: bool = field(default=True, metadata={
+        "help": "the CSV's first row names the columns (--no-header: every row is data, columns x0, x1, ..., y)"})
     target: str = field(default="", metadata={"help": "the target column's name or 0-based index (default: last)"})
     intercept: bool = field(default=False, metadata={"help": "add a constant feature (one more weight)"})
     standardize: bool = field(default=True, metadata={"help": "z-score a CSV's features (training-split moments)"})
@@ -70,36 +72,22 @@ class BayesDataConfig:
             raise ValueError("--n-test and --feature-std must be >= 0")
 
 
-def read_csv(path: str, target: str = "") -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """(X [N, d], y [N], feature names) from a CSV of numbers, the target column last unless named."""
-    import csv
+def read_csv(path: str, target: str = "", header: bool = True) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """(X [N, d], y [N], feature names) from a CSV of numbers, the target column last unless named.
+    The file rules (UTF-8 with or without a BOM, a header row unless header=False, distinct
+    names) are gfncore.datafiles'; without a header the columns are x0, x1, ... and y last."""
+    from ..datafiles import read_table
 
-    if not os.path.isfile(path):
-        raise ValueError(f"--data {path!r}: no such file")
-    with open(path, newline="") as f:
-        rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
-    if not rows:
-        raise ValueError(f"--data {path!r} is empty")
-
-    def numeric(r):
-        try:
-            [float(c) for c in r]
-            return True
-        except ValueError:
-            return False
-
-    header = None if numeric(rows[0]) else [c.strip() for c in rows[0]]
-    body = rows[1:] if header else rows
-    width = len(rows[0])
-    names = header or [f"x{i}" for i in range(width - 1)] + ["y"]
+    names, body = read_table(path, header=header)
+    width = len(names)
+    if not header:
+        names = [f"x{i}" for i in range(width - 1)] + ["y"]
     values = []
-    for i, r in enumerate(body):
-        if len(r) != width:
-            raise ValueError(f"--data {path!r}: row {i + (2 if header else 1)} has {len(r)} columns, expected {width}")
+    for ln, r in body:
         try:
             values.append([float(c) for c in r])
         except ValueError:
-            raise ValueError(f"--data {path!r}: row {i + (2 if header else 1)} is not all numbers: {r}") from None
+            raise ValueError(f"--data {path!r}: row {ln} is not all numbers: {r}") from None
     if width < 2:
         raise ValueError(f"--data {path!r} needs at least one feature column and a target column")
     if not values:
@@ -111,7 +99,7 @@ def read_csv(path: str, target: str = "") -> tuple[torch.Tensor, torch.Tensor, l
         j = width - 1
     elif target.isdigit():
         j = int(target)
-    elif header and target in names:
+    elif target in names:
         j = names.index(target)
     else:
         raise ValueError(f"--target {target!r} is neither a column index nor a column name ({names})")
@@ -135,7 +123,7 @@ def load_problem(c: BayesDataConfig) -> dict:
         return {"model": p.model, "train": p.data, "test": p.test if c.n_test else None,
                 "features": [f"w{i}" for i in range(c.n_weights)], "source": "synthetic",
                 "theta_true": p.theta_true.tolist()}
-    X, y, names = read_csv(c.data, c.target)
+    X, y, names = read_csv(c.data, c.target, header=c.header)
     if c.model == "logistic" and bool(((y != 0) & (y != 1)).any()):
         raise ValueError(f"--model logistic needs a 0/1 target; {c.data!r} has values {torch.unique(y)[:10].tolist()}")
     g = torch.Generator().manual_seed(c.data_seed)

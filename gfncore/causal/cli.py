@@ -54,6 +54,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                           "(intervene=k adds k rows with a perfect intervention on each node)")
     p.add_argument("--intervention-column", dest="intervention_column", default="intervened",
                    help="name of the CSV column listing each row's intervened nodes, ';'-separated (default: intervened)")
+    p.add_argument("--header", dest="header", default=True, action=argparse.BooleanOptionalAction,
+                   help="the CSV's first row names the nodes (--no-header: every row is data, nodes X0, X1, ...)")
     p.add_argument("--out", default="", help="output directory (default: runs/causal)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out (to --steps steps)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
@@ -88,7 +90,7 @@ def load_data(ns):
     if ns.data:
         if not os.path.isfile(ns.data):
             raise CausalCLIError(f"--data: no such file: {ns.data}")
-        cd = load_csv(ns.data, intervention_column=ns.intervention_column)
+        cd = load_csv(ns.data, intervention_column=ns.intervention_column, header=ns.header)
         return cd, {"kind": "csv", "path": os.path.abspath(ns.data)}
     s = parse_synthetic(ns.synthetic)
     ivs = [Intervention(nodes=j, n=s["intervene"]) for j in range(s["d"])] if s["intervene"] else []
