@@ -127,8 +127,17 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, overrides: dict | N
             action = argparse.BooleanOptionalAction if f.default else "store_true"
             parser.add_argument(flag, dest=f.name, action=action, help=help_, **kw)
         else:
-            typ = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
+            typ = {"int": int64, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
             parser.add_argument(flag, dest=f.name, type=typ, help=help_, metavar=f.name.upper(), **kw)
+
+
+def int64(text: str) -> int:
+    """An integer flag's value, refused by argparse (naming the flag) when it does not fit in the
+    64 bits torch and the kernels store it in (a seed of 2**64 + 1)."""
+    v = int(text)
+    if not -(2 ** 63) <= v < 2 ** 63:
+        raise argparse.ArgumentTypeError(f"{text} does not fit in 64 bits (|value| < 2**63)")
+    return v
 
 
 def _bounds(m) -> str:
@@ -336,7 +345,10 @@ def _train(env_name: str, env_cfg, cfg, run: RunConfig, given, folder: RunFolder
     saved_threads = (saved.get("runtime") or {}).get("threads") if saved else None
     set_num_threads(cfg.threads or saved_threads or default_threads())
     torch.manual_seed(cfg.seed)
-    trainer = Trainer.from_config(env, policy_for(env, cfg), cfg)
+    try:
+        trainer = Trainer.from_config(env, policy_for(env, cfg), cfg)
+    except (ValueError, MemoryError) as e:  # a batch or an environment this machine cannot hold
+        raise UsageError(f"gfncore train {env_name}: error: {e}") from None
     if saved:
         try:
             trainer.load_state_dict(saved["state"])

@@ -109,10 +109,22 @@ def read_csv(path: str, target: str = "", header: bool = True) -> tuple[torch.Te
     return t[:, keep], t[:, j], [names[i] for i in keep]
 
 
-def load_problem(c: BayesDataConfig) -> dict:
+def check_size(c: BayesDataConfig, n_weights: int, hidden: int, what: str) -> None:
+    """Refuses a grid whose sampler cannot fit in memory before anything is allocated: the policy
+    has n*K + 1 outputs and n*(K+1) inputs, each weight held four times (value, gradient, Adam's
+    two moments)."""
+    from ..limits import check_memory
+
+    n, K = n_weights, c.K
+    check_memory(16.0 * hidden * (2 * n * K + n + 1) + 8.0 * K, what)
+
+
+def load_problem(c: BayesDataConfig, hidden: int = 128) -> dict:
     """The model and its train/test data: a synthetic problem, or a CSV split in two."""
     from .models import LinearRegression, LogisticRegression, ParameterGrid, synthetic_problem
 
+    check_size(c, c.n_weights if not c.data else 1, hidden,
+               f"--K {c.K}" + (f" with --n-weights {c.n_weights}" if not c.data else ""))
     if not c.data:
         if c.grid_low != -c.grid_high:
             raise ValueError(f"synthetic data uses a grid symmetric around 0: --grid-low must be -(--grid-high), got "
@@ -124,6 +136,7 @@ def load_problem(c: BayesDataConfig) -> dict:
                 "features": [f"w{i}" for i in range(c.n_weights)], "source": "synthetic",
                 "theta_true": p.theta_true.tolist()}
     X, y, names = read_csv(c.data, c.target, header=c.header)
+    check_size(c, X.shape[1] + int(c.intercept), hidden, f"--K {c.K} with {X.shape[1]} features in --data {c.data}")
     if c.model == "logistic" and bool(((y != 0) & (y != 1)).any()):
         raise ValueError(f"--model logistic needs a 0/1 target; {c.data!r} has values {torch.unique(y)[:10].tolist()}")
     g = torch.Generator().manual_seed(c.data_seed)
@@ -153,7 +166,7 @@ def run_bayes(data_cfg: BayesDataConfig, cfg, overwrite: bool = False) -> dict:
 
     out = data_cfg.out or os.path.join("runs", f"bayes_{data_cfg.model}")
     check_out(out, overwrite)
-    prob = load_problem(data_cfg)
+    prob = load_problem(data_cfg, cfg.hidden)
     q = PosteriorSampler.from_model(prob["model"], prob["train"], cfg)
     with RunFolder() as folder:  # one writer: the lock is held from the first write to the last
         folder.acquire(out)

@@ -91,12 +91,25 @@ def load_data(ns):
         if not os.path.isfile(ns.data):
             raise CausalCLIError(f"--data: no such file: {ns.data}")
         cd = load_csv(ns.data, intervention_column=ns.intervention_column, header=ns.header)
+        check_size(cd.num_nodes, cd.num_rows, ns, f"--data {ns.data} ({cd.num_nodes} columns)")
         return cd, {"kind": "csv", "path": os.path.abspath(ns.data)}
     s = parse_synthetic(ns.synthetic)
+    check_size(s["d"], s["n"] + s["intervene"] * s["d"], ns, f"--synthetic d={s['d']}")
     ivs = [Intervention(nodes=j, n=s["intervene"]) for j in range(s["d"])] if s["intervene"] else []
     cd = sample_erdos_renyi_sem(s["d"], s["n"], expected_edges=s["edges"], noise_std=s["noise"], seed=s["seed"],
                                 interventions=ivs)
     return cd, {"kind": "synthetic", **s}
+
+
+def check_size(d: int, rows: int, ns, what: str, fix: str | None = None) -> None:
+    """Refuses a graph whose run cannot fit in memory, before anything is allocated: the SEM's
+    d x d weights and the data (float64), and a policy with d*d edge outputs, each weight held four
+    times (value, gradient, Adam's two moments), plus a batch of d*d logits."""
+    from ..limits import check_memory
+
+    hidden, batch = getattr(ns, "hidden", 256), getattr(ns, "batch_size", 128)
+    check_memory(float(d) * d * (9 + 16 * hidden + 14 * batch) + 8.0 * rows * d, what,
+                 fix or "use fewer nodes (columns)")
 
 
 def fingerprint(cd) -> str:

@@ -26,6 +26,7 @@ import sys
 
 import torch
 
+from ..cli import int64
 from ..runfolder import atomic_open
 
 OUTPUTS = ("curves.csv", "curves.png", "summary.json", "ranking.csv")
@@ -47,7 +48,7 @@ def _add_fields(p: argparse.ArgumentParser, cls, prefix: str = "") -> None:
                            action=argparse.BooleanOptionalAction, help=help_)
         else:
             p.add_argument(flag, dest=prefix.replace("-", "_") + f.name, default=f.default,
-                           type={"int": int, "float": float}.get(typ, str), help=help_)
+                           type={"int": int64, "float": float}.get(typ, str), help=help_)
 
 
 def _from_args(cls, ns, prefix: str = ""):
