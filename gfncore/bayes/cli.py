@@ -298,7 +298,7 @@ def plot_marginals(s: dict, names: list[str], path: str) -> str | None:
 
 
 def _add_flags(p: argparse.ArgumentParser) -> None:
-    from ..cli import add_dataclass_args
+    from ..cli.common import add_dataclass_args
     from .posterior import PosteriorConfig
 
     add_dataclass_args(p, BayesDataConfig)
@@ -316,10 +316,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(ns: argparse.Namespace) -> int:
     """Run `gfncore bayes` from parsed flags; prints the result and returns the exit status."""
-    from ..cli import from_args
+    from ..cli.common import from_args
     from .posterior import PosteriorConfig
 
-    from ..cli import UsageError
+    from ..cli.common import UsageError
     from ..runfolder import one_line
 
     try:

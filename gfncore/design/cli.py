@@ -26,7 +26,7 @@ import sys
 
 import torch
 
-from ..cli import int64
+from ..cli.common import int64
 from ..runfolder import atomic_open
 
 OUTPUTS = ("curves.csv", "curves.png", "summary.json", "ranking.csv")
