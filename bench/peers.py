@@ -468,7 +468,7 @@ def main(argv=None) -> None:
     ap.add_argument("--peer-python", default=sys.executable, help="interpreter that has torchgfn / gfnx")
     ap.add_argument("--libs", nargs="+", default=list(LIBS), choices=LIBS)
     ap.add_argument("--grids", nargs="+", default=list(GRIDS), choices=list(GRIDS))
-    ap.add_argument("--batches", type=int, nargs="+", default=[16, 64, 256, 1024])
+    ap.add_argument("--batches", type=int, nargs="*", default=[16, 64, 256, 1024], help="none: only the L1")
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--round-seconds", type=float, default=0.5)
     ap.add_argument("--l1-steps", type=int, default=1000, help="training steps before the exact L1 (0: skip)")
