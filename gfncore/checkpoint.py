@@ -45,7 +45,7 @@ def read(path: str) -> dict:
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise ValueError(f"{path} is not a gfncore checkpoint (written by Trainer.save or gfncore train)")
     version = ck.get("version", 0)
-    if not isinstance(version, int) or isinstance(version, bool):
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ValueError(f"{path} is a damaged gfncore checkpoint (version {version!r})")
     if version > VERSION:
         raise ValueError(f"{path} was written by a newer gfncore (checkpoint version {ck['version']}, this one "

@@ -2,6 +2,8 @@
 batched forward of the policy over every packed state, then calls a fused op."""
 from __future__ import annotations
 
+import sys
+
 import torch
 
 from . import ops
@@ -192,6 +194,8 @@ class SubTrajectoryBalance(Objective):
         super().__init__(importance_weights)
         if not (lam > 0):
             raise ValueError(f"lam (λ) must be > 0, got {lam}")
+        if lam < sys.float_info.min:  # subnormal: λ^k loses its digits
+            raise ValueError(f"lam (λ) must be >= {sys.float_info.min:.4g} (the smallest normal float64), got {lam}")
         self.lam = float(lam)
 
     def __call__(self, env, policy, traj, reduce=None):

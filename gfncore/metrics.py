@@ -63,12 +63,20 @@ def exact_terminal_distribution(env: Env, policy, chunk: int = 65536, context=No
     p = torch.zeros(S.shape[0], dtype=torch.float64)
     p[index(env.initial_states(1))] = 1.0
     term = torch.zeros_like(p)
-    for _ in range(env.max_length + 1):
+    # no path of a DAG visits more states than it has: the bound when the environment declares none
+    for _ in range((env.max_length or S.shape[0]) + 1):
         term += p * p_stop
         p = torch.zeros_like(p).index_add_(0, child, p[rows] * w)
         if not bool(p.any()):
             break
-    return term[index(env.all_terminal_states())]
+    else:
+        raise ValueError(f"{env!r}: probability still flows after {(env.max_length or S.shape[0]) + 1} steps: the state "
+                         f"graph has a cycle (run gfncore.envs.check_env(env))")
+    x = env.all_terminal_states()
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{type(env).__name__}.all_terminal_states() returned {type(x).__name__}, not a tensor of "
+                        f"states [N, {env.state_dim}]; exact metrics need every finished object")
+    return term[index(x)]
 
 
 def l1(p: torch.Tensor, q: torch.Tensor) -> float:

@@ -57,7 +57,8 @@ class TrainConfig:
     checked in one place (gfncore.config) for both."""
 
     loss: str = option("tb", "objective", choices=tuple(LOSSES))
-    lam: float = option(0.9, "SubTB lambda: weight lambda^(k-j) of sub-trajectory j..k", gt=0)
+    lam: float = option(0.9, "SubTB lambda: weight lambda^(k-j) of sub-trajectory j..k",
+                        min=2.2250738585072014e-308)  # the smallest normal float64: a subnormal lambda loses digits
     importance_weights: bool = option(False, "weight exploratory samples by P_F(tau)/P_behaviour(tau) (self-normalised)")
     replay_capacity: int = option(0, "replay buffer size (0: no replay)", min=0)
     replay_fraction: float = option(0.5, "share of each batch re-expanded from the replay buffer: round(batch_size * "
