@@ -13,7 +13,43 @@ if "torch" not in _sys.modules and "OMP_WAIT_POLICY" not in _os.environ and "GOM
 
 import torch  # noqa: E402  (torch first: it loads the OpenMP runtime the extension shares)
 
-from . import _C
+
+def _extension():
+    """The compiled core: this package's own _C, else (when this is a source tree without a built
+    extension, e.g. Python started in the repository root after `pip install .`) the _C of the
+    gfncore installed on sys.path, else an ImportError that says what to run."""
+    import glob
+    import importlib.machinery
+    import importlib.util
+
+    here = _os.path.dirname(_os.path.abspath(__file__))
+    suffixes = importlib.machinery.EXTENSION_SUFFIXES
+    try:
+        from . import _C as ext
+        return ext
+    except ImportError:
+        if any(glob.glob(_os.path.join(here, "_C" + s)) for s in suffixes):
+            raise  # a built extension that does not load: its own error says why
+    for entry in _sys.path:
+        folder = _os.path.join(_os.path.abspath(entry or _os.getcwd()), "gfncore")
+        if _os.path.realpath(folder) == _os.path.realpath(here):
+            continue
+        for s in suffixes:
+            path = _os.path.join(folder, "_C" + s)
+            if _os.path.isfile(path):
+                spec = importlib.util.spec_from_file_location(f"{__name__}._C", path)
+                ext = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(ext)
+                _sys.modules[f"{__name__}._C"] = ext
+                return ext
+    root = _os.path.dirname(here)
+    raise ImportError(
+        f"gfncore: {here} is a source tree without a built extension (gfncore/_C), and no installed gfncore "
+        f"was found to take it from. Run `pip install .` in {root} (this source tree then uses the installed "
+        f"extension), or `pip install -e .` (editable), or build it in place with `scripts/dev-build.sh`.") from None  # (not Python's "circular import" guess)
+
+
+_C = _extension()
 
 __version__ = _C.build_info()["version"]
 
@@ -23,43 +59,7 @@ def build_info() -> dict:
     return dict(_C.build_info())
 
 
-def set_num_threads(n: int) -> None:
-    """CPU threads of torch's intra-op pool and of the compiled kernels (one OpenMP runtime)."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"threads must be an integer >= 1, got {n!r}")
-    torch.set_num_threads(n)
-    _C.set_num_threads(n)
-
-
-THREAD_CAP = 4  # beyond a few threads the small matmuls of a GFlowNet step gain little (not measured above 2 cores)
-
-
-def default_threads() -> int:
-    """The thread count `gfncore train --threads 0` uses: the cores this process may run on, less
-    the machine's load (1-minute average, rounded), at least 1 and at most THREAD_CAP.
-
-    Fork-join threads on cores that other processes also want wait for each other at every
-    parallel region: on a busy machine one thread is several times faster than two
-    (bench/threads_report.py), so a busy machine gets one. The count is chosen once per run,
-    because torch's results depend on it in the last bits and a run must stay reproducible.
-
-    Data-parallel ranks on one machine (torchrun sets LOCAL_WORLD_SIZE) share it: each gets its
-    part of the cores, so N ranks never oversubscribe them."""
-    try:
-        cores = len(_os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = _os.cpu_count() or 1
-    try:
-        load = _os.getloadavg()[0]
-    except (AttributeError, OSError):
-        load = 0.0
-    try:
-        ranks = max(1, int(_os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    except ValueError:
-        ranks = 1
-    return max(1, min(THREAD_CAP, cores // ranks, int(round(cores - load)) // ranks))
-
-
+from .threads import THREAD_CAP, default_threads, set_num_threads  # noqa: E402
 from . import backward, distributed, envs, metrics, nn, ops, replay  # noqa: E402
 from .backward import BackwardSampler  # noqa: E402
 from .losses import LOSSES, get_loss, trajectory_balance_loss  # noqa: E402

@@ -72,6 +72,11 @@ def save(trainer, path: str) -> None:
 
 def read(path: str) -> dict:
     """A checkpoint's contents, loaded with weights_only=True (tensors and plain containers only)."""
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if head != b"PK" and head[:1] != b"\x80":  # torch.save writes a zip archive (before torch 1.6: a pickle)
+        raise ValueError(f"{path} is not a checkpoint (a gfncore checkpoint is the checkpoint.pt that gfncore train, "
+                         f"Trainer.save or an application writes)")
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -98,7 +103,7 @@ def load(path: str, env=None, policy=None, device: str = "cpu"):
     than MLPPolicy. device: where the policy goes (the saved tensors are loaded onto the CPU first).
     """
     from .envs import from_config
-    from .nn import MLPPolicy
+    from .nn import ContextScaler, MLPPolicy
     from .train import TrainConfig, Trainer
 
     ck = read(path)
@@ -119,14 +124,27 @@ def load(path: str, env=None, policy=None, device: str = "cpu"):
     if policy is None:
         if desc is None:
             raise ValueError(f"{path}: its policy is not an MLPPolicy; pass it: gfncore.load(path, policy=...)")
+        C = desc.get("context_dim", 0)
+        # (checkpoints written before the description named it hold its buffers all the same)
+        scaler = desc.get("context_encoder") == "ContextScaler" or "context_encoder.centre" in ck["state"]["policy"]
+        enc = ContextScaler(0.0, 1.0, C) if scaler else None
         policy = MLPPolicy(env, hidden=desc["hidden"], layers=desc["layers"], pb=desc["pb"], flow=desc["flow"],
-                           context_dim=desc.get("context_dim", 0), conditioning=desc.get("conditioning", "concat"))
+                           context_dim=C, conditioning=desc.get("conditioning", "concat"),
+                           log_z_hidden=desc.get("log_z_hidden", 64), context_encoder=enc)
     known = {f.name for f in fields(TrainConfig)}
     cfg = TrainConfig(**{**{k: v for k, v in ck["config"].items() if k in known}, "device": device})
-    trainer = Trainer.from_config(env, policy, cfg)
+    # a conditional run's training distribution of contexts is not in the checkpoint: the loaded
+    # trainer samples and evaluates at given contexts, and says what to pass to train further
+    trainer = Trainer.from_config(env, policy, cfg, context_sampler=_no_training_contexts if env.context_dim else None)
     trainer.load_state_dict(ck["state"])
     trainer.last_checkpoint = (str(path), trainer.step_count)
     return env, policy, trainer
+
+
+def _no_training_contexts(n, generator=None):
+    raise ValueError("this conditional trainer was loaded from a checkpoint, which does not hold its training "
+                     "distribution of contexts: set trainer.sampler.context_sampler = fn(n, generator) -> [n, C] "
+                     "to train it further (sampling and evaluating at a context need none)")
 
 
 def _same_config(a, b) -> bool:

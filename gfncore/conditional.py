@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import option, validate
+from .nn import ContextScaler
 
 # the conditional version of each `gfncore train` environment: its context's name, the
 # conditional environment, the unconditional one at a fixed context (a per-context sampler), and
@@ -145,22 +146,6 @@ def held_out_contexts(rng: ContextRange, spec: str) -> list[float]:
         if not rng.low <= v <= rng.high:
             raise ValueError(f"held-out context {v} is outside the training range [{rng.low}, {rng.high}]")
     return vals
-
-
-class ContextScaler(torch.nn.Module):
-    """The context encoder of a scalar-context policy: c -> (c − centre) / half-width of the training
-    range, so the log Z(c) head's and the trunk's first ReLU layers see inputs in [−1, 1] around 0
-    (raw inputs all of one sign leave many ReLUs dead across the whole range, and the head then
-    cannot bend to follow log S(c))."""
-
-    def __init__(self, low: float, high: float, dim: int = 1):
-        super().__init__()
-        self.out_dim = dim
-        self.register_buffer("centre", torch.tensor(0.5 * (low + high)))
-        self.register_buffer("scale", torch.tensor(2.0 / (high - low)))
-
-    def forward(self, context: torch.Tensor) -> torch.Tensor:
-        return (context - self.centre.to(context.dtype)) * self.scale.to(context.dtype)
 
 
 def cosine_schedule(optimizer: torch.optim.Optimizer, steps: int, final: float):

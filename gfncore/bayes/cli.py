@@ -154,6 +154,18 @@ def load_problem(c: BayesDataConfig) -> dict:
             "features": names, "source": os.path.abspath(c.data)}
 
 
+def _write_csv(path: str, prob: dict) -> None:
+    import csv
+
+    parts = [prob["train"]] + ([prob["test"]] if prob["test"] is not None else [])
+    X = torch.cat([p[0] for p in parts]).double()
+    y = torch.cat([p[1] for p in parts]).double()
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([f"x{j}" for j in range(X.shape[1])] + ["y"])
+        w.writerows([*map(repr, xr), repr(yv)] for xr, yv in zip(X.tolist(), y.tolist()))
+
+
 def run_bayes(data_cfg: BayesDataConfig, cfg) -> dict:
     """A `gfncore bayes` run: train, evaluate, write outputs into data_cfg.out; returns the summary."""
     from .exact import exact_posterior_of
@@ -164,6 +176,8 @@ def run_bayes(data_cfg: BayesDataConfig, cfg) -> dict:
     grid = model.grid
     out = data_cfg.out or os.path.join("runs", f"bayes_{data_cfg.model}")
     os.makedirs(out, exist_ok=True)
+    if prob["source"] == "synthetic":  # the data, in the format --data reads (target column "y", last)
+        _write_csv(os.path.join(out, "data.csv"), prob)
     q = PosteriorSampler.from_model(model, train, cfg)
     exact = None
     if grid.size <= ENUMERATE_MAX and (grid.K + 1) ** grid.n <= 2 * ENUMERATE_MAX:
@@ -179,7 +193,7 @@ def run_bayes(data_cfg: BayesDataConfig, cfg) -> dict:
     if "theta_true" in prob:
         summary["theta_true"] = prob["theta_true"]
     if cfg.evidence_samples:
-        est = q.log_evidence_is()
+        est = q.importance_evidence()
         summary.update(log_z_is=est["log_z"], log_z_is_ess=est["ess"])
     if exact is not None:
         ev = q.evaluate(exact, evidence_samples=0)
@@ -319,7 +333,7 @@ def run(ns: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gfncore.bayes.cli", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m gfncore.bayes.cli", description=__doc__.split("\n\n")[0])
     _add_flags(p)
     return run(p.parse_args(argv))
 

@@ -23,7 +23,7 @@ import sys
 import torch
 
 OUTPUTS = ("edge_marginals.csv", "posterior_samples.csv", "summary.json", "edge_marginals.png", "checkpoint.pt",
-           "run.json")
+           "run.json", "data.csv")
 # Settings that define the model being trained: a resumed run must keep them.
 FIXED_ON_RESUME = ("score", "prior", "edge_prob", "edge_penalty", "max_parents", "loss", "batch_size", "lr", "lr_log_z",
                    "hidden", "reward_shift", "layers", "lam", "epsilon", "temperature", "replay_capacity", "replay_fraction", "seed",
@@ -231,7 +231,11 @@ def plot_marginals(post, path: str) -> None:
     for key, fmt in (("jsd", "JSD {:.4f}"), ("edge_corr", "edge corr {:.3f}"), ("expected_shd", "E[SHD] {:.2f}")):
         if m.get(key) is not None:
             bits.append(fmt.format(m[key]))
-    fig.suptitle(", ".join(bits))
+    # the title just above the panels: square panels in a figure sized for their labels leave
+    # empty space at the top, and a suptitle at the figure's top edge would sit above that band
+    fig.canvas.draw()
+    top = max(ax.title.get_window_extent().y1 for ax in axes[0]) / fig.bbox.height  # the panel titles' top
+    fig.suptitle(", ".join(bits), y=min(top + 8 / (72 * fig.get_figheight()), 0.99), va="bottom")
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
@@ -279,6 +283,10 @@ def run(ns: argparse.Namespace) -> int:
                 json.dump(_jsonable({"data": source, "data_sha256": fp, "config": dataclasses.asdict(cfg)}), f, indent=2)
 
         record()
+        if source.get("kind") == "synthetic":  # the data, in the format --data reads
+            from .data import save_csv
+
+            save_csv(cd, os.path.join(out, "data.csv"), ns.intervention_column)
         post = fit_posterior(cd, config=cfg, progress=ns.progress, checkpoint=os.path.join(out, "checkpoint.pt"),
                              resume=ns.resume)
         summary = write_outputs(out, post, cd, source, cfg)
@@ -301,7 +309,8 @@ def run(ns: argparse.Namespace) -> int:
     print(f"{summary['env']}: {m['steps']} steps in {m['train_seconds']:.1f} s "
           f"({m['steps_per_second'] or 0:.1f} steps/s)")
     if "jsd" in m:
-        print(f"exact: JSD = {m['jsd']:.4f} nats   edge-marginal corr = {m['edge_corr']:.4f}   "
+        corr = f"{m['edge_corr']:.4f}" if m.get("edge_corr") is not None else "undefined (constant marginals)"
+        print(f"exact: JSD = {m['jsd']:.4f} nats   edge-marginal corr = {corr}   "
               f"RMSE = {m['edge_rmse']:.4f}   |log Z error| = {m['log_z_error']:.3f}")
     line = [f"E[edges] = {m['expected_edges']:.2f}" if "expected_edges" in m else ""]
     if "expected_shd" in m:
