@@ -207,12 +207,11 @@ def _train_user_env(argv: list[str]) -> int:
     entry = _user_env_entry(spec)
     ns = user_env_parser(spec, entry).parse_args(argv[1:])
     given = set(vars(user_env_parser(spec, entry, suppress=True).parse_args(argv[1:])))
-    ENVS[spec] = entry  # this process trains it like a built-in
     prog = f"gfncore train --env {spec}"
     env_cfg = from_args(entry[0], ns, prog)
     cfg = from_args(TrainConfig, ns, prog)
     run = from_args(RunConfig, ns, prog)
-    return _run_train(spec, env_cfg, cfg, run, given)
+    return _run_train(spec, env_cfg, cfg, run, given, make_env=entry[1])
 
 
 # name -> (config dataclass, constructor, help, TrainConfig overrides for the default run).
@@ -400,7 +399,7 @@ def _json_value(o):
     raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
 
 
-def train(env_name: str, env_cfg, cfg, run: RunConfig, given: set[str] = frozenset()) -> dict:
+def train(env_name: str, env_cfg, cfg, run: RunConfig, given: set[str] = frozenset(), make_env=None) -> dict:
     """Train a sampler on one environment; write metrics.jsonl, checkpoint.pt, summary.json and,
     for 2-D HyperGrids, distribution.png into run.out. Returns the summary (with "partial": True
     when a signal stopped it). Raises UsageError before writing anything on bad input."""
@@ -427,7 +426,10 @@ def train(env_name: str, env_cfg, cfg, run: RunConfig, given: set[str] = frozens
             raise UsageError(f"gfncore train: error: --resume: {e}") from None
         env_cfg, cfg = _resumed_configs(env_name, env_cfg, cfg, saved, given)
     try:
-        env = from_config(saved["env"]) if saved and saved.get("env") else ENVS[env_name][1](env_cfg)
+        # a user's environment (--env module:Class; make_env) is rebuilt from its flags, which a
+        # resume has checked against the saved parameters above
+        make = make_env or ENVS[env_name][1]
+        env = from_config(saved["env"]) if saved and saved.get("env") and not make_env else make(env_cfg)
     except (ValueError, TypeError, OverflowError) as e:
         raise UsageError(f"gfncore train {env_name}: error: {e}") from None
 
@@ -752,9 +754,9 @@ def _main(argv: list[str]) -> int:
     return _run_train(ns.env, env_cfg, cfg, run, _given(argv))
 
 
-def _run_train(env_name: str, env_cfg, cfg, run: RunConfig, given: set[str]) -> int:
+def _run_train(env_name: str, env_cfg, cfg, run: RunConfig, given: set[str], make_env=None) -> int:
     try:
-        s = train(env_name, env_cfg, cfg, run, given=given)
+        s = train(env_name, env_cfg, cfg, run, given=given, make_env=make_env)
     except RunFailed as e:
         print(f"gfncore train: {e}", file=sys.stderr)
         return FAILED
