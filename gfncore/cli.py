@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .config import check, option
+from .runfolder import FolderBusy, RunFolder, check_free
 
 # exit codes
 USAGE, FAILED, INTERRUPTED = 2, 1, 130
@@ -141,11 +142,11 @@ def _user_env_entry(spec: str) -> tuple:
     without a default becomes a required flag, typed by its annotation). Raises UsageError."""
     import inspect
 
-    from .envs.resolve import resolve_env_class
+    from .envs.resolve import class_from_spec
     from .train import TrainConfig
 
     try:
-        cls = resolve_env_class(spec)
+        cls = class_from_spec(spec)
     except ValueError as e:
         raise UsageError(f"gfncore train: error: {e}") from None
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)} | {f.name for f in dataclasses.fields(RunConfig)}
@@ -290,6 +291,9 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
         s.add_argument("--threads", type=int, default=0, help="CPU threads (0: gfncore's default)")
         s.add_argument("--context", default="", metavar="VALUE[,VALUE...]",
                        help="a conditional run's context c (e.g. --context 0.35 for HyperGridR0's R0)")
+        s.add_argument("--env", default="", metavar="MODULE:CLASS",
+                       help="your own environment class, imported from your module and rebuilt from the "
+                            "checkpoint's parameters (gfncore never imports a class named inside a checkpoint)")
     add_bayes(sub)
     from .causal.cli import add_parser as add_causal  # applications own their flags
     from .design.cli import add_parser as add_design
@@ -319,6 +323,10 @@ def _check_out(out: str, run: RunConfig) -> None:
         raise UsageError("gfncore train: error: --resume and --overwrite exclude each other")
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"gfncore train: error: --out {out} exists and is not a folder")
+    try:
+        check_free(out)
+    except FolderBusy as e:
+        raise UsageError(f"gfncore train: error: {e}") from None
     holds_run = any(os.path.exists(os.path.join(out, f)) for f in RUN_FILES[:3])
     if run.resume and not os.path.isfile(os.path.join(out, "checkpoint.pt")):
         raise UsageError(f"gfncore train: error: --resume: {out} holds no checkpoint.pt to continue from")
@@ -402,7 +410,13 @@ def _json_value(o):
 def train(env_name: str, env_cfg, cfg, run: RunConfig, given: set[str] = frozenset(), make_env=None) -> dict:
     """Train a sampler on one environment; write metrics.jsonl, checkpoint.pt, summary.json and,
     for 2-D HyperGrids, distribution.png into run.out. Returns the summary (with "partial": True
-    when a signal stopped it). Raises UsageError before writing anything on bad input."""
+    when a signal stopped it). Raises UsageError before writing anything on bad input. The run
+    holds run.out's lock from its first write to its last (gfncore.runfolder)."""
+    with RunFolder() as folder:
+        return _train(env_name, env_cfg, cfg, run, given, folder, make_env)
+
+
+def _train(env_name: str, env_cfg, cfg, run: RunConfig, given, folder: RunFolder, make_env=None) -> dict:
     import torch
 
     from . import default_threads, set_num_threads
@@ -450,9 +464,13 @@ def train(env_name: str, env_cfg, cfg, run: RunConfig, given: set[str] = frozens
     metrics_path = os.path.join(out, "metrics.jsonl")
     if main:
         try:
-            os.makedirs(out, exist_ok=True)
-        except OSError as e:
-            raise UsageError(f"gfncore train: error: cannot create --out {out}: {e.strerror}") from None
+            folder.acquire(out)
+        except FolderBusy as e:
+            raise UsageError(f"gfncore train: error: {e}") from None
+        if not (run.resume or run.overwrite) and any(os.path.exists(os.path.join(out, f)) for f in RUN_FILES[:3]):
+            # a run that started beside this one wrote first (checked again, under the lock)
+            raise UsageError(f"gfncore train: error: {out} already holds a run; pass --resume to continue it or "
+                             f"--overwrite to replace it")
         if run.overwrite:
             for f in RUN_FILES:
                 if os.path.exists(os.path.join(out, f)):
@@ -576,6 +594,7 @@ def _load_checkpoint(ns):
 
     from . import default_threads, set_num_threads
     from .checkpoint import load
+    from .envs.resolve import class_from_spec
     from .train import TrainConfig
 
     for name, v in (("device", ns.device), ("threads", ns.threads), ("temperature", ns.temperature),
@@ -591,9 +610,13 @@ def _load_checkpoint(ns):
         raise UsageError(f"gfncore {ns.command}: error: --out {ns.out} {what}")
     if not os.path.isfile(ns.checkpoint):
         raise UsageError(f"gfncore {ns.command}: error: --checkpoint {ns.checkpoint} is not a file")
+    try:
+        env_cls = class_from_spec(ns.env) if ns.env else None
+    except ValueError as e:
+        raise UsageError(f"gfncore {ns.command}: error: {e}") from None
     set_num_threads(ns.threads or default_threads())
     try:
-        env, policy, trainer = load(ns.checkpoint, device=ns.device)
+        env, policy, trainer = load(ns.checkpoint, env=env_cls, device=ns.device)
     except (ValueError, TypeError) as e:
         raise UsageError(f"gfncore {ns.command}: error: {_other_run(ns.checkpoint) or e}") from None
     ns.context_values = _context(ns, env)
@@ -637,9 +660,11 @@ def _other_run(path: str) -> str | None:
 
 
 def sample_command(ns) -> int:
+    import io
+
     import torch
 
-    from .checkpoint import atomic_write
+    from .runfolder import write_bytes
 
     if not ns.out:
         raise UsageError("gfncore sample: error: --out is required (a .pt file for the objects)")
@@ -649,14 +674,14 @@ def sample_command(ns) -> int:
     if c is None:
         log_r = env.log_reward(x)
     else:
-        import torch
-
         log_r = env.log_reward(x, torch.tensor(c, dtype=torch.get_default_dtype()).reshape(1, -1).expand(len(x), -1))
     data = {"x": x, "log_reward": log_r, "checkpoint": os.path.abspath(ns.checkpoint),
             "step": trainer.step_count, "seed": ns.seed, "temperature": ns.temperature}
     if c is not None:
         data["context"] = c
-    atomic_write(ns.out, lambda f: torch.save(data, f))
+    buf = io.BytesIO()  # serialised first: a full disk is then an OSError naming --out, the old file intact
+    torch.save(data, buf)
+    write_bytes(ns.out, buf.getvalue())
     print(f"{ns.n} objects x from {env!r} (step {trainer.step_count}) -> {ns.out}  "
           f"(torch.load(path, weights_only=True)['x'], int32 [{ns.n}, {env.state_dim}])")
     return 0
@@ -719,6 +744,11 @@ def main(argv: list[str] | None = None) -> int:
         return _main(argv)
     except UsageError as e:
         print(str(e), file=sys.stderr)
+        return USAGE
+    except (FolderBusy, OSError) as e:  # a busy --out, a full disk, a read-only folder: the old files are intact
+        from .runfolder import one_line
+
+        print(f"gfncore{' ' + argv[0] if argv else ''}: error: {one_line(e)}", file=sys.stderr)
         return USAGE
 
 

@@ -540,9 +540,17 @@ class Trainer:
     def load_state_dict(self, sd: dict) -> None:
         if sd.get("loss", self.loss_name) != self.loss_name:
             raise ValueError(f"the state was saved by a {sd['loss']!r} trainer, this one trains {self.loss_name!r}")
-        self.policy.load_state_dict(sd["policy"])
-        self.optimizer.load_state_dict(sd["optimizer"])
-        self.generator.set_state(sd["generator"])
+        from .checkpoint import load_modules_state
+
+        load_modules_state(self.policy, sd["policy"], "policy")
+        try:
+            self.optimizer.load_state_dict(sd["optimizer"])
+        except (ValueError, KeyError, TypeError, RuntimeError) as e:
+            raise ValueError(f"the saved optimizer state does not fit this trainer's ({type(e).__name__}: {e})") from None
+        try:
+            self.generator.set_state(sd["generator"])
+        except (RuntimeError, TypeError) as e:
+            raise ValueError(f"the saved random generator state is damaged ({e})") from None
         self.step_count = int(sd["step"])
         self._resumed_from = self.step_count  # the next fit's progress bar says so
         modes = sd.get("modes", [])
@@ -577,9 +585,10 @@ class Trainer:
     def resume(self, path: str) -> None:
         """Continues from a checkpoint written by save(): the next steps are bit for bit those the
         saved run would have taken (same thread count and device)."""
-        from .checkpoint import read
+        from .checkpoint import check_same_env, read
 
         ck = read(path)
+        check_same_env(path, ck.get("env"), self.env)
         self.load_state_dict(ck["state"])
         self.last_checkpoint = (str(path), self.step_count)
 

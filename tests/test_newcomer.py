@@ -187,11 +187,12 @@ def test_train_a_user_environment_by_module_and_class(tmp_path, capsys, monkeypa
                      "--out", str(out), *SMALL]) == 0
     printed = capsys.readouterr().out
     assert "exact L1" in printed and (out / "checkpoint.pt").is_file()
-    # a file path works too, and the constructor's parameters are the flags
-    assert cli.main(["train", "--env", "my_chain_envs.py:Chain", "--N", "4", "--scale", "1.0", "--steps", "8",
+    # a resume rebuilds it from the same flags
+    assert cli.main(["train", "--env", "my_chain_envs:Chain", "--N", "4", "--scale", "1.0", "--steps", "8",
                      "--out", str(out), "--resume", *SMALL]) == 0
+    assert "steps=8" in capsys.readouterr().out
     assert cli.main(["train", "--env", "my_chain_envs:Chian", "--steps", "2"]) == cli.USAGE
-    assert "has no attribute 'Chian'" in capsys.readouterr().err
+    assert "has no Chian" in capsys.readouterr().err
     assert cli.main(["train", "--env", "my_chain_envs:Chain", "--M", "3"]) == cli.USAGE
     assert "did you mean --N?" in capsys.readouterr().err
     assert cli.main(["train", "--env", "my_chain_envs:torch", "--steps", "2"]) == cli.USAGE
