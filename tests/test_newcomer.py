@@ -199,6 +199,17 @@ def test_train_a_user_environment_by_module_and_class(tmp_path, capsys, monkeypa
     assert "not a gfncore environment class" in capsys.readouterr().err
 
 
+def test_train_a_user_environment_of_the_cpp_route(tmp_path, capsys, monkeypatch):
+    # a class of the user's over a compiled header: its flags come from the header's declarations
+    (tmp_path / "my_cpp_envs.py").write_text(
+        'import gfncore as gfn\n\n\nclass MyGrid(gfn.envs.CompiledEnv, kind="hypergrid"):\n    """A grid."""\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert cli.main(["train", "--env", "my_cpp_envs:MyGrid", "--ndim", "3", "--height", "3", "--steps", "4",
+                     "--out", str(tmp_path / "run"), *SMALL]) == 0
+    assert "MyGrid(ndim=3, height=3" in capsys.readouterr().out
+
+
 def test_a_resumed_run_shows_its_progress_from_the_resumed_step(tmp_path, capsys):
     env = gfncore.envs.HyperGrid(ndim=2, height=4)
     t = gfncore.Trainer(env, gfncore.nn.MLPPolicy(env, hidden=8), batch_size=8)
