@@ -46,7 +46,7 @@ def _extension():
     raise ImportError(
         f"gfncore: {here} is a source tree without a built extension (gfncore/_C), and no installed gfncore "
         f"was found to take it from. Run `pip install .` in {root} (this source tree then uses the installed "
-        f"extension), or `pip install -e .` (editable), or build it in place with `scripts/dev-build.sh`.") from None  # (not Python's "circular import" guess)
+        f"extension), or build it in place with `scripts/dev-build.sh`.") from None  # (not Python's "circular import" guess)
 
 
 _C = _extension()
