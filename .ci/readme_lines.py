@@ -71,6 +71,8 @@ def reduce_command(cmd: str) -> str:
             code += f" --steps {steps}"
         if " design " in f" {code} ":
             code += f" --update-steps {STEPS} --outer 16 --inner 16"
+        if "--conditional" in code:  # its evaluation curve and sample checks, at a few points
+            code = re.sub(r" --eval-samples [0-9]+", "", code) + " --curve-points 3 --eval-samples 64"
     return code
 
 

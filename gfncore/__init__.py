@@ -50,28 +50,17 @@ def _extension():
 
 
 _C = _extension()
-
-__version__ = _C.build_info()["version"]
-
-
-def build_info() -> dict:
-    """What was compiled: version, with_cuda, with_openmp, cuda_version."""
-    return dict(_C.build_info())
-
-
-from .threads import THREAD_CAP, default_threads, set_num_threads  # noqa: E402
+from .runtime import THREAD_CAP, __version__, build_info, default_threads, set_num_threads  # noqa: E402,F401
 from . import backward, distributed, envs, metrics, nn, ops, replay  # noqa: E402
 from .backward import BackwardSampler  # noqa: E402
 from .losses import LOSSES, get_loss, trajectory_balance_loss  # noqa: E402
 from .replay import ReplayBuffer  # noqa: E402
 from .sampler import Sampler  # noqa: E402
-from .checkpoint import load  # noqa: E402
-from .train import NonFiniteError, TrainConfig, Trainer  # noqa: E402
+from .train import NonFiniteError, TrainConfig, Trainer, load  # noqa: E402
 from .trajectories import Trajectories  # noqa: E402
 
-# applications (torch-only imports; plots and progress bars load when used). amortize and
-# conditional load on first use: they also run as `python -m gfncore.<module>`, which warns when
-# the package has imported the module already.
+# applications (torch-only imports; plots and progress bars load when used). The others load on
+# first use, which keeps `import gfncore` light.
 from . import bayes  # noqa: E402
 from .bayes import AmortizedPosterior, PosteriorConfig, PosteriorSampler  # noqa: E402
 
