@@ -44,6 +44,8 @@ def _version() -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        if commands.env_spec(argv) is not None:  # `gfncore train --env MODULE:CLASS`: its flags are the class's
+            return commands.train_user_env(argv)
         ns = build_parser().parse_args(argv)
         apps = _applications()
         return apps[ns.command].run(ns) if ns.command in apps else commands.run(ns, argv)
