@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from ..runfolder import FolderBusy
+from ..runfolder import FolderBusy, one_line
 from . import commands
 from .common import (FAILED, INTERRUPTED, RUN_FILES, USAGE, Parser, RunConfig, RunFailed, UsageError,  # noqa: F401
                      add_dataclass_args, from_args)
@@ -49,8 +49,6 @@ def main(argv: list[str] | None = None) -> int:
         print(str(e), file=sys.stderr)
         return USAGE
     except (FolderBusy, OSError) as e:  # a busy --out, a full disk, a read-only folder: the old files are intact
-        from ..runfolder import one_line
-
         print(f"gfncore{' ' + argv[0] if argv else ''}: error: {one_line(e)}", file=sys.stderr)
         return USAGE
 

@@ -1,9 +1,10 @@
-"""Rebuilding a training run from its checkpoint file (gfncore.checkpoint reads and checks it)."""
+"""Rebuilding a training run from its checkpoint file (gfncore.checkpoint reads it)."""
 from __future__ import annotations
 
 from dataclasses import fields
 
-from ..checkpoint import check_same_env, read
+from ..checkpoint import read
+from .compat import check_same_env
 from .trainer import TrainConfig, Trainer
 
 

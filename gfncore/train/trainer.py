@@ -546,7 +546,7 @@ class Trainer:
     def load_state_dict(self, sd: dict) -> None:
         if sd.get("loss", self.loss_name) != self.loss_name:
             raise ValueError(f"the state was saved by a {sd['loss']!r} trainer, this one trains {self.loss_name!r}")
-        from ..checkpoint import load_modules_state
+        from .compat import load_modules_state
 
         load_modules_state(self.policy, sd["policy"], "policy")
         try:
@@ -612,7 +612,8 @@ class Trainer:
     def resume(self, path: str) -> None:
         """Continues from a checkpoint written by save(): the next steps are bit for bit those the
         saved run would have taken (same thread count and device)."""
-        from ..checkpoint import check_same_env, read
+        from ..checkpoint import read
+        from .compat import check_same_env
 
         ck = read(path)
         check_same_env(path, ck.get("env"), self.env)
