@@ -14,10 +14,10 @@
   equivalence.
 """
 from .data import CausalData, Intervention, load_csv, sample_erdos_renyi_sem, save_csv
-from .exact_dp import DPPosterior, exact_edge_marginals
-from .mcmc import MCMCConfig, MCMCResult, sample_mcmc
 from .enumerate import DAGPosterior, ExactPosterior, all_dags, dag_posterior, exact_posterior, is_dag
 from .posterior import CausalConfig, Posterior, PosteriorConfig, fit_posterior
+from .exact_dp import DPPosterior, exact_edge_marginals
+from .mcmc import MCMCConfig, MCMCResult, sample_mcmc
 from .scores import CausalScore, ReferenceScore
 
 __all__ = ["CausalData", "Intervention", "load_csv", "save_csv", "sample_erdos_renyi_sem", "CausalScore",
