@@ -232,7 +232,7 @@ def run(ns, argv: list[str]) -> int:
 
 def _run_train(env_name: str, env_cfg, cfg, run_cfg: RunConfig, given: set[str], make_env=None) -> int:
     try:
-        s = train(env_name, env_cfg, cfg, run_cfg, given=given, make_env=make_env)
+        s = train_run(env_name, env_cfg, cfg, run_cfg, given=given, make_env=make_env)
     except RunFailed as e:
         print(f"gfncore train: {e}", file=sys.stderr)
         return FAILED
@@ -282,7 +282,7 @@ def _resumed_configs(env_name: str, env_cfg, cfg, saved: dict, given: set[str]):
         raise UsageError(f"gfncore train: error: --resume: {e}") from None
 
 
-def train(env_name: str, env_cfg, cfg, run: RunConfig, given: set[str] = frozenset(), make_env=None) -> dict:
+def train_run(env_name: str, env_cfg, cfg, run: RunConfig, given: set[str] = frozenset(), make_env=None) -> dict:
     """Train a sampler on one environment; write metrics.jsonl, checkpoint.pt, summary.json and,
     for 2-D HyperGrids, distribution.png into run.out. Returns the summary (with "partial": True
     when a signal stopped it). Raises UsageError before writing anything on bad input. The run
