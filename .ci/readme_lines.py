@@ -33,7 +33,7 @@ REDUCE = [
 TRAINS = re.compile(r"(^|\s)(-m gfncore|gfncore) (train|causal|bayes|design)\b")
 SNIPPET_REDUCE = [
     (r"\bsteps=[0-9_]+", f"steps={STEPS}"),
-    (r"\.fit\([0-9_]+\)", f".fit({STEPS})"),
+    (r"\.fit\([0-9_]+(?=[,)])", f".fit({STEPS}"),
     (r"fit_posterior\(cd\)", f"fit_posterior(cd, steps={STEPS})"),
 ]
 
@@ -79,20 +79,45 @@ def reduce_command(cmd: str) -> str:
 def reduce_snippet(body: str) -> str:
     for pat, rep in SNIPPET_REDUCE:
         body = re.sub(pat, rep, body)
-    # blocks continue the ones before them (NumbaChain uses the `gfn` of the block above)
-    return "import torch, gfncore as gfn\n" + body
+    return body
+
+
+def free_names(code: str) -> set[str]:
+    """Names the block reads at its top level without defining or importing them."""
+    import ast
+    import builtins
+
+    tree = ast.parse(code)
+    defined = set(dir(builtins))
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            defined.add(node.id)
+        elif isinstance(node, ast.arg):
+            defined.add(node.arg)
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - defined
 
 
 def plan(readme: str) -> list[tuple[str, str]]:
     """(kind, what to run) for the whole README, in order."""
-    items = []
+    items, prev = [], ""
     for lang, body in blocks(open(readme).read()):
         if lang in ("bash", "sh"):
             for cmd in commands(body):
                 if not any(p.search(cmd) for p in SKIP):
                     items.append(("command", reduce_command(cmd)))
         elif lang == "python" and not any(s in body for s in SKIP_SNIPPET):
-            items.append(("snippet", reduce_snippet(body)))
+            # a block that uses names it does not define continues the last self-contained block
+            # before it (the NumbaChain block uses its `gfn`, the hooks block its `trainer`)
+            code = reduce_snippet(body)
+            if free_names(code):
+                code = prev + "\n" + code
+            else:
+                prev = code
+            items.append(("snippet", code))
     return items
 
 
@@ -101,7 +126,7 @@ def main(argv: list[str]) -> int:
     items = plan(readme)
     if "--list" in argv:
         for kind, what in items:
-            print(f"[{kind}] {what if kind == 'command' else what.splitlines()[1] + ' ...'}")
+            print(f"[{kind}] {what if kind == 'command' else what.strip().splitlines()[-1][:70] + ' ...'}")
         return 0
     total = time.time()
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
@@ -113,7 +138,7 @@ def main(argv: list[str]) -> int:
             f = tempfile.NamedTemporaryFile("w", suffix=".py", delete=False)
             f.write(what)
             f.close()
-            label, run = f"python snippet: {what.splitlines()[1][:70]} ...", [sys.executable, f.name]
+            label, run = f"python snippet ending: {what.strip().splitlines()[-1][:70]}", [sys.executable, f.name]
         r = subprocess.run(run, env=env, capture_output=True, text=True)
         print(f"[{i}/{len(items)}] {time.time() - start:5.1f} s  {label}", flush=True)
         if r.returncode != 0:

@@ -127,6 +127,21 @@ def test_eval_of_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
     assert "is not a checkpoint" in err and "IndexError" not in err and len(err.strip().splitlines()) == 1
 
 
+def test_eval_of_another_applications_run_says_where_its_results_are(tmp_path, capsys):
+    run = tmp_path / "causal"
+    assert cli.main(["causal", "--synthetic", "d=3,n=30,seed=0", "--steps", "2", "--batch-size", "8",
+                     "--hidden", "8", "--no-progress", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert cli.main(["eval", "--checkpoint", str(run / "checkpoint.pt")]) == cli.USAGE
+    err = capsys.readouterr().err
+    assert "gfncore causal" in err and "posterior_samples.csv" in err and "--resume" in err
+    # the run's data.csv (a synthetic run writes it, in the format --data reads) is no checkpoint at all
+    assert cli.main(["eval", "--checkpoint", str(run / "data.csv")]) == cli.USAGE
+    assert "is not a checkpoint" in capsys.readouterr().err
+    assert cli.main(["causal", "--data", str(run / "data.csv"), "--steps", "2", "--batch-size", "8", "--hidden", "8",
+                     "--no-progress", "--out", str(tmp_path / "again")]) == 0
+
+
 def test_sample_and_eval_of_a_conditional_run_take_a_context(tmp_path, capsys):
     run = tmp_path / "cond"
     assert cli.main(["train", "hypergrid", "--ndim", "2", "--height", "4", "--conditional", "R0=0.1:1.0",

@@ -516,7 +516,10 @@ def _context(ns, env) -> list[float] | None:
 
 def _other_run(path: str) -> str | None:
     """What to do with a checkpoint that sample/eval cannot load because another application
-    wrote it (None when it is not one of those)."""
+    wrote it (None when it is not one of those, or no checkpoint at all: a CSV beside one)."""
+    with open(path, "rb") as f:
+        if f.read(2) != b"PK":  # torch.save's zip archive
+            return None
     folder = os.path.dirname(path) or "."
     for app, files, how in (
             ("causal", ("edge_marginals.csv", "posterior_samples.csv"),

@@ -490,13 +490,12 @@ class Trainer:
             own.append(Checkpoints(checkpoint_path, steps=checkpoint_every))
         hooks = own + list(hooks)
         # the bar counts the run's steps: a resumed run starts where its checkpoint left off
-        desc = desc or f"{self.env.name} {self.loss_name}"
-        resumed = getattr(self, "_resumed_from", 0)
-        if resumed:
-            desc += f" (resumed from step {resumed})"
+        label = desc or f"{self.env.name} {self.loss_name}"
+        if self._resumed_from:
+            label += f" (resumed from step {self._resumed_from})"
             self._resumed_from = 0
         bar = tqdm(total=self.step_count + steps, initial=self.step_count, disable=not (progress and main),
-                   desc=desc, dynamic_ncols=True)
+                   desc=label, dynamic_ncols=True)
         self.should_stop = False
         error = None
         try:
