@@ -41,6 +41,8 @@ class MCMCConfig:
     burn_in: int = field(default=-1, metadata={"help": "moves discarded first in each chain (-1: steps / 4)"})
     samples: int = field(default=10_000, metadata={"help": "graphs kept over all chains (thinned evenly)"})
     max_parents: int = field(default=-1, metadata={"help": "most parents of a node (-1: no limit)"})
+    swaps: bool = field(default=True, metadata={
+        "help": "add the parent-swap move (i -> j becomes k -> j): under an in-degree cap MC^3 mixes badly without it"})
     seed: int = field(default=0, metadata={"help": "seed of the chains' Philox streams"})
     threads: int = field(default=0, metadata={"help": "kernel threads (0: default); results do not depend on it"})
 
@@ -187,7 +189,8 @@ def sample_mcmc(score, config: MCMCConfig | None = None, *, start=None, **overri
 
         set_num_threads(cfg.threads)
     t0 = time.perf_counter()
-    info = _C.causal_mcmc(s._c, C, cfg.burn_in, cfg.steps, thin, cfg.max_parents, cfg.seed, st, samples, slr, counts)
+    info = _C.causal_mcmc(s._c, C, cfg.burn_in, cfg.steps, thin, cfg.max_parents, cfg.seed, bool(cfg.swaps), st, samples,
+                          slr, counts)
     seconds = time.perf_counter() - t0
     chain_marg = counts / max(cfg.steps, 1)
     marg = chain_marg.mean(0)
@@ -207,7 +210,7 @@ def diagnostics(chain_marg: torch.Tensor, slr: torch.Tensor, info: dict, cfg: MC
     rhat = split_rhat(slr) if slr.shape[1] else math.nan
     prop = torch.tensor(info["proposed"], dtype=torch.float64).sum(0)
     acc = torch.tensor(info["accepted"], dtype=torch.float64).sum(0)
-    rates = {k: (float(acc[q] / prop[q]) if prop[q] > 0 else None) for q, k in enumerate(("add", "delete", "reverse"))}
+    rates = {k: (float(acc[q] / prop[q]) if prop[q] > 0 else None) for q, k in enumerate(("add", "delete", "reverse", "swap"))}
     problems = []
     if C < 2:
         problems.append("one chain: no between-chain check")
@@ -223,10 +226,10 @@ def diagnostics(chain_marg: torch.Tensor, slr: torch.Tensor, info: dict, cfg: MC
             "mean_log_r": float(slr.mean()) if slr.numel() else math.nan}
 
 
-def count_moves(adj, max_parents: int = -1) -> int:
-    """|N(G)| of one DAG adj [d, d]: its legal add, delete and reverse moves (the Hastings ratio's
-    neighbourhood size)."""
-    return int(_C.causal_count_moves(adjacency_to_parents(adj).contiguous(), int(max_parents)))
+def count_moves(adj, max_parents: int = -1, swaps: bool = False) -> int:
+    """|N(G)| of one DAG adj [d, d]: its legal add, delete and reverse (and parent-swap) moves (the
+    Hastings ratio's neighbourhood size)."""
+    return int(_C.causal_count_moves(adjacency_to_parents(adj).contiguous(), int(max_parents), bool(swaps)))
 
 
 def mcmc_posterior(data, cfg, mcfg: MCMCConfig, *, interventions=None, node_names=None, true_graph=None):
