@@ -186,3 +186,17 @@ def test_cli_method_mcmc_writes_the_gfn_outputs(tmp_path):
     assert m["method"] == "mcmc" and m["edge_rmse"] < 0.02 and m["mcmc"]["agree"]
     assert main(["--synthetic", "d=4,n=50,seed=0", "--method", "mcmc", "--chains", "0", "--out", str(tmp_path / "x")]) == 2
     assert main(["--synthetic", "d=4,n=50,seed=0", "--method", "mcmc", "--resume", "--out", str(out)]) == 2
+
+
+def test_bench_causal_quality_fast(tmp_path):
+    """The quality-per-second bench's smoke mode: both methods report at every checkpoint, MC^3
+    is close to the exact DP at d = 6, and the plot and json are written."""
+    from bench.causal_quality import main
+
+    res = main(["--fast", "--out", str(tmp_path)])
+    r = res[6]
+    assert r["reference"]["kind"] == "exact DP"
+    assert len(r["mcmc"]) == len(r["gfn"]) == 3
+    assert r["mcmc"][-1]["rmse"] < 0.02
+    assert all(x["rmse"] is not None and x["distinct"] >= 1 for x in r["gfn"])
+    assert (tmp_path / "causal_quality.json").exists()

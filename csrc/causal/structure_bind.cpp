@@ -10,6 +10,7 @@
 #include "causal/dag_dp.h"
 #include "causal/mcmc.h"
 #include "causal/scores_py.h"
+#include "common/parallel.h"
 #include "common/registry.h"
 #include "common/tensor_arg.h"
 
@@ -118,9 +119,55 @@ py::dict causal_mcmc(py::handle score_o, int chains, int64_t burn_in, int64_t st
   return r;
 }
 
+// Delta log R of every legal candidate edge of a batch of DAG-environment feature rows
+// [B, 2 d^2 + 1] = [adjacency, legal edges, r(s)] (csrc/envs/dag.h encode): out[b, i d + j] =
+// LocalScore(j, Pa_j + i) - LocalScore(j, Pa_j) where i -> j is legal, 0 elsewhere. The policy of
+// gfncore.causal.delta_policy adds it to the edge logits (log R of the child each edge leads to).
+template <typename F, typename O>
+void edge_deltas(const CausalScore& s, const F* feat, int64_t B, int d, O* out) {
+  const int64_t stride = 2 * static_cast<int64_t>(d) * d + 1;
+  parallel_for(B, 8, [&](int64_t b) {
+    const F* f = feat + b * stride;
+    const F* legal = f + d * d;
+    O* o = out + b * d * d;
+    for (int j = 0; j < d; ++j) {
+      uint64_t pa = 0;
+      for (int i = 0; i < d; ++i) pa |= static_cast<uint64_t>(f[i * d + j] != 0) << i;
+      bool any = false;
+      for (int i = 0; i < d; ++i) any |= legal[i * d + j] != 0;
+      const double base = any ? s.local_score(j, pa) : 0.0;
+      for (int i = 0; i < d; ++i)
+        o[i * d + j] = legal[i * d + j] != 0 ? static_cast<O>(s.local_score(j, pa | (uint64_t(1) << i)) - base) : O(0);
+    }
+  });
+}
+
 }  // namespace
 
 GFN_BINDINGS(bind_causal_structure) {
+  m.def(
+      "causal_edge_deltas",
+      [](py::handle score_o, py::handle features_o, py::handle out_o) {
+        std::shared_ptr<const CausalScore> s = causal_score_from_python(score_o);
+        const int d = s->num_nodes();
+        GFN_CHECK(d <= kSingleWordNodes, "edge deltas support d <= ", kSingleWordNodes, " nodes, got ", d);
+        TensorArg f = tensor_arg(features_o, "features");
+        GFN_CHECK_TYPE(!f.cuda, "features must be a CPU tensor: the causal score is host-only");
+        check_float(f);
+        GFN_CHECK(f.dim() == 2 && f.size(1) == 2 * d * d + 1, "features must have shape [B, ", 2 * d * d + 1,
+                  "] (the DAG environment's encoding at d = ", d, "), got ", f.shape_str());
+        const int64_t B = f.size(0);
+        TensorArg o = tensor_arg(out_o, "out");
+        GFN_CHECK_TYPE(!o.cuda, "out must be a CPU tensor");
+        GFN_CHECK(o.dtype == f.dtype, "out must have the dtype of features");
+        GFN_CHECK(o.dim() == 2 && o.size(0) == B && o.size(1) == d * d, "out must have shape [", B, ", ", d * d, "], got ",
+                  o.shape_str());
+        py::gil_scoped_release nogil;
+        if (f.dtype == DType::kFloat32) edge_deltas(*s, f.data<float>(), B, d, o.data<float>());
+        else edge_deltas(*s, f.data<double>(), B, d, o.data<double>());
+      },
+      py::arg("score"), py::arg("features"), py::arg("out"),
+      "Delta log R of every legal candidate edge of DAG feature rows [B, 2 d^2 + 1] -> out [B, d^2]");
   m.attr("causal_dp_max_nodes") = kDpMaxNodes;
   m.def("causal_mcmc", &causal_mcmc, py::arg("score"), py::arg("chains"), py::arg("burn_in"), py::arg("steps"),
         py::arg("thin"), py::arg("max_parents"), py::arg("seed"), py::arg("swaps"), py::arg("start"), py::arg("samples"),
