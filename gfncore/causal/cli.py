@@ -38,7 +38,7 @@ class CausalCLIError(ValueError):
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Adds the `causal` command to an argparse subparsers object; returns its parser."""
-    from ..cli import add_dataclass_args
+    from ..cli.common import add_dataclass_args
     from .posterior import PosteriorConfig
 
     desc = ("Learn the posterior P(G | D) over causal graphs (DAGs) of a data set with a GFlowNet "
@@ -261,7 +261,7 @@ def run(ns: argparse.Namespace) -> int:
     """Runs `gfncore causal` from parsed arguments; returns the exit status (0 done, 2 bad input
     (flags, data, --out, --resume) as `gfncore train` reports it, 1 a run that failed, 130
     interrupted: the checkpoint is saved, --resume continues)."""
-    from ..cli import USAGE, UsageError, from_args
+    from ..cli.common import USAGE, UsageError, from_args
     from ..train import NonFiniteError
     from .posterior import PosteriorConfig, fit_posterior, validate_config
 
@@ -345,7 +345,7 @@ def run(ns: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..cli import _Parser  # one-line errors (UsageError), as in `gfncore train`
+    from ..cli.common import Parser as _Parser  # one-line errors (UsageError), as in `gfncore train`
 
     p = _Parser(prog="gfncore")
     add_parser(p.add_subparsers(dest="command", required=True))
@@ -355,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """`python -m gfncore.causal.cli [flags]`: the same as `gfncore causal [flags]`."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    from ..cli import USAGE, UsageError
+    from ..cli.common import USAGE, UsageError
 
     try:
         ns = build_parser().parse_args(["causal", *argv])

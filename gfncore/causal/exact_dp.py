@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import _C
+from .scores import _as_score
 
 MAX_DP_NODES: int = int(_C.causal_dp_max_nodes)
 
@@ -45,8 +46,6 @@ def exact_edge_marginals(score, max_parents: int | None = None, *, edges: bool =
     """log Z and the edge marginals of P(G | D) ∝ R(G) over DAGs whose nodes have at most
     `max_parents` parents (None: no cap). score: a CausalScore, a DAG environment (its cap is used
     when max_parents is None) or a CausalData (BGe). edges=False computes log Z alone."""
-    from .mcmc import _as_score
-
     if max_parents is None and hasattr(score, "max_in_degree"):
         max_parents = score.max_in_degree
     if max_parents is not None and (isinstance(max_parents, bool) or not isinstance(max_parents, int) or max_parents < 0):

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import _C
+from .scores import _as_score, score_of_env  # noqa: F401  (score_of_env: public here too)
 
 # The chains are said to disagree above these (the usual R-hat threshold; an edge marginal that
 # differs by 0.1 between chains is not yet an estimate).
@@ -121,32 +122,6 @@ def split_rhat(traces: torch.Tensor) -> float:
     return float((var_plus / W).sqrt())
 
 
-def score_of_env(env):
-    """A CausalScore with the data, interventions and settings of a DAG environment."""
-    from .scores import CausalScore
-
-    cfg = env.config()
-    if cfg.get("data") is None:
-        raise ValueError(f"{env!r} has no data: structure MCMC needs a data set's score")
-    keys = ("alpha_mu", "alpha_w", "mean_prior", "noise_var", "weight_var", "weight_mean", "edge_prob", "edge_penalty",
-            "cache", "cache_capacity", "multiword")
-    return CausalScore(cfg["data"], cfg["score"], interventions=cfg["interventions"], prior=cfg["prior"],
-                       node_names=cfg["node_names"], **{k: cfg[k] for k in keys if k in cfg})
-
-
-def _as_score(score):
-    from .scores import CausalScore
-
-    if isinstance(score, CausalScore):
-        return score
-    if hasattr(score, "config") and hasattr(score, "adjacency"):  # a DAG environment
-        return score_of_env(score)
-    if hasattr(score, "node_names") and hasattr(score, "data"):  # CausalData
-        return CausalScore(score)
-    raise TypeError(f"score must be a gfncore.causal.CausalScore, a DAG environment or a CausalData, "
-                    f"got {type(score).__name__}")
-
-
 def sample_mcmc(score, config: MCMCConfig | None = None, *, start=None, **overrides) -> MCMCResult:
     """Runs MC^3 chains on a causal score and returns edge marginals, samples and diagnostics.
 
@@ -185,7 +160,7 @@ def sample_mcmc(score, config: MCMCConfig | None = None, *, start=None, **overri
     slr = torch.empty(C, n_rec, dtype=torch.float64)
     counts = torch.empty(C, d, d, dtype=torch.float64)
     if cfg.threads:  # as fit_posterior does: the setting stays for the rest of the process
-        from .. import set_num_threads
+        from ..runtime import set_num_threads
 
         set_num_threads(cfg.threads)
     t0 = time.perf_counter()
