@@ -200,3 +200,21 @@ def test_bench_causal_quality_fast(tmp_path):
     assert r["mcmc"][-1]["rmse"] < 0.02
     assert all(x["rmse"] is not None and x["distinct"] >= 1 for x in r["gfn"])
     assert (tmp_path / "causal_quality.json").exists()
+
+
+def test_replay_seeded_from_mcmc():
+    """PosteriorConfig.replay_mcmc fills the replay buffer with distinct MC^3 graphs under the cap,
+    with their log R, before the first step."""
+    from gfncore.causal.posterior import PosteriorConfig, make_env, make_trainer
+
+    cd = sample_erdos_renyi_sem(5, 50, expected_edges=5, seed=0)
+    cfg = PosteriorConfig(max_parents=2, replay_mcmc=5000, hidden=16, batch_size=8)
+    env = make_env(cd, cfg)
+    trainer = make_trainer(env, cfg)
+    buf = trainer.replay
+    assert buf is not None and len(buf) > 5
+    g = env.adjacency(buf.x)
+    assert bool(is_dag(g).all()) and int(g.sum(1).max()) <= 2
+    assert torch.allclose(buf.log_reward, env.log_reward(buf.x).double(), atol=1e-3)
+    trainer.train_step()  # a replayed batch trains
+    assert make_trainer(env, PosteriorConfig(max_parents=2, hidden=16)).replay is None
