@@ -218,3 +218,23 @@ def test_replay_seeded_from_mcmc():
     assert torch.allclose(buf.log_reward, env.log_reward(buf.x).double(), atol=1e-3)
     trainer.train_step()  # a replayed batch trains
     assert make_trainer(env, PosteriorConfig(max_parents=2, hidden=16)).replay is None
+
+
+def test_cli_log_and_standardize(tmp_path):
+    import json
+
+    from gfncore.causal.cli import main
+    from gfncore.causal.data import save_csv
+
+    cd = sample_erdos_renyi_sem(4, 60, seed=0)
+    cd.data = cd.data.exp()  # positive, multiplicative noise: what --log is for
+    path = tmp_path / "pos.csv"
+    save_csv(cd, path)
+    out = tmp_path / "run"
+    assert main(["--data", str(path), "--log", "--standardize", "--method", "mcmc", "--mcmc-steps", "20000",
+                 "--samples", "100", "--out", str(out), "--threads", "1"]) == 0
+    summ = json.loads((out / "summary.json").read_text())
+    assert summ["data"]["log"] and summ["data"]["standardize"]
+    cd.data[0, 0] = -1.0
+    save_csv(cd, path)
+    assert main(["--data", str(path), "--log", "--method", "mcmc", "--out", str(tmp_path / "bad")]) == 2

@@ -55,6 +55,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", default="", help="output directory (default: runs/causal)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out (to --steps steps)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--log", action="store_true",
+                   help="natural log of every value first (positive measurements such as protein abundances)")
+    p.add_argument("--standardize", action="store_true",
+                   help="centre and scale each column to unit variance (over all rows) before scoring: the BGe and "
+                        "linear-Gaussian priors assume columns of comparable scale (default: the values as given)")
     p.add_argument("--method", choices=("gfn", "mcmc"), default="gfn",
                    help="gfn: train a GFlowNet (default); mcmc: MC^3 structure MCMC (gfncore.causal.mcmc) on the "
                         "same score and cap, with the same outputs and between-chain diagnostics")
@@ -95,12 +100,24 @@ def load_data(ns):
         if not os.path.isfile(ns.data):
             raise CausalCLIError(f"--data: no such file: {ns.data}")
         cd = load_csv(ns.data, intervention_column=ns.intervention_column)
-        return cd, {"kind": "csv", "path": os.path.abspath(ns.data)}
+        return _transformed(cd, ns), {"kind": "csv", "path": os.path.abspath(ns.data), **_transform_flags(ns)}
     s = parse_synthetic(ns.synthetic)
     ivs = [Intervention(nodes=j, n=s["intervene"]) for j in range(s["d"])] if s["intervene"] else []
     cd = sample_erdos_renyi_sem(s["d"], s["n"], expected_edges=s["edges"], noise_std=s["noise"], seed=s["seed"],
                                 interventions=ivs)
-    return cd, {"kind": "synthetic", **s}
+    return _transformed(cd, ns), {"kind": "synthetic", **s, **_transform_flags(ns)}
+
+
+def _transform_flags(ns) -> dict:
+    return {"log": bool(getattr(ns, "log", False)), "standardize": bool(getattr(ns, "standardize", False))}
+
+
+def _transformed(cd, ns):
+    """--log, then --standardize (gfncore.causal.data.transform)."""
+    from .data import transform
+
+    f = _transform_flags(ns)
+    return transform(cd, **f) if any(f.values()) else cd
 
 
 def fingerprint(cd) -> str:

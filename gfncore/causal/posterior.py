@@ -231,8 +231,14 @@ def train(trainer, steps: int, cfg: PosteriorConfig, *, progress: bool = True, c
                 g["lr"] = b * f
             rec = trainer.train_step()
             bar.update(1)
-            if trainer.step_count % 10 == 0 or trainer.step_count == steps:
-                bar.set_postfix(loss=f"{rec['loss']:.3g}", log_z=f"{trainer.log_z:.2f}", refresh=False)
+            if progress and (trainer.step_count % 50 == 0 or trainer.step_count == steps):
+                # what a user watches for convergence: the sampler's E[#edges] and mean log R, from
+                # 64 graphs drawn with a generator of their own (the training draws stay the same)
+                with torch.no_grad():
+                    x = trainer.sample(64, generator=torch.Generator().manual_seed(cfg.seed + trainer.step_count))
+                    edges = float(trainer.env.adjacency(x).flatten(1).sum(1).double().mean())
+                    mean_lr = float(trainer.env.log_reward(x).double().mean())
+                bar.set_postfix(loss=f"{rec['loss']:.3g}", edges=f"{edges:.1f}", log_r=f"{mean_lr:.1f}", refresh=False)
             if checkpoint and time.perf_counter() - last_save > checkpoint_every:
                 save()
                 last_save = time.perf_counter()
