@@ -184,7 +184,8 @@ def write_outputs(out: str, post, cd, source: dict, cfg) -> dict:
                                    if cd.interventions is not None else 0},
         "metrics": post.metrics, "config": dataclasses.asdict(cfg),
         "top_graphs": top_graphs(post, names),
-        "outputs": {k: os.path.join(out, k) for k in ("edge_marginals.csv", "posterior_samples.csv", "checkpoint.pt")},
+        "outputs": {k: os.path.join(out, k) for k in ("edge_marginals.csv", "posterior_samples.csv", "checkpoint.pt")
+                    if k != "checkpoint.pt" or os.path.exists(os.path.join(out, k))},  # --method mcmc saves none
     }
     if post.true_graph is not None:
         summary["true_graph"] = [f"{names[i]}->{names[j]}" for i, j in post.true_graph.nonzero().tolist()]
