@@ -5,7 +5,7 @@ amortized over data sets, the exact posterior and evidence by enumeration on sma
 posterior-predictive evaluation from weighted or sampled θ's. `gfncore bayes` is the command line
 (gfncore.bayes.cli)."""
 from .amortized import AmortizedConfig, AmortizedPosterior, DatasetPosteriorEnv, held_out_datasets, prior_datasets
-from .exact import ExactPosterior, exact_posterior, exact_posterior_of
+from .exact import ExactPosterior, GridPosterior, exact_posterior, exact_posterior_of, grid_posterior
 from .models import (MODELS, BayesProblem, GridGaussianPrior, LinearRegression, LogisticRegression, ParameterGrid,
                      synthetic_problem)
 from .posterior import PosteriorConfig, PosteriorSampler
@@ -13,6 +13,7 @@ from .predictive import evaluate_predictive, posterior_predictive
 from .reward import MinibatchLogReward, fit_reference
 
 __all__ = ["ParameterGrid", "GridGaussianPrior", "LinearRegression", "LogisticRegression", "MODELS", "BayesProblem",
-           "synthetic_problem", "MinibatchLogReward", "fit_reference", "ExactPosterior", "exact_posterior",
+           "synthetic_problem", "MinibatchLogReward", "fit_reference", "GridPosterior", "grid_posterior",
            "exact_posterior_of", "posterior_predictive", "evaluate_predictive", "PosteriorConfig", "PosteriorSampler",
-           "AmortizedConfig", "AmortizedPosterior", "DatasetPosteriorEnv", "prior_datasets", "held_out_datasets"]
+           "AmortizedConfig", "AmortizedPosterior", "DatasetPosteriorEnv", "prior_datasets", "held_out_datasets",
+           "ExactPosterior", "exact_posterior"]  # the names before issue 16, kept for existing code
