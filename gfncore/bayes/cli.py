@@ -274,10 +274,12 @@ def plot_marginals(s: dict, names: list[str], path: str) -> str | None:
 
 def _add_flags(p: argparse.ArgumentParser) -> None:
     from ..cli import add_dataclass_args
+    from .joint_cli import JointCliConfig
     from .posterior import PosteriorConfig
 
     add_dataclass_args(p, BayesDataConfig)
     add_dataclass_args(p, PosteriorConfig)
+    add_dataclass_args(p, JointCliConfig)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -293,7 +295,13 @@ def run(ns: argparse.Namespace) -> int:
     from ..cli import from_args
     from .posterior import PosteriorConfig
 
+    from .joint_cli import JointCliConfig, print_summary, run_joint
+
     try:
+        jcfg = from_args(JointCliConfig, ns)
+        if jcfg.joint_predictive:
+            print_summary(run_joint(from_args(BayesDataConfig, ns), from_args(PosteriorConfig, ns), jcfg))
+            return 0
         s = run_bayes(from_args(BayesDataConfig, ns), from_args(PosteriorConfig, ns))
     except (ValueError, TypeError) as e:  # bad flags or data: a message, not a traceback
         print(f"gfncore bayes: error: {e}", file=sys.stderr)
