@@ -109,11 +109,15 @@ class AmortizedConfig:
     layers: int = field(default=2, metadata={"help": "policy MLP hidden layers"})
     encoder_hidden: int = field(default=64, metadata={"help": "set encoder width"})
     encoder_dim: int = field(default=64, metadata={"help": "data-set embedding width"})
+    encoder: str = field(default="deepsets", metadata={
+        "help": "set encoder: deepsets (pooled MLP and moments) or attention (self-attention, attention pooling)"})
     conditioning: str = field(default="concat", metadata={"help": "concat or film"})
     epsilon: float = field(default=0.05, metadata={
         "help": "behaviour policy mixes in this share of uniform actions, so that posteriors far from the "
                 "ones the sampler already proposes get visited"})
-    loss: str = field(default="tb", metadata={"help": "objective (tb, or zvar: variance within each data set)"})
+    loss: str = field(default="tb", metadata={
+        "help": "objective: tb, or zvar (the variance of ζ within each data set for the policy, and the log Z(D) "
+                "head regressed on each data set's mean ζ)"})
     lr: float = field(default=3e-3, metadata={"help": "Adam learning rate (cosine-decayed)"})
     lr_log_z: float = field(default=1e-2, metadata={"help": "Adam learning rate of the log Z(D) head"})
     lr_final: float = field(default=0.02, metadata={"help": "final learning rate as a fraction of the first"})
@@ -126,18 +130,22 @@ class AmortizedPosterior:
 
     def __init__(self, model, config: AmortizedConfig | None = None):
         from ..conditional import initialise_log_z
-        from ..nn import MLPPolicy, SetEncoder
+        from ..nn import MLPPolicy, SetAttentionEncoder, SetEncoder
         from ..train import Trainer
 
         cfg = config if config is not None else AmortizedConfig()
         self.config, self.model = cfg, model
         self.env = DatasetPosteriorEnv(model, cfg.set_size)
         torch.manual_seed(cfg.seed)
-        enc = SetEncoder(self.env.element_dim, cfg.set_size, hidden=cfg.encoder_hidden, out_dim=cfg.encoder_dim)
+        if cfg.encoder not in ("deepsets", "attention"):
+            raise ValueError(f"encoder must be 'deepsets' or 'attention', got {cfg.encoder!r}")
+        enc = (SetEncoder if cfg.encoder == "deepsets" else SetAttentionEncoder)(
+            self.env.element_dim, cfg.set_size, hidden=cfg.encoder_hidden, out_dim=cfg.encoder_dim)
         self.policy = MLPPolicy(self.env, hidden=cfg.hidden, layers=cfg.layers, conditioning=cfg.conditioning,
                                 context_encoder=enc)
         self.datasets = prior_datasets(model, cfg.set_size, cfg.feature_std)
         self.trainer = Trainer(self.env, self.policy, loss=cfg.loss, batch_size=cfg.batch_size, lr=cfg.lr,
+                               loss_options={"head": True} if cfg.loss == "zvar" else None,
                                lr_log_z=cfg.lr_log_z, seed=cfg.seed, context_sampler=self.datasets,
                                trajectories_per_context=cfg.trajectories_per_dataset, epsilon=cfg.epsilon)
         gen = torch.Generator().manual_seed(cfg.seed + 1)
