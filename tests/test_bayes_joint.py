@@ -153,4 +153,4 @@ def test_joint_predictive_matches_the_exact_predictive(logistic, kernel_threads)
     assert after["theta_l1"] < 0.1, after
 
 
-FEATURE_STD, STEPS, BATCH = 1.0, 800, 128
+FEATURE_STD, STEPS, BATCH = 1.0, 800, 256
