@@ -1,73 +1,35 @@
-"""Checkpoints of a training run: self-describing (environment config, TrainConfig, policy
-hyperparameters, versions), written atomically, and loadable with torch.load(weights_only=True),
-so that reading someone else's checkpoint cannot run code.
+"""Checkpoint files, as plain input and output: written atomically with a sha256 of their payload,
+and read with torch.load(weights_only=True) and that checksum verified, so that reading someone
+else's checkpoint cannot run code and a changed bit never loads silently.
+
+What a checkpoint holds (environment config, TrainConfig, policy hyperparameters, versions, the
+trainer's state) is the training layer's business: Trainer.checkpoint() builds it and
+gfncore.train.load rebuilds a run from it.
 
     env, policy, trainer = gfncore.load("runs/hypergrid/checkpoint.pt")
 """
 from __future__ import annotations
 
-import os
-from dataclasses import asdict, fields
+import hashlib
+import io
+import math
 
 import torch
 
+from .runfolder import atomic_write, write_bytes  # noqa: F401  (atomic_write: its historical home)
+
 FORMAT = "gfncore-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: a sha256 of the payload ("checksum"), verified on load
 
 
-def atomic_write(path: str, write) -> None:
-    """Calls write(f) on a temporary file in path's folder, fsyncs it and renames it over path,
-    so a reader (or a crash) sees either the old file or the whole new one, never a torn one."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    try:  # the rename itself survives a power cut only once the folder is synced
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def describe(trainer) -> dict:
-    """The checkpoint of a trainer: how to rebuild it, and its state."""
-    from . import __version__
-    from .train import describe_policy
-
-    try:
-        env = trainer.env.to_config()
-    except NotImplementedError:
-        env = None  # gfncore.load(path, env=...) then takes the environment
-    return {"format": FORMAT, "version": VERSION,
-            "versions": {"gfncore": str(__version__), "torch": str(torch.__version__)},
-            # what the run ran with: a resume at the same thread count continues it bit for bit
-            "runtime": {"threads": torch.get_num_threads(), "device": str(trainer.device),
-                        "world_size": trainer.topology.world_size},
-            "env": env, "env_repr": repr(trainer.env), "policy": describe_policy(trainer.policy),
-            "config": asdict(trainer.config), "state": trainer.state_dict()}
-
-
-def save(trainer, path: str) -> None:
-    """Writes the checkpoint; in data-parallel training every rank calls it (it gathers the
-    ranks' replay buffers) and rank 0 alone writes."""
-    ck = describe(trainer)
-    if trainer.is_main:
-        atomic_write(path, lambda f: torch.save(ck, f))
+def write(path: str, checkpoint: dict) -> None:
+    """Writes a checkpoint (a dict of tensors and plain containers) atomically, with its checksum."""
+    checkpoint = {**checkpoint, "checksum": checksum(checkpoint)}
+    # serialised in memory first: a full disk is then a plain OSError from the file write, never
+    # torch's "enforce fail at inline_container.cc", and the old checkpoint stays
+    buf = io.BytesIO()
+    torch.save(checkpoint, buf)
+    write_bytes(path, buf.getvalue())
 
 
 def read(path: str) -> dict:
@@ -82,59 +44,72 @@ def read(path: str) -> dict:
         raise ValueError(f"{path} is not a readable gfncore checkpoint ({type(e).__name__}: {why})") from e
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise ValueError(f"{path} is not a gfncore checkpoint (written by Trainer.save or gfncore train)")
-    if ck.get("version", 0) > VERSION:
+    version = ck.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError(f"{path} is a damaged gfncore checkpoint (version {version!r})")
+    if version > VERSION:
         raise ValueError(f"{path} was written by a newer gfncore (checkpoint version {ck['version']}, this one "
                          f"reads up to {VERSION}); versions: {ck.get('versions')}")
+    if version >= 2:  # version 1 had no checksum
+        if ck.get("checksum") != checksum(ck):
+            raise ValueError(f"{path} is damaged: its contents do not match the checksum written with them "
+                             f"(a changed bit in a weight or a state); use an earlier copy")
+    _check_structure(ck, path)
     return ck
 
 
-def load(path: str, env=None, policy=None, device: str = "cpu"):
-    """Rebuilds a run from its checkpoint: returns (env, policy, trainer), the trainer at the
-    saved step with its optimizer, random stream, replay buffer and history, so trainer.fit
-    continues the run bit for bit (same thread count and device).
-
-    env: needed when the checkpoint's environment cannot be rebuilt from its config (a user
-    environment); when given for one that can, it must match. policy: needed for a policy other
-    than MLPPolicy. device: where the policy goes (the saved tensors are loaded onto the CPU first).
-    """
-    from .envs import from_config
-    from .nn import MLPPolicy
-    from .train import TrainConfig, Trainer
-
-    ck = read(path)
-    saved_env = ck.get("env")
-    if env is None:
-        if saved_env is None:
-            raise ValueError(f"{path}: its environment ({ck.get('env_repr')}) cannot be rebuilt from a config; "
-                             f"pass it: gfncore.load(path, env=...)")
-        env = from_config(saved_env)
-    elif saved_env is not None:
-        try:
-            mine = env.to_config()
-        except NotImplementedError:
-            mine = None
-        if mine is not None and not _same_config(mine, saved_env):
-            raise ValueError(f"{path} was trained on {saved_env}, not on the given {mine}")
-    desc = ck.get("policy")
-    if policy is None:
-        if desc is None:
-            raise ValueError(f"{path}: its policy is not an MLPPolicy; pass it: gfncore.load(path, policy=...)")
-        policy = MLPPolicy(env, hidden=desc["hidden"], layers=desc["layers"], pb=desc["pb"], flow=desc["flow"],
-                           context_dim=desc.get("context_dim", 0), conditioning=desc.get("conditioning", "concat"))
-    known = {f.name for f in fields(TrainConfig)}
-    cfg = TrainConfig(**{**{k: v for k, v in ck["config"].items() if k in known}, "device": device})
-    trainer = Trainer.from_config(env, policy, cfg)
-    trainer.load_state_dict(ck["state"])
-    trainer.last_checkpoint = (str(path), trainer.step_count)
-    return env, policy, trainer
+def checksum(ck: dict) -> str:
+    """sha256 of everything in a checkpoint but its "checksum" entry: tensors by dtype, shape and
+    bytes, containers in order (dict keys sorted), numbers and strings by repr."""
+    h = hashlib.sha256()
+    _digest(h, {k: v for k, v in ck.items() if k != "checksum"})
+    return h.hexdigest()
 
 
-def _same_config(a, b) -> bool:
-    """Equality of environment configs that may hold tensors (data matrices, reward tables)."""
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same_config(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same_config(x, y) for x, y in zip(a, b))
-    return a == b
+def _digest(h, x) -> None:
+    if isinstance(x, torch.Tensor):
+        t = x.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(x, dict):
+        h.update(f"D{len(x)}|".encode())
+        for k in sorted(x, key=repr):
+            _digest(h, k)
+            _digest(h, x[k])
+    elif isinstance(x, (list, tuple)):
+        h.update(f"{'L' if isinstance(x, list) else 'U'}{len(x)}|".encode())
+        for v in x:
+            _digest(h, v)
+    else:
+        h.update(f"{type(x).__name__}:{x!r}|".encode())
+
+
+def _check_structure(ck: dict, path: str) -> None:
+    """The keys and types load() and Trainer.resume() use, checked before anything is built, so a
+    damaged or hand-edited checkpoint is one line, never a KeyError deep in a load."""
+    def bad(what: str):
+        raise ValueError(f"{path} is a damaged gfncore checkpoint: {what}")
+
+    st = ck.get("state")
+    if not isinstance(st, dict):
+        bad("it has no 'state'")
+    for key in ("policy", "optimizer", "generator", "step"):
+        if key not in st:
+            bad(f"its state has no {key!r}")
+    if not isinstance(st["policy"], dict) or not all(isinstance(v, torch.Tensor) for v in st["policy"].values()):
+        bad("its 'policy' is not a dict of tensors")
+    if not isinstance(st["optimizer"], dict) or "state" not in st["optimizer"] or "param_groups" not in st["optimizer"]:
+        bad("its 'optimizer' is not an optimizer state (state, param_groups)")
+    if not isinstance(st["generator"], torch.Tensor) or st["generator"].dtype != torch.uint8:
+        bad("its 'generator' is not a random generator's state")
+    step = st["step"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        bad(f"its step count is {step!r} (an integer >= 0 was expected)")
+    secs = st.get("train_seconds", 0.0)
+    if not isinstance(secs, (int, float)) or isinstance(secs, bool) or not math.isfinite(secs) or secs < 0:
+        bad(f"its train_seconds is {secs!r}")
+    if not isinstance(ck.get("config"), dict):
+        bad("it has no training 'config'")
+    env = ck.get("env")
+    if env is not None and (not isinstance(env, dict) or not isinstance(env.get("params", {}), dict)):
+        bad("its 'env' is not an environment config")

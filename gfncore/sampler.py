@@ -6,7 +6,7 @@ import threading
 
 import torch
 
-from . import _C, ops
+from . import ops
 from .envs.base import Env
 from .envs.compiled import HandleEnv
 from .trajectories import Trajectories
@@ -103,8 +103,9 @@ class Sampler:
         ctx = self.env._context(context, n) if context is not None else self.contexts(n, generator)
         if ctx is not None:
             ctx = ctx.to(dev, torch.get_default_dtype())
-        if dev.type == "cpu" and compiled_path and isinstance(self.env, HandleEnv):
-            traj = self._sample_cpu(n, seed, temp, eps, ctx, first_id)
+        kernel = ops.compiled_kernel(env, dev) if dev.type == "cpu" and compiled_path else None
+        if kernel is not None:
+            traj = self._sample_cpu(kernel, n, seed, temp, eps, ctx, first_id)
         else:
             traj = self._sample_generic(n, seed, temp, eps, dev, ctx, first_id)
         traj.context = ctx
@@ -117,33 +118,29 @@ class Sampler:
         return traj
 
     # -- the compiled recording path ------------------------------------------------------------
-    def _recorder(self, n: int):
+    def _recorder(self, kernel, n: int):
         """A recorder with room for a batch of n. The last one is kept and reused (its buffers
         are scratch: pack copies every row out); it grows on demand."""
-        rec = self._cached
-        if rec is None:
-            rec = _C.RolloutRecorder(self.env._handle, max(n, 1) * min(self.env.max_length or 1, 16))
-            self._cached = rec
-        return rec
+        cached = self._cached
+        if cached is None or cached[0] is not kernel:
+            cached = self._cached = (kernel, kernel.recorder(max(n, 1) * min(self.env.max_length or 1, 16)))
+        return cached[1]
 
-    def _sample_cpu(self, n: int, seed: int, temp: float, eps: float, ctx, first_id: int = 0) -> Trajectories:
+    def _sample_cpu(self, kernel, n: int, seed: int, temp: float, eps: float, ctx, first_id: int = 0) -> Trajectories:
         # One Python iteration per step: the policy forward on the active rows' features and one
         # call that samples, steps and compacts. A concurrent or re-entrant call gets its own buffers.
         if not self._lock.acquire(blocking=False):
-            rec = _C.RolloutRecorder(self.env._handle, max(n, 1) * min(self.env.max_length or 1, 16))
+            rec = kernel.recorder(max(n, 1) * min(self.env.max_length or 1, 16))
             return self._rollout(rec, n, seed, temp, eps, ctx, first_id)
         try:
-            return self._rollout(self._recorder(n), n, seed, temp, eps, ctx, first_id)
+            return self._rollout(self._recorder(kernel, n), n, seed, temp, eps, ctx, first_id)
         finally:
             self._lock.release()
 
     def _rollout(self, rec, n: int, seed: int, temp: float, eps: float, ctx, first_id: int = 0) -> Trajectories:
         env, forward = self.env, self.policy.forward_logits
-        # the numba route wraps kernel calls to diagnose a failing callback; C++ needs no wrapper
-        plain = type(env)._call is Env._call
-        call = (lambda fn, *a: fn(*a)) if plain else env._call
-        step = rec.step if plain else (lambda lg: env._call(rec.step, lg))
-        m = call(rec.start, n, seed, temp, eps, first_id)
+        step = rec.step  # (the numba route's recorder diagnoses a failing callback itself)
+        m = rec.start(n, seed, temp, eps, first_id)
         dtype = torch.float32
         views = self.__dict__.get("_views")
         if views is None or views[0] is not rec:
@@ -168,7 +165,7 @@ class Sampler:
                             log_prob=empty(T, dtype=dtype))
         log_pb = empty(T, dtype=dtype)  # the dtype the loss uses it in
         x = empty(n, env.state_dim, dtype=torch.int32)
-        call(rec.pack, traj.states, traj.actions, traj.offsets, traj.mask, traj.features, traj.log_prob, log_pb, x)
+        rec.pack(traj.states, traj.actions, traj.offsets, traj.mask, traj.features, traj.log_prob, log_pb, x)
         traj.remember_uniform_log_pb(env, log_pb)
         traj.__dict__["_terminal"] = x
         return traj

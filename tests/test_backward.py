@@ -147,7 +147,7 @@ def test_bad_input_raises():
 def test_opcheck():
     env = ising()
     x = objects(env, 6)
-    args = (gfn.ops._dispatch.env_id(env), x, torch.randn(6, env.n_backward_actions), None, 3, 0, 1.0, 0.0)
+    args = (gfn.ops._env_table.env_id(env), x, torch.randn(6, env.n_backward_actions), None, 3, 0, 1.0, 0.0)
     torch.library.opcheck(torch.ops.gfncore.backward_rollout_step.default, args,
                           test_utils=("test_schema", "test_faketensor"))
 

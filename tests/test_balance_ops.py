@@ -363,13 +363,14 @@ def test_mixed_devices_raise():
                                   "fm", "zvar"])
 def test_reference_fallback_matches_kernel(name, shape, monkeypatch):
     # On a device without a compiled kernel both the forward and the backward op use the reference.
-    import gfncore.ops._dispatch as dispatch
+    import gfncore.ops._device as device
 
     fused, _, make, diff = OBJECTIVES[name]
     args = make(LENGTHS[shape], torch.float64, torch.Generator().manual_seed(8))
     w = torch.randn(fused(*args).shape, dtype=torch.float64)
     y, g = _grads(fused, args, diff, w)
-    monkeypatch.setattr(dispatch, "compiled_for", lambda t: False)
+    monkeypatch.setattr(device, "compiled_for", lambda t: False)
+    monkeypatch.setattr(device, "compiled_for_device", lambda d: False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the one-time fallback notice
         y_fb, g_fb = _grads(fused, args, diff, w)

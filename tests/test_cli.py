@@ -247,6 +247,9 @@ def test_cli_resume_of_a_cuda_run_without_cuda_is_one_line(tmp_path, capsys):
     assert cli.main(["train", "hypergrid", "--height", "4", "--steps", "2", "--out", str(out), *SMALL]) == 0
     ck = torch.load(out / "checkpoint.pt", weights_only=True)
     ck["config"]["device"] = "cuda"  # as if it had been trained on a GPU
+    from gfncore.checkpoint import checksum
+
+    ck["checksum"] = checksum(ck)  # sealed as a GPU run's own checkpoint would be
     torch.save(ck, out / "checkpoint.pt")
     capsys.readouterr()
     assert cli.main(["train", "hypergrid", "--out", str(out), "--resume", "--steps", "4"]) == 2

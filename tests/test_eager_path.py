@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import gfncore.ops as ops
-from gfncore.ops._dispatch import EagerFused
+from gfncore.ops._fused import EagerFused
 
 
 def _packed(lengths, gen, dtype=torch.float64):

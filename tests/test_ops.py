@@ -383,7 +383,7 @@ def test_philox_compiled_matches_reference_bits():
 def test_rollout_step_opcheck():
     env = gfncore.envs.HyperGrid(2, 4)
     states, mask, logits = _rollout_inputs(env, 9, torch.float32, seed=15)
-    eid = gfncore.ops._dispatch.env_id(env)
+    eid = gfncore.ops._env_table.env_id(env)
     ids = torch.arange(9, dtype=torch.int64) * 3
     for ids_arg in (None, ids):
         args = (eid, states, mask, logits, ids_arg, 5, 2, 0.7, 0.1)
@@ -630,8 +630,7 @@ def test_backward_with_expanded_grad():
 def test_reference_fallback_path(monkeypatch):
     # On a device without compiled kernels the ops run their reference twins (forward and
     # backward); force that path on the CPU and compare with the kernels.
-    import gfncore.ops._dispatch as dispatch
-    import gfncore.ops.rollout as rollout
+    import gfncore.ops._device as device
 
     logits, mask, actions = _gather_inputs(17, 5, torch.float64, seed=30)
     tb_in = _tb_inputs([1, 4, 2, 1], torch.float64, True, seed=31)
@@ -645,9 +644,9 @@ def test_reference_fallback_path(monkeypatch):
         return g, t, r
 
     compiled = run_all()
-    monkeypatch.setattr(dispatch, "_warned", set())
-    for mod in (dispatch, rollout):  # the fused ops' and the rollout op's
-        monkeypatch.setattr(mod, "compiled_for", lambda t: False)
+    monkeypatch.setattr(device, "_warned", set())
+    monkeypatch.setattr(device, "compiled_for", lambda t: False)  # the fused ops' and the rollout op's
+    monkeypatch.setattr(device, "compiled_for_device", lambda d: False)  # and the environment's kernel
     with pytest.warns(RuntimeWarning, match="plain-PyTorch reference"):
         fallback = run_all()
     for a, b in zip([*compiled[0], *compiled[1]], [*fallback[0], *fallback[1]]):

@@ -133,7 +133,7 @@ def test_bad_arguments_raise():
 def test_opcheck():
     env = gfn.envs.Ising(2)
     s = random_states(env, 8, seed=5)
-    torch.library.opcheck(torch.ops.gfncore.parents.default, (gfn.ops._dispatch.env_id(env), s, env.max_parents),
+    torch.library.opcheck(torch.ops.gfncore.parents.default, (gfn.ops._env_table.env_id(env), s, env.max_parents),
                           test_utils=("test_schema", "test_faketensor"))
 
 

@@ -146,20 +146,33 @@ void build(EnvHandle& h, py::dict kwargs) {
   h.name = env;
 }
 
+// Only complete structs are built or listed (envs/all.h has already failed the build, naming the
+// missing member, for any other): templates, so an incomplete struct adds no errors of its own.
+template <class E>
+bool try_build(EnvHandle& h, const std::string& name, py::dict kwargs) {
+  if constexpr (IsGfnEnv<E>::value) {
+    if (name != E::kName) return false;
+    build<E>(h, kwargs);
+    return true;
+  } else {
+    return false;
+  }
+}
+
+template <class E>
+void append_name(std::string& names) {
+  if constexpr (IsGfnEnv<E>::value) names += (names.empty() ? "" : ", ") + std::string(E::kName);
+}
+
 std::unique_ptr<EnvHandle> make_env(const std::string& name, py::dict kwargs) {
   auto h = std::make_unique<EnvHandle>();
   bool found = false;
-#define GFN_TRY_BUILD(E)                                              \
-  if (!found && name == E::kName && name != CallbackEnv::kName) {     \
-    build<E>(*h, kwargs);                                             \
-    found = true;                                                     \
-  }
+#define GFN_TRY_BUILD(E) found = found || try_build<E>(*h, name, kwargs);
   GFN_ENVS(GFN_TRY_BUILD)
 #undef GFN_TRY_BUILD
   if (!found) {
     std::string names;
-#define GFN_NAME(E) \
-  if (std::string(E::kName) != CallbackEnv::kName) names += (names.empty() ? "" : ", ") + std::string(E::kName);
+#define GFN_NAME(E) append_name<E>(names);
     GFN_ENVS(GFN_NAME)
 #undef GFN_NAME
     throw ValueError(str("unknown environment '", name, "'; compiled environments: ", names));
@@ -190,19 +203,23 @@ py::dict param_info(const ParamInfo& p) {
   return d;
 }
 
+template <class E>
+void add_kind(py::dict& out) {
+  if constexpr (IsGfnEnv<E>::value) {
+    ParamDecl decl;
+    E::declare(decl);
+    py::list ps;
+    for (const ParamInfo& p : decl.items()) ps.append(param_info(p));
+    py::dict k;
+    k["cuda"] = E::kCuda;
+    k["params"] = ps;
+    out[E::kName] = k;
+  }
+}
+
 py::dict env_kinds() {
   py::dict out;
-#define GFN_KIND(E)                                               \
-  if (std::string(E::kName) != CallbackEnv::kName) {              \
-    ParamDecl decl;                                               \
-    E::declare(decl);                                             \
-    py::list ps;                                                  \
-    for (const ParamInfo& p : decl.items()) ps.append(param_info(p)); \
-    py::dict k;                                                   \
-    k["cuda"] = E::kCuda;                                         \
-    k["params"] = ps;                                             \
-    out[E::kName] = k;                                            \
-  }
+#define GFN_KIND(E) add_kind<E>(out);
   GFN_ENVS(GFN_KIND)
 #undef GFN_KIND
   return out;
@@ -316,6 +333,7 @@ GFN_BINDINGS(bind_env_handle) {
   sigs["log_reward"] = kSigReward;
   sigs["valid"] = kSigValid;
   m.attr("CALLBACK_SIGNATURES") = sigs;
+  m.attr("CALLBACK_MAX_WIDTH") = CallbackEnv::kMaxWidth;  // the widest dimension (and max_length) it takes
 }
 
 }  // namespace gfn

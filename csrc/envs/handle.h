@@ -63,6 +63,10 @@ R with_env(const EnvHandle& h, F&& f) {
           using E = std::decay_t<decltype(e)>;
           if constexpr (std::is_same_v<E, std::monostate>) {
             throw ValueError("empty environment handle");
+          } else if constexpr (!IsGfnEnv<E>::value) {
+            // unreachable: envs/all.h failed the build with a message naming the missing member;
+            // instantiating ops for the struct would only add template errors below it
+            throw ValueError("incomplete environment struct");
           } else {
             if constexpr (std::is_void_v<R>) {
               f(e);

@@ -5,4 +5,4 @@
 #include "ops/backward_rollout.h"
 
 #define GFN_INSTANTIATE(E) GFN_INSTANTIATE_ROWS(gfn::BackwardStepRow<gfn::E, float>) GFN_INSTANTIATE_ROWS(gfn::BackwardStepRow<gfn::E, double>)
-GFN_ENVS(GFN_INSTANTIATE)
+GFN_HANDLE_ENVS(GFN_INSTANTIATE)

@@ -5,4 +5,4 @@
 #include "ops/env_ops.h"
 
 #define GFN_INSTANTIATE(E) GFN_INSTANTIATE_ROWS(gfn::EnvQueryRow<gfn::E>)
-GFN_ENVS(GFN_INSTANTIATE)
+GFN_HANDLE_ENVS(GFN_INSTANTIATE)

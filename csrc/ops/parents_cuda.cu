@@ -5,4 +5,4 @@
 #include "ops/parents.h"
 
 #define GFN_INSTANTIATE(E) GFN_INSTANTIATE_ROWS(gfn::ParentsRow<gfn::E>)
-GFN_ENVS(GFN_INSTANTIATE)
+GFN_HANDLE_ENVS(GFN_INSTANTIATE)

@@ -6,6 +6,6 @@
 
 #define GFN_INSTANTIATE(E) \
   GFN_INSTANTIATE_ROWS(gfn::RolloutStepRow<gfn::E, float>) GFN_INSTANTIATE_ROWS(gfn::RolloutStepRow<gfn::E, double>)
-GFN_ENVS(GFN_INSTANTIATE)
+GFN_HANDLE_ENVS(GFN_INSTANTIATE)
 GFN_INSTANTIATE_ROWS(gfn::SampleActionsRow<float>)
 GFN_INSTANTIATE_ROWS(gfn::SampleActionsRow<double>)

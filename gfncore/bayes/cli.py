@@ -273,7 +273,7 @@ def plot_marginals(s: dict, names: list[str], path: str) -> str | None:
 
 
 def _add_flags(p: argparse.ArgumentParser) -> None:
-    from ..cli import add_dataclass_args
+    from ..cli.common import add_dataclass_args
     from .joint_cli import JointCliConfig
     from .posterior import PosteriorConfig
 
@@ -292,7 +292,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(ns: argparse.Namespace) -> int:
     """Run `gfncore bayes` from parsed flags; prints the result and returns the exit status."""
-    from ..cli import from_args
+    from ..cli.common import from_args
     from .posterior import PosteriorConfig
 
     from .joint_cli import JointCliConfig, print_summary, run_joint

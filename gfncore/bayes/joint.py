@@ -378,7 +378,7 @@ class JointPredictive:
         """Train for `steps` (default config.steps) with a cosine learning-rate decay."""
         from tqdm.auto import tqdm
 
-        from ..conditional import cosine_schedule
+        from ..train import cosine_schedule
 
         steps = self.config.steps if steps is None else int(steps)
         if self._scheduler is None:

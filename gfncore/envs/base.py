@@ -3,11 +3,14 @@ fixed-width integer rows, forward/backward masks, deterministic constructive ste
 encodings, and a log-reward on finished objects kept apart from the dynamics."""
 from __future__ import annotations
 
-import importlib
+import inspect
 import math
 from functools import cached_property
 
 import torch
+
+from ..ops._memory import materialize
+from .kernel import BatchedKernel
 
 _INT32 = (-(2**31), 2**31 - 1)
 
@@ -52,9 +55,19 @@ class Env:
     def stop_action(self) -> int:
         return self.n_actions - 1
 
+    # -- the public kernel interface (what the env-aware ops use) -------------------------------
+    def kernel(self, device):
+        """The kernel that runs this environment's rollout, backward-rollout and parent steps for
+        tensors on `device` (see gfncore.ops.kernel): here its batched methods; an environment
+        with compiled kernels returns those where they serve the device."""
+        k = self.__dict__.get("_batched_kernel")
+        if k is None:
+            k = self.__dict__["_batched_kernel"] = BatchedKernel(self)
+        return k
+
     # -- argument checks shared by every route ---------------------------------------------------
-    def _states(self, states, what: str = "states") -> torch.Tensor:
-        """states as a contiguous int32 [N, state_dim] tensor, or a clear error."""
+    def check_states(self, states, what: str = "states") -> torch.Tensor:
+        """states as a contiguous int32 [N, state_dim] tensor, or a clear error naming `what`."""
         if type(states) is torch.Tensor and states.dtype is torch.int32 and states.dim() == 2 \
                 and states.shape[1] == self.state_dim and states.is_contiguous() and not states.is_meta:
             return states  # the common case, checked in one line
@@ -74,8 +87,6 @@ class Env:
                     raise ValueError(f"{self.name}: {what} row {bad} holds a value outside int32 "
                                      f"({states[bad].tolist()}); no state of this environment does")
             states = states.to(torch.int32)
-        from ..ops._dispatch import materialize
-
         return materialize(f"{self.name}", what, states)  # a huge stride-0 view: MemoryError, not an abort
 
     def _actions(self, actions, n: int, what: str = "actions") -> torch.Tensor:
@@ -87,8 +98,11 @@ class Env:
             raise ValueError(f"{self.name}: {what} must have shape [{n}] (one per state), got {list(actions.shape)}")
         return actions.to(torch.int64).contiguous()
 
-    def _context(self, context, n: int) -> torch.Tensor | None:
-        """A per-object context [n, context_dim] (float) for a conditional environment, else None."""
+    _states = check_states  # the name the routes' methods have always used
+
+    def check_context(self, context, n: int) -> torch.Tensor | None:
+        """A per-object context [n, context_dim] (float) for a conditional environment, else None
+        (or a clear error)."""
         if self.context_dim == 0:
             if context is not None:
                 raise ValueError(f"{self.name} takes no context (context_dim = 0), got one")
@@ -105,6 +119,8 @@ class Env:
             bad = int((~torch.isfinite(context)).any(-1).nonzero()[0, 0])
             raise ValueError(f"{self.name}: context row {bad} is not finite: {context[bad].tolist()}")
         return context
+
+    _context = check_context
 
     def _check_log_reward(self, lr, x: torch.Tensor, source: str) -> torch.Tensor:
         """A log-reward [n] as float64, or an error naming the source and the first bad object.
@@ -244,9 +260,25 @@ class Env:
 
     # -- serialisation --------------------------------------------------------------------------
     def config(self) -> dict:
-        """The constructor arguments that rebuild this environment (see to_config)."""
-        raise NotImplementedError(f"{type(self).__name__} does not describe itself: define config() returning its "
-                                  f"constructor arguments, or pass env= when loading a checkpoint")
+        """The constructor arguments that rebuild this environment (see to_config).
+
+        By default they are derived: each parameter of the class's ``__init__`` read back from the
+        attribute of the same name (``def __init__(self, N=6): ...; self.N = N`` gives
+        ``{"N": 6}``). An environment whose constructor keeps its arguments under other names
+        defines config() itself; without one a checkpoint cannot rebuild it."""
+        init = type(self).__init__
+        if init is object.__init__:
+            return {}
+        params = [p for p in inspect.signature(init).parameters.values()
+                  if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        # (a bound method of the same name, log_reward say, is the class's, not the argument)
+        missing = [p.name for p in params if not hasattr(self, p.name)
+                   or (inspect.ismethod(getattr(self, p.name)) and getattr(self, p.name).__self__ is self)]
+        if missing:
+            raise NotImplementedError(f"{type(self).__name__} does not describe itself: keep the constructor "
+                                      f"argument(s) {', '.join(missing)} as attributes of the same name or define "
+                                      f"config() returning them (or pass env= when loading a checkpoint)")
+        return {p.name: getattr(self, p.name) for p in params}
 
     def to_config(self) -> dict:
         """{"class": "module:QualName", "params": {...}}: enough to rebuild the environment with
@@ -263,25 +295,3 @@ class Env:
         except NotImplementedError:
             params = ""
         return f"{type(self).__name__}({params})"
-
-
-
-def from_config(cfg: dict, **overrides) -> Env:
-    """Rebuild an environment from Env.to_config() (overrides replace constructor arguments,
-    e.g. a log_reward callable that could not be saved)."""
-    try:
-        module, qualname = cfg["class"].split(":")
-    except (KeyError, ValueError, AttributeError):
-        raise ValueError(f"not an environment config: {cfg!r}") from None
-    obj = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    if not (isinstance(obj, type) and issubclass(obj, Env)):
-        raise ValueError(f"{cfg['class']} is not a gfncore environment class")
-    params = dict(cfg.get("params", {}))
-    missing = [k for k in cfg.get("needs", []) if k not in overrides]
-    if missing:
-        raise ValueError(f"this {cfg.get('name', 'environment')} was built with {', '.join(missing)} that a config "
-                         f"cannot hold: pass {', '.join(m + '=...' for m in missing)} to from_config / gfncore.load")
-    params.update(overrides)
-    return obj(**params)

@@ -7,6 +7,7 @@ import math
 
 import torch
 
+from . import contract
 from .base import Env
 
 
@@ -64,6 +65,10 @@ def check_env(env: Env, *, max_states: int = 20_000, seed: int = 0, context: tor
     """
     if not isinstance(env, Env):
         raise TypeError(f"check_env expects a gfncore environment, got {type(env).__name__}")
+    for method, has_default in contract.BATCHED.items():  # the contract's batched methods (each called below)
+        impl = getattr(type(env), method, None)
+        if not callable(impl) or (not has_default and impl is getattr(Env, method)):
+            _fail(env, method, "is not implemented (the contract: gfncore.envs.contract, the README's table)")
     A, D, nb = env.n_actions, env.state_dim, env.n_backward_actions
     s0 = env.initial_states(1)
     if s0.shape != (1, D) or s0.dtype != torch.int32:

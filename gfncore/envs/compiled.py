@@ -9,7 +9,9 @@ import warnings
 import torch
 
 from .. import _C
-from ..ops._dispatch import compiled_for, stream
+from ..ops import _device
+from ..ops._device import stream
+from ..ops.kernel import CompiledKernel
 from .base import Env
 
 KINDS: dict = dict(_C.env_kinds())  # {name: {"cuda": bool, "params": [declarations]}}
@@ -30,11 +32,28 @@ class HandleEnv(Env):
     the same struct, with the GIL released."""
 
     _handle = None
+    _compiled_kernel = None
     _log_reward_fn = None
+
+    def _attach(self, handle, diagnose=None) -> None:
+        """Holds the compiled struct's handle and the kernel the env-aware ops get from it."""
+        self._handle = handle
+        self._compiled_kernel = CompiledKernel(handle, state_dim=self.state_dim, n_actions=self.n_actions,
+                                               n_backward_actions=self.n_backward_actions,
+                                               feature_dim=self.feature_dim, diagnose=diagnose)
+
+    def kernel(self, device):
+        """The compiled kernels where they serve `device` (any CPU; CUDA where the struct has
+        CUDA code and gfncore was built with it), else the batched methods (a round trip
+        through the CPU)."""
+        k = self._compiled_kernel
+        if k is not None and k.runs_on(device, self.cuda):
+            return k
+        return super().kernel(device)
 
     # -- queries through the compiled core ------------------------------------------------------
     def _runs_on(self, t: torch.Tensor) -> bool:
-        return compiled_for(t) and (t.device.type == "cpu" or self.cuda)
+        return _device.compiled_for(t) and (t.device.type == "cpu" or self.cuda)
 
     def _query(self, q: str, states: torch.Tensor, shape: tuple, dtype, actions: torch.Tensor | None = None):
         dev = states.device
@@ -159,14 +178,15 @@ class CompiledEnv(HandleEnv):
         if log_reward is not None and not callable(log_reward):
             raise TypeError(f"{type(self).__name__}: log_reward must be callable (x[, context]) -> float [n], "
                             f"got {type(log_reward).__name__}")
-        self._handle = _C.Env(self.kind, params)
-        self.params = dict(self._handle.params)
+        handle = _C.Env(self.kind, params)
+        self.params = dict(handle.params)
         for k, v in self.params.items():
             setattr(self, k, v)
-        dims = self._handle.dims
+        dims = handle.dims
         self.n_actions, self.state_dim, self.feature_dim = dims["n_actions"], dims["state_dim"], dims["feature_dim"]
         self.max_parents, self.max_length = dims["max_parents"], dims["max_length"]
         self._log_reward_fn = log_reward
+        self._attach(handle)
 
     # -- serialisation --------------------------------------------------------------------------
     def config(self) -> dict:

@@ -10,20 +10,18 @@ import inspect
 import torch
 
 from .. import _C
+from . import contract
 from .compiled import HandleEnv
 
-# (name, required, how the wrapper calls the user's function). Masks are uint8 arrays (write
-# True/False or 1/0), states int32 arrays, features float32; log_reward and valid return values.
-_METHODS = {
-    "initial_state": True,
-    "forward_mask": True,
-    "step": True,
-    "backward_mask": True,
-    "backward_step": True,
-    "encode": True,
-    "log_reward": False,
-    "valid": False,
-}
+# Masks are uint8 arrays (write True/False or 1/0), states int32 arrays, features float32;
+# log_reward and valid return values. The names, parameters and C signatures are the contract's.
+_METHODS = {m.name: m for m in contract.METHODS}
+
+
+def _encode_as_float(p, s, f):
+    """The default encoding: the state as float32 (feature_dim = state_dim), as PythonEnv's."""
+    for i in range(s.shape[0]):
+        f[i] = s[i]
 
 _capsule_new = ctypes.pythonapi.PyCapsule_New
 _capsule_new.restype = ctypes.py_object
@@ -83,37 +81,48 @@ class NumbaEnv(HandleEnv):
             delattr(cls, name)  # the batched method of the same name is inherited
         cls._numba_fns = fns
 
-    def __init__(self, state_dim: int, n_actions: int, feature_dim: int, max_length: int, *,
-                 max_parents: int | None = None, params=(), log_reward=None, boundscheck: bool = True,
-                 name: str | None = None):
+    def __init__(self, state_dim: int, n_actions: int, feature_dim: int | None = None, max_length: int | None = None,
+                 *, max_parents: int | None = None, context_dim: int = 0, name: str | None = None, params=(),
+                 log_reward=None, boundscheck: bool = True):
         self.name = name or type(self).__name__
-        for arg, v, lo in (("state_dim", state_dim, 1), ("n_actions", n_actions, 2), ("feature_dim", feature_dim, 0),
-                           ("max_length", max_length, 1)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ValueError(f"{self.name}: {arg} must be an int >= {lo}, got {v!r}")
+        contract.check_dimensions(self.name, state_dim=state_dim, n_actions=n_actions, feature_dim=feature_dim,
+                                  max_length=max_length, max_parents=max_parents, context_dim=context_dim)
         if log_reward is not None and not callable(log_reward):
             raise TypeError(f"{self.name}: log_reward must be callable (x) -> float [n], got {type(log_reward).__name__}")
-        missing = [m for m, required in _METHODS.items() if required and m not in self._numba_fns]
+        missing = [m.name for m in contract.METHODS
+                   if m.required and m.name != "log_reward" and m.name not in self._numba_fns]
         if missing:
             raise TypeError(f"{type(self).__name__} must define the single-state method(s) {', '.join(missing)} "
                             f"(see help(gfncore.envs.NumbaEnv))")
         if log_reward is None and "log_reward" not in self._numba_fns:
             raise TypeError(f"{type(self).__name__} needs a reward: define a single-state log_reward(p, x) or pass "
                             f"log_reward=fn (batched)")
+        fns = dict(self._numba_fns)
+        if "encode" not in fns:
+            if feature_dim not in (None, state_dim):
+                raise ValueError(f"{self.name}: feature_dim = {feature_dim} but no encode is written (the default "
+                                 f"encoding has state_dim = {state_dim} features)")
+            fns["encode"], feature_dim = _encode_as_float, state_dim
+        elif feature_dim is None:
+            raise TypeError(f"{self.name}: pass feature_dim, the width of what encode writes (compiled code cannot be "
+                            f"run to infer it, as PythonEnv does)")
         self.state_dim, self.n_actions, self.feature_dim, self.max_length = state_dim, n_actions, feature_dim, max_length
-        self.max_parents = n_actions - 1 if max_parents is None else int(max_parents)
+        self.context_dim = context_dim
+        self.max_parents = self.n_backward_actions if max_parents is None else max_parents
         self.numba_params = params
         self._log_reward_fn = log_reward
-        self._cfuncs = _compile(type(self).__name__, self._numba_fns, params, state_dim, n_actions, feature_dim,
+        self._cfuncs = _compile(type(self).__name__, fns, params, state_dim, n_actions, feature_dim,
                                 boundscheck, with_reward=log_reward is None)
         caps, names = {}, []
         for method, cf in self._cfuncs.items():
-            sig = _C.CALLBACK_SIGNATURES[method].encode()
+            sig = _METHODS[method].c_signature.encode()
             names.append(sig)
             caps[method] = _capsule_new(cf.address, sig, None)
         # the cfuncs own the machine code; the names must outlive the capsules
-        self._handle = _C.callback_env(state_dim, n_actions, feature_dim, self.max_parents, max_length, caps,
-                                       (list(self._cfuncs.values()), names))
+        # no max_length: the core's widest bound, so only a runaway rollout ever meets it
+        length = _C.CALLBACK_MAX_WIDTH if max_length is None else max_length
+        self._attach(_C.callback_env(state_dim, n_actions, feature_dim, self.max_parents, length, caps,
+                                     (list(self._cfuncs.values()), names)), diagnose=self._diagnosed)
 
     @property
     def python_functions(self) -> dict:
@@ -130,9 +139,14 @@ class NumbaEnv(HandleEnv):
         try:
             return fn(*args)
         except _C.CallbackError as e:
-            states = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() == 2
-                           and a.dtype == torch.int32 and a.shape[1] == self.state_dim), None)
-            raise self._diagnose(e.method, states, args) from None
+            raise self._diagnosed(e, args) from None
+
+    def _diagnosed(self, error, args) -> Exception:
+        """The user's own exception behind a failed callback, found by re-running the method in
+        Python on the states among a kernel call's arguments."""
+        states = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() == 2
+                       and a.dtype == torch.int32 and a.shape[1] == self.state_dim), None)
+        return self._diagnose(error.method, states, args)
 
     def _diagnose(self, method: str, states, args) -> Exception:
         import numpy as np
@@ -146,30 +160,25 @@ class NumbaEnv(HandleEnv):
         A, D = self.n_actions, self.state_dim
         actions = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() == 1 and a.dtype == torch.int64
                         and a.shape[0] == states.shape[0]), None)
+        m = _METHODS[method]
+        lengths = contract.single_lengths(m, D, A, self.feature_dim)
         for i, row in enumerate(states.cpu().numpy()):
             s = np.array(row, dtype=np.int32)
+            a = int(actions[i]) if actions is not None else 0
+            # the method's own parameters, as the compiled kernel passes them (from the contract)
+            probe = {"p": p, "s": s, "x": s, "a": a, "b": a}
+            call = [probe[n] if n in probe else np.zeros(lengths[n], np.float32 if n == "f" else
+                                                         np.int32 if n == "out" else np.uint8)
+                    for n in contract.single_names(m)]
+            if method == "initial_state":
+                call[1] = np.zeros(D, np.int32)
             try:
-                if method in ("forward_mask",):
-                    fn(p, s, np.zeros(A, np.uint8))
-                elif method == "backward_mask":
-                    fn(p, s, np.zeros(A - 1, np.uint8))
-                elif method in ("step", "backward_step"):
-                    fn(p, s, int(actions[i]) if actions is not None else 0, np.zeros(D, np.int32))
-                elif method == "encode":
-                    fn(p, s, np.zeros(self.feature_dim, np.float32))
-                elif method in ("log_reward", "valid"):
-                    fn(p, s)
-                elif method == "initial_state":
-                    fn(p, np.zeros(D, np.int32))
+                fn(*call)
             except Exception as exc:  # noqa: BLE001 - the user's own error, shown as it is
                 what = f" with action {int(actions[i])}" if actions is not None and method.endswith("step") else ""
                 return ValueError(f"{type(self).__name__}.{method} raised {type(exc).__name__}: {exc} at state "
                                   f"{row.tolist()} (row {i}){what}")
         return ValueError(hint + " (not reproducible in Python on these states; run gfncore.envs.check_env(env))")
-
-    def config(self) -> dict:
-        raise NotImplementedError(f"{type(self).__name__} does not describe itself: define config() returning its "
-                                  f"constructor arguments")
 
 
 _CACHE: dict = {}
@@ -210,17 +219,13 @@ def _compile_now(cls_name: str, fns: dict, params, D: int, A: int, F: int, bound
         raise ImportError("NumbaEnv needs numba: pip install numba") from e
 
     P = params
-    i32p, u8p = types.CPointer(types.int32), types.CPointer(types.uint8)
-    sigs = {
-        "initial_state": types.int32(i32p),
-        "forward_mask": types.int32(i32p, u8p),
-        "backward_mask": types.int32(i32p, u8p),
-        "step": types.int32(i32p, types.int64, i32p),
-        "backward_step": types.int32(i32p, types.int64, i32p),
-        "encode": types.int32(i32p, types.CPointer(types.float32)),
-        "log_reward": types.int32(i32p, types.CPointer(types.float64)),
-        "valid": types.int32(i32p, u8p),
-    }
+    spell = {"int32": types.int32, "int64": types.int64, "int32p": types.CPointer(types.int32),
+             "uint8p": types.CPointer(types.uint8), "float32p": types.CPointer(types.float32),
+             "float64p": types.CPointer(types.float64)}
+    sigs = {}
+    for m in contract.METHODS:
+        ret, params_ = contract.numba_types(m)
+        sigs[m.name] = spell[ret](*(spell[t] for t in params_))
     out = {}
     for method, fn in fns.items():
         if method == "log_reward" and not with_reward:
@@ -236,17 +241,13 @@ def _compile_now(cls_name: str, fns: dict, params, D: int, A: int, F: int, bound
 
 
 def _check_arity(cls_name: str, method: str, fn) -> None:
-    expect = {"initial_state": 2, "forward_mask": 3, "backward_mask": 3, "step": 4, "backward_step": 4, "encode": 3,
-              "log_reward": 2, "valid": 2}[method]
+    names = contract.single_names(_METHODS[method])
     try:
         n = len(inspect.signature(fn).parameters)
     except (TypeError, ValueError):
         return
-    if n != expect:
-        args = {"initial_state": "p, s", "forward_mask": "p, s, mask", "backward_mask": "p, s, mask",
-                "step": "p, s, a, out", "backward_step": "p, s, b, out", "encode": "p, s, f", "log_reward": "p, x",
-                "valid": "p, s"}[method]
-        raise TypeError(f"{cls_name}.{method} must take ({args}), got {n} parameter(s)")
+    if n != len(names):
+        raise TypeError(f"{cls_name}.{method} must take ({', '.join(names)}), got {n} parameter(s)")
 
 
 def _wrapper(method: str, jf, P, D: int, A: int, F: int, carray):

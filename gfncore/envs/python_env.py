@@ -6,11 +6,12 @@ import functools
 
 import torch
 
+from . import contract
 from .base import Env
 
-# The methods a PythonEnv subclass implements; each is wrapped so that a wrong shape, dtype or
-# value fails at once with the method's name and the first bad state (never a silent mistake).
-_CONTRACT = ("initial_state", "forward_mask", "step", "backward_mask", "backward_step", "log_reward", "encode", "valid")
+# The methods a PythonEnv subclass implements (the contract's); each is wrapped so that a wrong
+# shape, dtype or value fails at once with the method's name and the first bad state.
+_CONTRACT = tuple(m.name for m in contract.METHODS)
 
 
 class PythonEnv(Env):
@@ -29,11 +30,13 @@ class PythonEnv(Env):
     ...     def all_terminal_states(self): ...       # optional; enables exact metrics
 
     States are int32 or int64 tensors (handed to the methods as int32). Backward action b undoes
-    forward action b. Any state may stop where forward_mask allows it. Optional keyword arguments
-    of ``__init__``: ``feature_dim`` (default: inferred from ``encode``), ``context_dim``,
-    ``max_length`` (a bound on trajectory rows, used to stop a runaway rollout with a clear
-    error), ``max_parents`` (default: n_actions - 1) and ``name``. Run
-    ``gfncore.envs.check_env(env)`` on a new environment.
+    forward action b. Any state may stop where forward_mask allows it. The constructor takes the
+    same arguments as NumbaEnv's (gfncore.envs.contract.DIMENSIONS): ``feature_dim`` (default:
+    inferred from ``encode``), ``max_length`` (a bound on trajectory rows, used to stop a
+    runaway rollout with a clear error), ``max_parents`` (default: ``n_backward_actions``, one
+    parent per backward action, the bound every environment meets), ``context_dim`` and
+    ``name``. ``config()`` is derived from the constructor's parameters where they are kept as
+    attributes of the same name. Run ``gfncore.envs.check_env(env)`` on a new environment.
     """
 
     def __init_subclass__(cls, **kw):
@@ -45,17 +48,14 @@ class PythonEnv(Env):
                 wrapped._gfn_checked = True
                 setattr(cls, name, wrapped)
 
-    def __init__(self, state_dim: int, n_actions: int, *, feature_dim: int | None = None, context_dim: int = 0,
-                 max_length: int | None = None, max_parents: int | None = None, name: str | None = None):
-        for arg, v, lo in (("state_dim", state_dim, 1), ("n_actions", n_actions, 2), ("context_dim", context_dim, 0)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ValueError(f"{type(self).__name__}: {arg} must be an int >= {lo}, got {v!r}")
-        for arg, v in (("feature_dim", feature_dim), ("max_length", max_length), ("max_parents", max_parents)):
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < (0 if arg == "max_parents" else 1)):
-                raise ValueError(f"{type(self).__name__}: {arg} must be a positive int or None, got {v!r}")
+    def __init__(self, state_dim: int, n_actions: int, feature_dim: int | None = None, max_length: int | None = None,
+                 *, max_parents: int | None = None, context_dim: int = 0, name: str | None = None):
+        contract.check_dimensions(type(self).__name__, state_dim=state_dim, n_actions=n_actions,
+                                  feature_dim=feature_dim, max_length=max_length, max_parents=max_parents,
+                                  context_dim=context_dim)
         self.state_dim, self.n_actions, self.context_dim = state_dim, n_actions, context_dim
         self.max_length = max_length
-        self.max_parents = n_actions - 1 if max_parents is None else max_parents
+        self.max_parents = self.n_backward_actions if max_parents is None else max_parents
         self._feature_dim = feature_dim
         self.name = name or type(self).__name__
 

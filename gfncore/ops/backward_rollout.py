@@ -4,37 +4,16 @@ from __future__ import annotations
 
 import torch
 
-from .. import _C
-from ._dispatch import check_same_device, env_by_id, env_id, materialize, require_tensors, stream
-from .rollout import _kernel_env, _sample_actions, _sampling, eager, no_alias, seed_and_offset
-
-
-def compose_backward_step(env, states, logits, ids, seed, offset, temperature, epsilon):
-    """backward_rollout_step through the environment's batched methods: the compiled sampling rule
-    over its backward mask (the kernel's draws), then env.backward_step."""
-    mask = env.backward_mask(states)
-    b, log_pb = _sample_actions(mask, logits, ids, seed, offset, temperature, epsilon)
-    par = env.backward_step(states, b).to(torch.int32)
-    return no_alias((b, log_pb, env.forward_action(b), par, env.is_initial(par)), (states, logits, ids))
+from ._args import check_same_device, require_tensors
+from ._device import skips_dispatcher
+from ._env_table import env_by_id, env_id
+from .rollout import _sampling, no_alias, seed_and_offset
 
 
 def _backward_step_impl(e, states, logits, ids, seed, offset, temperature, epsilon):
-    handle = _kernel_env(e, states)
-    if handle is None:
-        return compose_backward_step(e, states, logits, ids, seed, offset, temperature, epsilon)
-    states, logits = (materialize("backward_rollout_step", k, t) for k, t in (("states", states), ("logits", logits)))
-    ids = materialize("backward_rollout_step", "ids", ids) if ids is not None else None
-    n = states.shape[0] if states.dim() == 2 and states.shape[1] == e.state_dim else 0
-    dev = states.device
-    mask = torch.empty(n, e.n_backward_actions, dtype=torch.bool, device=dev)  # scratch
-    actions = torch.empty(n, dtype=torch.int64, device=dev)
-    log_pb = torch.empty(n, dtype=logits.dtype, device=dev)
-    forward_actions = torch.empty(n, dtype=torch.int64, device=dev)
-    parents = torch.empty(n, e.state_dim, dtype=torch.int32, device=dev)
-    done = torch.empty(n, dtype=torch.bool, device=dev)
-    e._call(_C.backward_rollout_step, handle, states, logits, ids, seed, offset, temperature, epsilon, mask, actions,
-            log_pb, forward_actions, parents, done, stream(states))
-    return actions, log_pb, forward_actions, parents, done
+    k = e.kernel(states.device)
+    out = k.backward_rollout_step(states, logits, ids, seed, offset, temperature, epsilon)
+    return out if k.compiled else no_alias(out, (states, logits, ids))
 
 
 @torch.library.custom_op("gfncore::backward_rollout_step", mutates_args=())
@@ -79,11 +58,11 @@ def backward_rollout_step(
         require_tensors("backward_rollout_step", logits=logits)
     if ids is not None:
         require_tensors("backward_rollout_step", ids=ids)
-    s = env._states(states)
+    s = env.check_states(states)
     if logits is None:
         logits = torch.zeros(s.shape[0], env.n_backward_actions, dtype=torch.get_default_dtype(), device=s.device)
     seed, offset = seed_and_offset("backward_rollout_step", seed, offset, generator)
     temperature, epsilon = _sampling("backward_rollout_step", temperature, epsilon)
-    if eager(s, logits, ids):
+    if skips_dispatcher(s, logits, ids):
         return _backward_step_impl(env, s, logits, ids, seed, offset, temperature, epsilon)
     return _backward_rollout_step(env_id(env), s, logits, ids, seed, offset, temperature, epsilon)

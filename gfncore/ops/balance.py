@@ -13,7 +13,9 @@ import torch
 
 from .. import _C
 from . import reference
-from ._dispatch import I64, OFFSETS, Bool, F, FusedOp, stream
+from ._args import I64, OFFSETS, Bool, F
+from ._device import stream
+from ._fused import FusedOp
 from .softmax_gather import gather_backward, gather_forward
 
 _PB = "one row per transition, like log_pf"

@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from .. import _C
-from . import reference
-from ._dispatch import env_by_id, env_id, stream
-from .rollout import _kernel_env, eager
+from ._device import skips_dispatcher
+from ._env_table import env_by_id, env_id
 
 
 def _parents_impl(e, states, max_parents):
-    handle = _kernel_env(e, states)
-    if handle is None:
-        return reference.parents(e, states, max_parents)
-    states = states.contiguous()
-    n, P, D, dev = states.shape[0], max_parents, e.state_dim, states.device
-    parent_states = torch.empty(n, P, D, dtype=torch.int32, device=dev)
-    parent_actions = torch.empty(n, P, dtype=torch.int64, device=dev)
-    counts = torch.empty(n, dtype=torch.int64, device=dev)
-    e._call(_C.parents, handle, states, parent_states, parent_actions, counts, stream(states))
-    return parent_states, parent_actions, counts
+    return e.kernel(states.device).parents(states, max_parents)
 
 
 @torch.library.custom_op("gfncore::parents", mutates_args=())
@@ -46,7 +35,7 @@ def parents(env, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
     ``states[i]`` (a forward action, never stop). Unused slots hold all-zero states and action -1.
     s0 has no parents (count 0). A row that is not in the state space raises ValueError.
     """
-    s = env._states(states)
-    if eager(s):
+    s = env.check_states(states)
+    if skips_dispatcher(s):
         return _parents_impl(env, s, int(env.max_parents))
     return _parents(env_id(env), s, int(env.max_parents))

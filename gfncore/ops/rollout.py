@@ -9,8 +9,11 @@ import torch
 
 from .. import _C
 from . import reference
-from ._dispatch import (check_same_device, compiled_for, env_by_id, env_id, materialize, require_tensors, stream,
-                        warn_fallback)
+from . import _device
+from ._args import check_same_device, require_tensors
+from ._device import skips_dispatcher, stream
+from ._env_table import env_by_id, env_id
+from ._memory import materialize
 
 
 def _counter(op: str, name: str, v) -> int:
@@ -49,8 +52,8 @@ def seed_and_offset(op: str, seed, offset, generator) -> tuple[int, int]:
 
 # --- sample_actions ---------------------------------------------------------------------------
 def _sample_actions_impl(mask, logits, ids, seed, offset, temperature, epsilon):
-    if not compiled_for(logits):
-        warn_fallback("sample_actions", logits)
+    if not _device.compiled_for(logits):
+        _device.warn_fallback("sample_actions", logits)
         return reference.sample_actions(mask, logits, ids, seed, offset, temperature, epsilon)
     # a huge stride-0 view raises MemoryError here, not the allocator's RuntimeError
     mask, logits = materialize("sample_actions", "mask", mask), materialize("sample_actions", "logits", logits)
@@ -71,7 +74,7 @@ def _sample_actions_op(mask: torch.Tensor, logits: torch.Tensor, ids: torch.Tens
 def _sample_actions(mask, logits, ids, seed, offset, temperature, epsilon):
     # Eager calls skip the custom-op dispatcher (tens of microseconds a call, more than the kernel
     # at rollout sizes); torch.compile and fake tensors go through the op.
-    if eager(mask, logits, ids):
+    if skips_dispatcher(mask, logits, ids):
         return _sample_actions_impl(mask, logits, ids, seed, offset, temperature, epsilon)
     return _sample_actions_op(mask, logits, ids, seed, offset, temperature, epsilon)
 
@@ -103,27 +106,6 @@ def sample_actions(mask: torch.Tensor, logits: torch.Tensor, *, seed: int | None
 
 
 # --- rollout_step -------------------------------------------------------------------------------
-def eager(*tensors) -> bool:
-    """Whether a call may skip the custom-op dispatcher: eager mode, real (not meta/fake) tensors on
-    one device. Anything else goes through the op, whose checks name the odd argument."""
-    ts = [t for t in tensors if t is not None]
-    if torch.compiler.is_compiling() or not all(isinstance(t, torch.Tensor) for t in ts):
-        return False
-    d = ts[0].device
-    return d.type != "meta" and all(t.device == d for t in ts) and not any(
-        isinstance(t, torch._subclasses.FakeTensor) for t in ts)
-
-
-def _kernel_env(env, t: torch.Tensor):
-    """The compiled handle to run `env` on t's device, or None (then the env's own methods run)."""
-    handle = getattr(env, "_handle", None)
-    if handle is None or not compiled_for(t):
-        return None
-    if t.device.type == "cuda" and not env.cuda:
-        return None
-    return handle
-
-
 def no_alias(outputs: tuple, inputs: tuple) -> tuple:
     """Outputs of a custom op may not alias its inputs or each other (a user environment's method
     may return a view or the same tensor twice): clone the ones that do."""
@@ -140,40 +122,10 @@ def no_alias(outputs: tuple, inputs: tuple) -> tuple:
     return tuple(out)
 
 
-def compose_rollout_step(env, states, mask, logits, ids, seed, offset, temperature, epsilon):
-    """rollout_step through the environment's batched methods: the compiled sampling rule, then
-    env.step on the rows that did not stop (a Python environment's step never sees stop)."""
-    actions, log_prob = _sample_actions(mask, logits, ids, seed, offset, temperature, epsilon)
-    done = actions == env.stop_action
-    move = (~done).nonzero(as_tuple=True)[0]
-    next_states = states.clone()
-    if move.numel():
-        next_states[move] = env.step(states[move], actions[move]).to(states.dtype)
-    next_mask = env.forward_mask(next_states) & ~done.unsqueeze(-1)
-    features = env.encode(next_states)
-    return no_alias((actions, log_prob, next_states, next_mask, features, done), (states, mask, logits, ids))
-
-
 def _rollout_step_impl(e, states, mask, logits, ids, seed, offset, temperature, epsilon):
-    handle = _kernel_env(e, states)
-    if handle is None:
-        return compose_rollout_step(e, states, mask, logits, ids, seed, offset, temperature, epsilon)
-    # a huge stride-0 view raises MemoryError here, not the allocator's RuntimeError; the outputs
-    # are sized by rows that exist
-    states, mask, logits = (materialize("rollout_step", k, t)
-                            for k, t in (("states", states), ("mask", mask), ("logits", logits)))
-    ids = materialize("rollout_step", "ids", ids) if ids is not None else None
-    n = states.shape[0] if states.dim() == 2 and states.shape[1] == e.state_dim else 0
-    dev = states.device
-    actions = torch.empty(n, dtype=torch.int64, device=dev)
-    log_prob = torch.empty(n, dtype=logits.dtype, device=dev)
-    next_states = torch.empty(n, e.state_dim, dtype=torch.int32, device=dev)
-    next_mask = torch.empty(n, e.n_actions, dtype=torch.bool, device=dev)
-    features = torch.empty(n, e.feature_dim, dtype=torch.float32, device=dev)
-    done = torch.empty(n, dtype=torch.bool, device=dev)
-    e._call(_C.rollout_step, handle, states, mask, logits, ids, seed, offset, temperature, epsilon, actions, log_prob,
-            next_states, next_mask, features, done, stream(states))
-    return actions, log_prob, next_states, next_mask, features, done
+    k = e.kernel(states.device)
+    out = k.rollout_step(states, mask, logits, ids, seed, offset, temperature, epsilon)
+    return out if k.compiled else no_alias(out, (states, mask, logits, ids))
 
 
 @torch.library.custom_op("gfncore::rollout_step", mutates_args=())
@@ -229,7 +181,7 @@ def rollout_step(
         require_tensors("rollout_step", ids=ids)
     seed, offset = seed_and_offset("rollout_step", seed, offset, generator)
     temperature, epsilon = _sampling("rollout_step", temperature, epsilon)
-    states = env._states(states)
-    if eager(states, mask, logits, ids):
+    states = env.check_states(states)
+    if skips_dispatcher(states, mask, logits, ids):
         return _rollout_step_impl(env, states, mask, logits, ids, seed, offset, temperature, epsilon)
     return _rollout_step(env_id(env), states, mask, logits, ids, seed, offset, temperature, epsilon)

@@ -5,7 +5,9 @@ import torch
 
 from .. import _C
 from . import reference
-from ._dispatch import Bool, F, FusedOp, I64, stream
+from ._args import Bool, F, I64
+from ._device import stream
+from ._fused import FusedOp
 
 
 def gather_forward(logits, mask, actions):
