@@ -154,3 +154,39 @@ def test_joint_predictive_matches_the_exact_predictive(logistic, kernel_threads)
 
 
 FEATURE_STD, STEPS, BATCH = 1.0, 800, 256
+
+
+@pytest.mark.parametrize("model", ["logistic", "linear"])
+def test_cli_joint_predictive_writes_the_exact_comparison(tmp_path, model, kernel_threads):
+    import json
+
+    from gfncore.cli import main
+
+    out = tmp_path / "run"
+    rc = main(["bayes", "--model", model, "--joint-predictive", "--n-weights", "2", "--K", "2", "--set-size", "3",
+               "--steps", "3", "--batch-size", "8", "--hidden", "16", "--held-out-sets", "6", "--threads", "1",
+               "--noise-std", "1", "--no-progress", "--out", str(out)])
+    assert rc == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert 0 <= s["predictive_tv"] <= s["predictive_tv_max"] <= 1 and s["predictive_kl"] >= 0
+    assert 0 <= s["theta_l1"] <= 2 and s["held_out_sets"] == 6
+    cal = s["calibration"]
+    key = "ece" if model == "logistic" else "calibration_error"
+    assert key in cal["Q"] and key in cal["exact"]
+    assert len((out / "predictive.csv").read_text().splitlines()) == 7
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--data", "x.csv"], "takes no --data"),
+    (["--set-size", "1"], "set-size"),
+    (["--model", "logistic", "--y-grid", "0:1:4"], "for --model linear"),
+    (["--model", "linear", "--y-grid", "1:0:4"], "LOW < HIGH"),
+    (["--model", "linear", "--y-grid", "a"], "LOW:HIGH:K"),
+])
+def test_cli_joint_predictive_bad_flags(tmp_path, argv, match, capsys):
+    from gfncore.cli import main
+
+    rc = main(["bayes", "--joint-predictive", "--n-weights", "2", "--K", "2", "--steps", "1", "--no-progress",
+               "--out", str(tmp_path / "r"), *argv])
+    assert rc == 2
+    assert match in capsys.readouterr().err
