@@ -156,7 +156,8 @@ class AmortizedPosterior:
                 raise ValueError(f"true_theta_fraction x batch_size ({k}) must be in (0, batch_size) and leave a "
                                  f"multiple of trajectories_per_dataset ({cfg.trajectories_per_dataset}) for fresh data sets")
             replay = TrueParameterReplay(self.env, capacity=2 * k)
-            self.datasets = simulated_datasets(model, cfg.set_size, cfg.feature_std, replay)
+            self.datasets = simulated_datasets(prior_datasets(model, cfg.set_size, cfg.feature_std, with_theta=True),
+                                               replay)
         else:
             self.datasets = prior_datasets(model, cfg.set_size, cfg.feature_std)
         self.trainer = Trainer(self.env, self.policy, loss=cfg.loss, batch_size=cfg.batch_size, lr=cfg.lr,

@@ -73,21 +73,15 @@ def run_joint(data_cfg, post_cfg, jcfg: JointCliConfig) -> dict:
                       layers=post_cfg.layers, lr=post_cfg.lr, lr_final=post_cfg.lr_final, seed=post_cfg.seed)
     out = data_cfg.out or os.path.join("runs", f"bayes_{data_cfg.model}_joint")
     os.makedirs(out, exist_ok=True)
-    old = torch.get_num_threads()
-    if post_cfg.threads:
-        from .. import _C
+    from ..runtime import pinned_threads
 
-        torch.set_num_threads(post_cfg.threads)
-        _C.set_num_threads(post_cfg.threads)
-    try:
+    with pinned_threads(post_cfg.threads):
         jp = JointPredictive(model, cfg)
         sets = jp.held_out(jcfg.held_out_sets, seed=data_cfg.data_seed + 12345)
         before = jp.evaluate(sets)
         jp.fit(progress=data_cfg.progress)
         ev = jp.evaluate(sets)
         cal = calibration(jp, sets)
-    finally:
-        torch.set_num_threads(old)
     s = {"model": data_cfg.model, "joint_predictive": True, "n_weights": grid.n, "grid_size": grid.size,
          "grid_values": grid.values.tolist(), "y_grid": list(jp.outcomes.values.tolist()), **jp.summary(),
          "held_out_sets": len(sets), **{k: v for k, v in ev.items() if not isinstance(v, list)},

@@ -24,12 +24,9 @@ class TrueParameterReplay(ReplayBuffer):
         return super().add(x, self.env.log_reward(x, context), context)
 
 
-def simulated_datasets(model, set_size: int, feature_std: float, replay: TrueParameterReplay | None = None):
-    """A context sampler (n, generator) -> [n, C] like `prior_datasets` (θ* ~ P(θ) on the grid,
-    x ~ N(0, feature_std²), y ~ P(y | x, θ*)), that also pushes each data set's θ* into `replay`."""
-    from .amortized import prior_datasets
-
-    draw = prior_datasets(model, set_size, feature_std, with_theta=True)
+def simulated_datasets(draw, replay: TrueParameterReplay | None = None):
+    """A context sampler (n, generator) -> [n, C] from `draw(n, generator) -> (contexts, θ* grid
+    indices)` (`prior_datasets(..., with_theta=True)`), that also pushes each data set's θ* into `replay`."""
 
     def sample(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         c, idx = draw(n, generator)
