@@ -6,7 +6,7 @@ import torch
 
 from . import ops
 from .ops.reference import segment_sum
-from .envs.base import Env
+from .envs.base import Env, context_rows
 from .nn import PolicyOutput
 from .sampler import policy_logits
 from .trajectories import Trajectories
@@ -132,7 +132,7 @@ class Objective:
 
 def _one_context(context, policy) -> torch.Tensor:
     dev = next(policy.parameters()).device
-    return torch.as_tensor(context, dtype=torch.get_default_dtype(), device=dev).reshape(1, -1)
+    return context_rows(context, 1, torch.get_default_dtype(), dev)
 
 
 def _s0_output(env: Env, policy, context: torch.Tensor | None = None) -> PolicyOutput:
@@ -356,7 +356,7 @@ class ModifiedDetailedBalance(Objective):
         s0 = env.initial_states(1)
         lo = _s0_output(env, policy, context).pf_logits
         lp = torch.log_softmax(lo.masked_fill(~env.forward_mask(s0).to(lo.device), -float("inf")), -1)
-        c = None if context is None else torch.as_tensor(context, dtype=torch.float64).reshape(1, -1)
+        c = None if context is None else context_rows(context)
         return float(env.log_reward_state(s0, c)[0]) - float(lp[0, env.stop_action])
 
 

@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from .envs.base import Env
+from .envs.base import Env, context_rows
 
 
 class StateIndex:
@@ -35,8 +35,7 @@ class StateIndex:
 def _context_rows(context, n: int, dev) -> torch.Tensor | None:
     if context is None:
         return None
-    c = torch.as_tensor(context, dtype=torch.get_default_dtype(), device=dev).reshape(1, -1)
-    return c.expand(n, -1)
+    return context_rows(context, n, torch.get_default_dtype(), dev)
 
 
 @torch.no_grad()

@@ -15,7 +15,8 @@ MAX_BATCH = 2**40
 _FLOATS = (torch.float32, torch.float64)
 
 
-def _policy_device(policy) -> torch.device:
+def policy_device(policy) -> torch.device:
+    """Where a policy's parameters live (the CPU for one without parameters)."""
     for p in policy.parameters():
         return p.device
     return torch.device("cpu")
@@ -94,7 +95,7 @@ class Sampler:
             raise ValueError(f"Sampler.sample: first_id must be in [0, 2**62], got {first_id}")
         temp, eps = ops.rollout._sampling("Sampler.sample", self.temperature if temperature is None else temperature,
                                           self.epsilon if epsilon is None else epsilon)
-        dev = torch.device(device) if device is not None else _policy_device(self.policy)
+        dev = torch.device(device) if device is not None else policy_device(self.policy)
         env = self.env
         first_step = n * (4 * env.state_dim + 4 * env.feature_dim + env.n_actions)
         if first_step > 2**40:

@@ -134,8 +134,7 @@ class AmortizedPosterior:
 
     def __init__(self, model, config: AmortizedConfig | None = None):
         from ..nn import MLPPolicy, SetAttentionEncoder, SetEncoder
-        from ..train import initialise_log_z
-        from ..train import Trainer
+        from ..train import Trainer, initialise_log_z
 
         cfg = config if config is not None else AmortizedConfig()
         self.config, self.model = cfg, model
@@ -167,36 +166,30 @@ class AmortizedPosterior:
                                replay=replay, replay_fraction=cfg.true_theta_fraction or 0.5)
         gen = torch.Generator().manual_seed(cfg.seed + 1)
         initialise_log_z(self.env, self.policy, self.datasets(8, gen), n=64, generator=gen)
-        self._scheduler = None
+        self._schedule = None
 
     def fit(self, steps: int | None = None, progress: bool = True, validation: list | None = None,
             eval_every: int = 0) -> list[dict]:
         """Train on fresh data sets every step; with `validation` (a list of (X, y) data sets) also
         record the mean exact L1 and |log Z error| on them every eval_every steps."""
-        from tqdm.auto import tqdm
-
-        from ..train import cosine_schedule
+        from ..train import Evaluate, LRSchedule
 
         cfg = self.config
         steps = cfg.steps if steps is None else int(steps)
-        if self._scheduler is None:
-            self._scheduler = cosine_schedule(self.trainer.optimizer, steps, cfg.lr_final)
-        history = []
-        bar = tqdm(total=steps, disable=not progress, desc="amortized posterior", dynamic_ncols=True)
-        for i in range(steps):
-            rec = self.trainer.train_step()
-            self._scheduler.step()
-            bar.update(1)
-            if i % 10 == 0:
-                bar.set_postfix(loss=f"{rec['loss']:.3g}", refresh=False)
-            if validation and eval_every and ((i + 1) % eval_every == 0 or i == steps - 1):
-                rows = self.evaluate(validation, is_samples=0)
-                ev = {"step": self.trainer.step_count, "train_s": self.trainer.train_seconds,
-                      "l1": sum(r["l1"] for r in rows) / len(rows),
-                      "log_z_error": sum(r["log_z_error"] for r in rows) / len(rows)}
-                history.append(ev)
-                bar.set_postfix(loss=f"{rec['loss']:.3g}", l1=f"{ev['l1']:.3f}", dlogz=f"{ev['log_z_error']:.3f}")
-        bar.close()
+        if self._schedule is None:  # planned over the first fit's steps; later fits continue it
+            self._schedule = LRSchedule.cosine(cfg.lr_final, steps)
+        history: list[dict] = []
+
+        def validate(trainer) -> dict:
+            rows = self.evaluate(validation, is_samples=0)
+            return {"l1": sum(r["l1"] for r in rows) / len(rows),
+                    "log_z_error": sum(r["log_z_error"] for r in rows) / len(rows)}
+
+        hooks = [self._schedule]
+        if validation and eval_every:
+            hooks.append(Evaluate(eval_every, validate, history, show=("l1", "log_z_error"),
+                                  extra=lambda t, rec: {"step": t.step_count, "train_s": t.train_seconds}))
+        self.trainer.fit(steps, progress=progress, hooks=hooks, desc="amortized posterior")
         return history
 
     def context(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -227,13 +220,13 @@ class AmortizedPosterior:
     def evaluate(self, datasets: list, is_samples: int = 1024) -> list[dict]:
         """For each (X, y): exact L1 of Q(θ|D), log Z(D) (head, and importance sampling with
         is_samples trajectories) against log P(D) by enumeration."""
-        from .exact import exact_posterior
+        from .exact import grid_posterior
 
         rows = []
         for X, y in datasets:
             c = self.context(X, y)
             X32, y32 = self.env.unpack(c)  # the float32-rounded data the sampler sees
-            post = exact_posterior(self.model.log_prior, self.model.log_likelihood, self.model.grid, (X32[0], y32[0]))
+            post = grid_posterior(self.model.log_prior, self.model.log_likelihood, self.model.grid, (X32[0], y32[0]))
             q = self.distribution(X, y)
             r = {"l1": post.l1(q), "log_z": self.log_evidence(X, y), "true_log_z": post.log_evidence,
                  "perplexity": math.exp(-float((post.probs * post.log_probs).sum()))}

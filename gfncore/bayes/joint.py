@@ -371,26 +371,18 @@ class JointPredictive:
         self.inputs = input_sampler(cfg.set_size, self.env.x_dim, cfg.feature_std)
         self.trainer = Trainer(self.env, self.policy, loss="tb", batch_size=cfg.batch_size, lr=cfg.lr,
                                lr_log_z=1e-2, seed=cfg.seed, context_sampler=self.inputs, epsilon=cfg.epsilon)
-        self._scheduler = None
+        self._schedule = None
 
     # -- training ------------------------------------------------------------------------------
     def fit(self, steps: int | None = None, progress: bool = True) -> "JointPredictive":
-        """Train for `steps` (default config.steps) with a cosine learning-rate decay."""
-        from tqdm.auto import tqdm
-
-        from ..train import cosine_schedule
+        """Train for `steps` (default config.steps) through the Trainer, with a cosine learning-rate
+        decay planned over the first fit's steps (later fits continue it)."""
+        from ..train import LRSchedule
 
         steps = self.config.steps if steps is None else int(steps)
-        if self._scheduler is None:
-            self._scheduler = cosine_schedule(self.trainer.optimizer, steps, self.config.lr_final)
-        bar = tqdm(total=steps, disable=not progress, desc="joint predictive", dynamic_ncols=True)
-        for i in range(steps):
-            rec = self.trainer.train_step()
-            self._scheduler.step()
-            bar.update(1)
-            if i % 10 == 0:
-                bar.set_postfix(loss=f"{rec['loss']:.3g}", refresh=False)
-        bar.close()
+        if self._schedule is None:
+            self._schedule = LRSchedule.cosine(self.config.lr_final, steps)
+        self.trainer.fit(steps, progress=progress, hooks=[self._schedule], desc="joint predictive")
         return self
 
     # -- input checks ----------------------------------------------------------------------------

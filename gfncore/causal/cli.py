@@ -6,7 +6,7 @@ data) and write edge marginals, posterior samples, a summary and a heat map.
     gfncore causal --data FILE.csv --out DIR --resume --steps 6000     # continue a run
     gfncore causal --data FILE.csv --method mcmc --max-parents 4 --out DIR   # structure MCMC instead
 
-Flags of the run come from PosteriorConfig (gfncore/causal/posterior.py). Outputs in DIR:
+Flags of the run come from CausalConfig (gfncore/causal/posterior.py). Outputs in DIR:
 edge_marginals.csv (d x d, row i column j = P(i -> j | D), a header row of node names),
 posterior_samples.csv (one graph per row), summary.json, edge_marginals.png, checkpoint.pt and
 run.json (what --resume checks).
@@ -39,7 +39,7 @@ class CausalCLIError(ValueError):
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Adds the `causal` command to an argparse subparsers object; returns its parser."""
     from ..cli.common import add_dataclass_args
-    from .posterior import PosteriorConfig
+    from .posterior import CausalConfig
 
     desc = ("Learn the posterior P(G | D) over causal graphs (DAGs) of a data set with a GFlowNet "
             "(modified detailed balance on the DAG environment, BGe score by default).")
@@ -65,7 +65,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="--method mcmc: moves discarded first in each chain (default -1: a quarter of --mcmc-steps)")
     p.add_argument("--progress", dest="progress", default=True, action=argparse.BooleanOptionalAction,
                    help="show a progress bar (default: True)")
-    add_dataclass_args(p, PosteriorConfig)
+    add_dataclass_args(p, CausalConfig)
     return p
 
 
@@ -263,11 +263,11 @@ def run(ns: argparse.Namespace) -> int:
     interrupted: the checkpoint is saved, --resume continues)."""
     from ..cli.common import USAGE, UsageError, from_args
     from ..train import NonFiniteError
-    from .posterior import PosteriorConfig, fit_posterior, validate_config
+    from .posterior import CausalConfig, fit_posterior, validate_config
 
     out = ns.out or os.path.join("runs", "causal")
     try:  # bad input: one line and exit 2 before training, as `gfncore train` reports it
-        cfg = from_args(PosteriorConfig, ns)
+        cfg = from_args(CausalConfig, ns)
         validate_config(cfg)
         cd, source = load_data(ns)
         fp = fingerprint(cd)

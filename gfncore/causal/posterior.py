@@ -18,7 +18,7 @@ import torch
 
 
 @dataclass
-class PosteriorConfig:
+class CausalConfig:
     """Settings of a posterior run; the CLI's flags are generated from these fields. The defaults
     were chosen from measurements on d = 5, N = 100 (BGe, Erdos-Renyi data with 5 expected edges):
     see the README section "Causal structure learning"."""
@@ -80,7 +80,7 @@ class Posterior:
         return self.trainer.policy
 
 
-def validate_config(cfg: PosteriorConfig) -> None:
+def validate_config(cfg: CausalConfig) -> None:
     """Raises ValueError naming the first setting out of range."""
     from ..envs.dag import PRIORS, SCORES
 
@@ -109,7 +109,7 @@ def validate_config(cfg: PosteriorConfig) -> None:
             raise ValueError(f"{name} must be {want}, got {getattr(cfg, name)!r}")
 
 
-def make_env(data, cfg: PosteriorConfig, interventions=None, node_names=None):
+def make_env(data, cfg: CausalConfig, interventions=None, node_names=None):
     """The DAG environment of a data set under the config's score and prior."""
     from ..envs import DAG
 
@@ -124,7 +124,7 @@ def make_env(data, cfg: PosteriorConfig, interventions=None, node_names=None):
                max_parents=None if cfg.max_parents < 0 else cfg.max_parents, multiword=cfg.multiword)
 
 
-def make_trainer(env, cfg: PosteriorConfig):
+def make_trainer(env, cfg: CausalConfig):
     """Policy (DAGPolicy: an MLP over adjacency and legal edges with the stop logit offset by
     log R(s); uniform P_B) and Trainer."""
     from ..nn import MLPPolicy
@@ -154,7 +154,7 @@ def make_trainer(env, cfg: PosteriorConfig):
                    replay=replay, replay_fraction=cfg.replay_fraction)
 
 
-def stop_bias(env, cfg: PosteriorConfig) -> float:
+def stop_bias(env, cfg: CausalConfig) -> float:
     """The initial stop logit above the edge logits: cfg.stop_bias, or where it is < 0 the log of
     the number of edges, so an untrained plain policy stops about half the time at the empty graph
     (graphs of a few edges) instead of once in d(d - 1) moves (graphs of hundreds of edges at d = 20)."""
@@ -182,56 +182,20 @@ def greedy_graph(env, max_edges: int | None = None):
     return s, lr
 
 
-def lr_factor(step: int, steps: int, final: float) -> float:
-    """Cosine decay from 1 to `final` over `steps` steps (the noise of the last iterates is what
-    limits the JSD of a constant learning rate)."""
-    if steps <= 1:
-        return 1.0
-    t = min(step, steps) / steps
-    return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * t))
-
-
-def train(trainer, steps: int, cfg: PosteriorConfig, *, progress: bool = True, checkpoint: str | None = None,
+def train_posterior(trainer, steps: int, cfg: CausalConfig, *, progress: bool = True, checkpoint: str | None = None,
           checkpoint_every: float = 60.0, on_checkpoint=None) -> float:
-    """Runs the trainer from its current step to `steps` with the cosine learning rate and a
-    progress bar; saves `checkpoint` every `checkpoint_every` seconds, at the end and when
-    interrupted (Ctrl-C), so a run resumes where it stopped. Returns the training seconds."""
-    from tqdm.auto import tqdm
+    """Runs the trainer from its current step to `steps` with the cosine learning rate (over all
+    `steps`, so a resumed run continues it; the noise of the last iterates is what limits the JSD
+    of a constant learning rate) and a progress bar; saves `checkpoint` every `checkpoint_every`
+    seconds, at the end and when interrupted (Ctrl-C), so a run resumes where it stopped. Returns
+    the training seconds."""
+    from ..train import Checkpoints, LRSchedule
 
-    opt = trainer.optimizer
-    base = [g.get("initial_lr", g["lr"]) for g in opt.param_groups]
-    for g, b in zip(opt.param_groups, base):
-        g["initial_lr"] = b
-    start = trainer.step_count
-    bar = tqdm(total=steps, initial=min(start, steps), disable=not progress, desc=f"causal {trainer.loss_name}",
-               dynamic_ncols=True)
+    hooks = [LRSchedule.cosine(cfg.lr_final, steps)]
+    if checkpoint:
+        hooks.append(Checkpoints(checkpoint, seconds=checkpoint_every, at_end=True, on_save=on_checkpoint))
     t0 = time.perf_counter()
-    last_save = t0
-
-    def save():
-        if checkpoint:
-            trainer.save(checkpoint)
-            if on_checkpoint:
-                on_checkpoint()
-
-    try:
-        while trainer.step_count < steps:
-            f = lr_factor(trainer.step_count, steps, cfg.lr_final)
-            for g, b in zip(opt.param_groups, base):
-                g["lr"] = b * f
-            rec = trainer.train_step()
-            bar.update(1)
-            if trainer.step_count % 10 == 0 or trainer.step_count == steps:
-                bar.set_postfix(loss=f"{rec['loss']:.3g}", log_z=f"{trainer.log_z:.2f}", refresh=False)
-            if checkpoint and time.perf_counter() - last_save > checkpoint_every:
-                save()
-                last_save = time.perf_counter()
-    except KeyboardInterrupt:
-        save()
-        raise
-    finally:
-        bar.close()
-    save()
+    trainer.fit(max(steps - trainer.step_count, 0), progress=progress, hooks=hooks, desc=f"causal {trainer.loss_name}")
     return time.perf_counter() - t0
 
 
@@ -280,14 +244,14 @@ def evaluate(env, trainer, samples: torch.Tensor, true_graph=None, exact=None):
     return m, marg, probs
 
 
-def fit_posterior(data, interventions=None, score: str | None = None, *, config: PosteriorConfig | None = None,
+def fit_posterior(data, interventions=None, score: str | None = None, *, config: CausalConfig | None = None,
                   node_names=None, true_graph=None, progress: bool = True, checkpoint: str | None = None,
                   resume: bool = False, **overrides) -> Posterior:
     """Learns a GFlowNet sampler of P(G | D) for a data set and returns samples and metrics.
 
     data: float [N, d] (rows = samples), or a CausalData (with its interventions, node names and
     true graph). interventions: a bool mask [N, d] or one list of intervened node names / ids per
-    row. score: "bge" (default) or "lingauss". Any PosteriorConfig field may be given as a keyword
+    row. score: "bge" (default) or "lingauss". Any CausalConfig field may be given as a keyword
     (``steps=5000, loss="tb"``) or through ``config``.
 
     Defaults: modified detailed balance (every graph is a finished object; the reward differences
@@ -301,12 +265,12 @@ def fit_posterior(data, interventions=None, score: str | None = None, *, config:
     """
     from ..runtime import set_num_threads
 
-    cfg = dataclasses.replace(config or PosteriorConfig())
+    cfg = dataclasses.replace(config or CausalConfig())
     if score is not None:
         cfg.score = score
     for k, v in overrides.items():
         if not hasattr(cfg, k):
-            raise TypeError(f"fit_posterior() got an unexpected keyword argument {k!r} (not a PosteriorConfig field)")
+            raise TypeError(f"fit_posterior() got an unexpected keyword argument {k!r} (not a CausalConfig field)")
         setattr(cfg, k, v)
     validate_config(cfg)
     if true_graph is None and hasattr(data, "graph"):
@@ -323,7 +287,7 @@ def fit_posterior(data, interventions=None, score: str | None = None, *, config:
         if not checkpoint:
             raise ValueError("resume=True needs the checkpoint path to resume from")
         trainer.resume(checkpoint)
-    seconds = train(trainer, cfg.steps, cfg, progress=progress, checkpoint=checkpoint)
+    seconds = train_posterior(trainer, cfg.steps, cfg, progress=progress, checkpoint=checkpoint)
     t0 = time.perf_counter()
     samples = env.adjacency(trainer.sample(cfg.samples)) if cfg.samples else torch.zeros(0, env.d, env.d, dtype=torch.bool)
     sample_seconds = time.perf_counter() - t0
@@ -334,3 +298,7 @@ def fit_posterior(data, interventions=None, score: str | None = None, *, config:
                    marginals="exact" if exact is not None else "samples")
     return Posterior(env=env, trainer=trainer, samples=samples, edge_marginals=marg, metrics=metrics,
                      node_names=list(env.node_names), exact=exact, learned_probs=probs, true_graph=true_graph)
+
+
+# the names before issue 16 (bayes has a PosteriorConfig too, and the CLI a train)
+PosteriorConfig, train = CausalConfig, train_posterior

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import sys
 
+from ..runfolder import FolderBusy
+from . import commands
 from .common import (FAILED, INTERRUPTED, RUN_FILES, USAGE, Parser, RunConfig, RunFailed, UsageError,  # noqa: F401
                      add_dataclass_args, from_args)
 from ..runfolder import FolderBusy, one_line
 from . import commands
-from .commands import CLI_DEFAULTS, ENVS, RESUMABLE, eval_command, sample_command, train  # noqa: F401
+from .commands import CLI_DEFAULTS, ENVS, RESUMABLE, eval_command, sample_command, train_run  # noqa: F401
 
 
 def _applications() -> dict:

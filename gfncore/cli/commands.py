@@ -141,7 +141,7 @@ def run(ns, argv: list[str]) -> int:
 
         return conditional_command(ns, env_cfg, cfg, run_cfg, prog)
     try:
-        s = train(ns.env, env_cfg, cfg, run_cfg, given=_given(argv))
+        s = train_run(ns.env, env_cfg, cfg, run_cfg, given=_given(argv))
     except RunFailed as e:
         print(f"gfncore train: {e}", file=sys.stderr)
         return FAILED
@@ -190,7 +190,7 @@ def _resumed_configs(env_name: str, env_cfg, cfg, saved: dict, given: set[str]):
         raise UsageError(f"gfncore train: error: --resume: {e}") from None
 
 
-def train(env_name: str, env_cfg, cfg, run: RunConfig, given: set[str] = frozenset()) -> dict:
+def train_run(env_name: str, env_cfg, cfg, run: RunConfig, given: set[str] = frozenset()) -> dict:
     """Train a sampler on one environment; write metrics.jsonl, checkpoint.pt, summary.json and,
     for 2-D HyperGrids, distribution.png into run.out. Returns the summary (with "partial": True
     when a signal stopped it). Raises UsageError before writing anything on bad input. The run

@@ -12,11 +12,11 @@ import torch
 from .. import distributed as D
 from .. import metrics as M
 from ..config import check, option, validate
-from ..envs.base import Env, NonFiniteRewardError
+from ..envs.base import Env, NonFiniteRewardError, context_rows
 from ..losses import LOSSES, get_loss
 from ..nn import MLPPolicy
 from ..replay import ReplayBuffer
-from ..sampler import Sampler
+from ..sampler import Sampler, policy_device
 from ..trajectories import Trajectories
 
 
@@ -102,14 +102,14 @@ class Trainer:
             replay_capacity=replay.capacity if replay is not None else 0, replay_fraction=replay_fraction,
             prioritized=replay.prioritized if replay is not None else False, batch_size=batch_size, lr=lr,
             lr_log_z=lr_log_z, temperature=temperature, epsilon=epsilon, seed=seed,
-            device=str(device) if device is not None else str(_policy_device(policy)),
+            device=str(device) if device is not None else str(policy_device(policy)),
             **({k: desc[k] for k in ("hidden", "layers", "pb")} if desc else {}))
         if device is not None:
             policy.to(torch.device(self.config.device))
         self.env, self.policy = env, policy
         self.loss_name = loss
         self.loss_options = opts
-        self.objective = self.loss_fn = get_loss(loss, **opts)
+        self.objective = get_loss(loss, **opts)
         self.objective.check_policy(policy)
         self.batch_size = self.config.batch_size
         self.replay, self.replay_fraction = replay, self.config.replay_fraction
@@ -130,6 +130,7 @@ class Trainer:
         self.history: list[dict] = []
         self.last_checkpoint: tuple[str, int] | None = None  # (path, step) written or loaded
         self.stop_requested = False
+        self.should_stop = False  # a hook's request to end fit after the current step
         self._stop_agreed = False  # data-parallel: a stop request some rank had at the last step
         self._modes: set[tuple] = set()
         self._pending_x: list[torch.Tensor] = []  # terminal states of batches not yet scanned for modes
@@ -194,7 +195,15 @@ class Trainer:
 
     @property
     def device(self) -> torch.device:
-        return _policy_device(self.policy)
+        return policy_device(self.policy)
+
+    @property
+    def loss_fn(self):
+        """The objective (its name before issue 16; use Trainer.objective)."""
+        import warnings
+
+        warnings.warn("Trainer.loss_fn is Trainer.objective; use objective", DeprecationWarning, stacklevel=2)
+        return self.objective
 
     @property
     def log_z(self) -> float:
@@ -269,9 +278,9 @@ class Trainer:
             self.generator.set_state(gen_state)
             raise bad from e
         if self._reduce is None:
-            loss = self.loss_fn(self.env, self.policy, traj)
+            loss = self.objective(self.env, self.policy, traj)
         else:
-            loss = self.loss_fn(self.env, self.policy, traj, reduce=self._reduce)
+            loss = self.objective(self.env, self.policy, traj, reduce=self._reduce)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self._reduce is not None:
@@ -440,48 +449,60 @@ class Trainer:
         self.stop_requested = True
 
     def fit(self, steps: int, *, progress: bool = True, eval_every: int = 0, log_path: str | None = None,
-            evaluate: bool = True, checkpoint_every: int = 0, checkpoint_path: str | None = None) -> list[dict]:
+            evaluate: bool = True, checkpoint_every: int = 0, checkpoint_path: str | None = None,
+            hooks: tuple = (), desc: str | None = None) -> list[dict]:
         """Train for `steps` more steps with a progress bar showing loss and log Z. With
         eval_every > 0 it evaluates (see evaluate()) every eval_every steps and at the end, and
         appends to history / log_path. With checkpoint_every > 0 it saves to checkpoint_path
-        (atomically) every checkpoint_every steps. Returns early, after a whole step, once
-        request_stop() was called."""
+        (atomically) every checkpoint_every steps. `hooks` (gfncore.train.hooks: a learning-rate
+        schedule, evaluations, checkpoint cadence, extra metrics) run around every step, after
+        those two. Returns early, after a whole step, once request_stop() was called or a hook set
+        should_stop."""
         from tqdm.auto import tqdm
+
+        from .hooks import Checkpoints, Evaluate
 
         steps = check(TrainConfig, "steps", steps)
         if checkpoint_every and not checkpoint_path:
             raise ValueError("checkpoint_every needs a checkpoint_path")
         main = self.is_main  # rank 0 evaluates and writes; the other ranks only train
-        bar = tqdm(total=steps, disable=not (progress and main), desc=f"{self.env.name} {self.loss_name}",
+        own = []
+        if main and evaluate and eval_every and not self.env.context_dim:
+            own.append(Evaluate(eval_every, lambda t: t.evaluate(), self.history, log_path, show=("log_z", "l1"),
+                                extra=lambda t, rec: {**rec, "log_z": t.log_z, "seconds": t.train_seconds},
+                                global_steps=True))
+        if checkpoint_every:
+            own.append(Checkpoints(checkpoint_path, steps=checkpoint_every))
+        hooks = own + list(hooks)
+        bar = tqdm(total=steps, disable=not (progress and main), desc=desc or f"{self.env.name} {self.loss_name}",
                    dynamic_ncols=True)
-        log = open(log_path, "a") if log_path and main else None
+        self.should_stop = False
+        error = None
         try:
+            for h in hooks:
+                h.start(self, steps)
             for i in range(steps):
-                if self._stop_agreed if self._reduce is not None else self.stop_requested:
+                if self.should_stop or (self._stop_agreed if self._reduce is not None else self.stop_requested):
                     break
+                for h in hooks:
+                    h.before_step(self)
                 rec = self.train_step()
-                if i % 10 == 0 or i == steps - 1:
+                if (i % 10 == 0 or i == steps - 1) and not bar.disable:
                     rec["log_z"] = self.log_z
                     bar.set_postfix(loss=f"{rec['loss']:.3g}", log_z=f"{rec['log_z']:.3f}", refresh=False)
                 bar.update(1)
-                if main and evaluate and eval_every and not self.env.context_dim and (
-                        self.step_count % eval_every == 0 or i == steps - 1):
-                    ev = self.evaluate()
-                    ev.update(rec, log_z=self.log_z, seconds=self.train_seconds)
-                    self.history.append(ev)
-                    if log:
-                        log.write(_json_line(ev))
-                        log.flush()
-                    post = {"loss": f"{rec['loss']:.3g}", "log_z": f"{ev['log_z']:.3f}"}
-                    if "l1" in ev:
-                        post["l1"] = f"{ev['l1']:.3f}"
-                    bar.set_postfix(**post)
-                if checkpoint_every and self.step_count % checkpoint_every == 0:
-                    self.save(checkpoint_path)  # a collective: every rank calls it, rank 0 writes
+                for h in hooks:
+                    post = h.after_step(self, i, steps, rec)
+                    if post:
+                        bar.set_postfix(loss=f"{rec['loss']:.3g}", **post)
+        except BaseException as e:
+            error = e
+            raise
         finally:
             bar.close()
-            if log:
-                log.close()
+            self.should_stop = False
+            for h in hooks:
+                h.end(self, error)
         return self.history
 
     @torch.no_grad()
@@ -493,7 +514,7 @@ class Trainer:
         g = self.generator if generator is None else generator
         ctx = None
         if context is not None:
-            ctx = torch.as_tensor(context, dtype=torch.get_default_dtype()).reshape(1, -1).expand(n, -1)
+            ctx = context_rows(context, n, torch.get_default_dtype())
         traj = self.sampler.sample(n, generator=g, temperature=temperature, epsilon=0.0, context=ctx)
         return traj.terminal_states
 
@@ -619,18 +640,6 @@ def _count(enumerate_fn) -> int | None:
 def _plain_attributes(obj) -> dict:
     """The objective's settings and running state (e.g. ZVar's batch log Z) that are plain numbers."""
     return {k: v for k, v in vars(obj).items() if isinstance(v, (bool, int, float, str))}
-
-
-def _json_line(d: dict) -> str:
-    import json
-
-    return json.dumps(d) + "\n"
-
-
-def _policy_device(policy) -> torch.device:
-    for p in policy.parameters():
-        return p.device
-    return torch.device("cpu")
 
 
 def describe_policy(policy) -> dict | None:
