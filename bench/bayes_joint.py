@@ -149,7 +149,8 @@ def main(argv=None):
     j, t = s["joint"], s["time_per_prediction_s"]
     print(f"\n{a.model} model, {a.weights} weights x {a.K} values, data sets of {a.set_size}; {a.steps} steps "
           f"({s['train_s']:.0f} s, {a.threads} thread(s)); {a.held_out} held-out (x, D)\n")
-    print("| | TV to exact, mean | max | KL(P‖Q), mean | Q(θ\\|X,Y) exact L1, mean | max |\n|---|---:|---:|---:|---:|---:|")
+    print("| | TV to exact, mean | max | KL(P‖Q), mean | Q(θ\\|X,Y) exact L1, mean | max |\n"
+          "|---|---:|---:|---:|---:|---:|")
     u = s["untrained"]
     print(f"| untrained | {u['predictive_tv']:.4f} | {u['predictive_tv_max']:.4f} | {u['predictive_kl']:.5f} | "
           f"{u['theta_l1']:.4f} | {u['theta_l1_max']:.4f} |")
@@ -164,7 +165,8 @@ def main(argv=None):
           f"{1e3 * t[f'theta_averaged_{a.samples}']:.2f} ms, over the exact Q(θ) table "
           f"{1e3 * t['theta_averaged_exact_table']:.2f} ms, exact enumeration {1e3 * t['exact_enumeration']:.2f} ms")
     d = s["design"]
-    print(f"design: Spearman(H[Q(y|x,D)], exact EIG) over {a.candidates} candidates: mean {d['spearman_entropy_eig_mean']:.3f}"
+    print(f"design: Spearman(H[Q(y|x,D)], exact EIG) over {a.candidates} candidates: mean "
+          f"{d['spearman_entropy_eig_mean']:.3f}"
           f" (min {d['spearman_entropy_eig_min']:.3f}); EIG regret of the max-entropy x {d['regret_entropy_mean']:.4f}"
           f" nats, of a random x {d['regret_random_mean']:.4f} (best EIG {d['best_eig_mean']:.4f})")
     if a.json:

@@ -314,8 +314,8 @@ class LogPartitionVariance(Objective):
             uniq, group, counts = torch.unique(traj.context, dim=0, return_inverse=True, return_counts=True)
             head = policy.log_z_of(uniq).to(zeta.dtype)
         if bool((counts < 2).all()):
-            raise ValueError("loss 'zvar' needs several trajectories per context (use Trainer(trajectories_per_context=k) "
-                             "with k >= 2)")
+            raise ValueError("loss 'zvar' needs several trajectories per context (use "
+                             "Trainer(trajectories_per_context=k) with k >= 2)")
         mean = torch.zeros(counts.shape[0], dtype=zeta.dtype, device=zeta.device).index_add(
             0, group, zeta.detach()) / counts.to(zeta.dtype)
         with torch.no_grad():

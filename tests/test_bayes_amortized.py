@@ -64,7 +64,8 @@ def test_zvar_with_a_head_trains_log_z_on_each_contexts_mean(model):
     mean = torch.stack([zeta[group == u].mean() for u in range(uniq.shape[0])])
     want = ((zeta - mean[group]) ** 2).mean() + ((am.policy.log_z_of(uniq) - mean.detach()) ** 2).mean()
     torch.testing.assert_close(loss, want)
-    assert obj.log_z(am.env, am.policy, traj.context[0]) == pytest.approx(float(am.policy.log_z_of(traj.context[:1]).detach()))
+    head = float(am.policy.log_z_of(traj.context[:1]).detach())
+    assert obj.log_z(am.env, am.policy, traj.context[0]) == pytest.approx(head)
     one = AmortizedPosterior(model, AmortizedConfig(set_size=6, steps=1, batch_size=4, trajectories_per_dataset=1))
     with pytest.raises(ValueError, match="several trajectories per context"):
         obj(one.env, one.policy, one.trainer.sample_trajectories())

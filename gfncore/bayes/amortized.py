@@ -153,7 +153,8 @@ class AmortizedPosterior:
             k = round(cfg.batch_size * cfg.true_theta_fraction)
             if not 0 < k < cfg.batch_size or (cfg.batch_size - k) % cfg.trajectories_per_dataset:
                 raise ValueError(f"true_theta_fraction x batch_size ({k}) must be in (0, batch_size) and leave a "
-                                 f"multiple of trajectories_per_dataset ({cfg.trajectories_per_dataset}) for fresh data sets")
+                                 f"multiple of trajectories_per_dataset ({cfg.trajectories_per_dataset}) for fresh "
+                                 f"data sets")
             replay = TrueParameterReplay(self.env, capacity=2 * k)
             self.datasets = simulated_datasets(prior_datasets(model, cfg.set_size, cfg.feature_std, with_theta=True),
                                                replay)

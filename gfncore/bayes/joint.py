@@ -81,7 +81,8 @@ class OutcomeGrid:
         lo, hi = float(self.edges[0]), float(self.edges[-1])
         bad = (y < lo) | (y > hi)
         if bool(bad.any()):
-            raise ValueError(f"outcome {float(y[bad][0])} is outside the declared outcome grid's range [{lo:.4g}, {hi:.4g}]")
+            raise ValueError(f"outcome {float(y[bad][0])} is outside the declared outcome grid's range "
+                             f"[{lo:.4g}, {hi:.4g}]")
         return (torch.bucketize(y, self.edges[1:-1], right=False)).clamp(0, self.K - 1)
 
     def log_probs(self, theta: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
