@@ -11,8 +11,10 @@ fails raises `WriteError`, an OSError whose message names the path and the OS er
 from __future__ import annotations
 
 import errno
+import io
 import os
 import re
+from contextlib import contextmanager
 
 LOCK_NAME = ".gfncore.lock"
 _TMP = re.compile(r"^\..+\.tmp-(\d+)$")  # atomic_write's temporary files: .<name>.tmp-<pid>
@@ -74,6 +76,22 @@ def write_bytes(path: str, data: bytes) -> None:
 def write_text(path: str, text: str) -> None:
     """The whole of `text` (UTF-8) into path, atomically (see atomic_write)."""
     write_bytes(path, text.encode("utf-8"))
+
+
+@contextmanager
+def atomic_open(path: str, mode: str = "w", **kw):
+    """open(path, mode) for writing, with atomic_write's promise: the file appears whole when the
+    block ends without an error, and path keeps its previous version otherwise."""
+    if not any(c in mode for c in "wx"):
+        raise ValueError(f"atomic_open writes a whole file (mode 'w' or 'wb'), got {mode!r}")
+    binary = "b" in mode
+    # written into memory, then the whole buffer at once (files here are summaries and tables)
+    buf = io.BytesIO()
+    out = buf if binary else io.TextIOWrapper(buf, encoding=kw.pop("encoding", "utf-8"), newline=kw.pop("newline", None),
+                                              write_through=True)
+    yield out
+    out.flush()
+    write_bytes(path, buf.getvalue())
 
 
 def one_line(e: BaseException) -> str:

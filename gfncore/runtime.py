@@ -19,6 +19,9 @@ def set_num_threads(n: int) -> None:
     """CPU threads of torch's intra-op pool and of the compiled kernels (one OpenMP runtime)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"threads must be an integer >= 1, got {n!r}")
+    from .limits import check_threads
+
+    check_threads(n, "threads")  # libgomp cannot start 100,000 threads: one line, not a crash
     torch.set_num_threads(n)
     _C.set_num_threads(n)
 

@@ -9,6 +9,7 @@ import torch
 from . import ops
 from .envs.base import Env
 from .envs.compiled import HandleEnv
+from .limits import available_memory, check_work
 from .trajectories import Trajectories
 
 MAX_BATCH = 2**40
@@ -54,6 +55,7 @@ class Sampler:
         self.context_sampler = context_sampler
         self._cached = None
         self._lock = threading.Lock()
+        self._work_checked = None  # the environment whose trajectory work check_work passed
 
     def contexts(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
         """n contexts from the context sampler (None for an unconditional environment)."""
@@ -98,9 +100,13 @@ class Sampler:
         dev = torch.device(device) if device is not None else policy_device(self.policy)
         env = self.env
         first_step = n * (4 * env.state_dim + 4 * env.feature_dim + env.n_actions)
-        if first_step > 2**40:
-            raise ValueError(f"n = {n} trajectories need {first_step / 2**30:,.0f} GiB for their first step alone; "
-                             f"sample in smaller batches")
+        if first_step > 2**40 or first_step > available_memory():
+            raise ValueError(f"n = {n} trajectories need {first_step / 2**30:,.1f} GiB for their first step alone "
+                             f"(this machine has {available_memory() / 2**30:,.1f} GiB available); sample in smaller "
+                             f"batches")
+        if self._work_checked is not env:
+            check_work(env)
+            self._work_checked = env
         ctx = self.env._context(context, n) if context is not None else self.contexts(n, generator)
         if ctx is not None:
             ctx = ctx.to(dev, torch.get_default_dtype())

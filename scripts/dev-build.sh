@@ -9,4 +9,7 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DGFN_CUDA="${GFN_CUDA:-OFF}" 
   -Dpybind11_DIR="$(python -c 'import pybind11; print(pybind11.get_cmake_dir())')" \
   -DPython_EXECUTABLE="$(command -v python)" >/dev/null
 cmake --build "$build" -j"${JOBS:-2}"
-cp "$build"/_C*.so gfncore/
+# copy, then rename over the old one: a process that loaded the old extension keeps its file
+for so in "$build"/_C*.so; do
+  cp "$so" "gfncore/.$(basename "$so").tmp" && mv -f "gfncore/.$(basename "$so").tmp" "gfncore/$(basename "$so")"
+done

@@ -241,13 +241,15 @@ def test_read_csv_errors(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("1,2,3\n4,x,6\n")
     with pytest.raises(ValueError, match="not all numbers"):
+        read_csv(str(bad), header=False)
+    with pytest.raises(ValueError, match="first row .* is numbers"):  # no header: refused unless said so
         read_csv(str(bad))
     bad.write_text("1,2,3\n4,5\n")
-    with pytest.raises(ValueError, match="columns"):
-        read_csv(str(bad))
+    with pytest.raises(ValueError, match="fields"):
+        read_csv(str(bad), header=False)
     with pytest.raises(ValueError, match="no such file"):
         read_csv(str(tmp_path / "missing.csv"))
     bad.write_text("1,2,3\n")
     with pytest.raises(ValueError, match="--target"):
-        read_csv(str(bad), "7")
+        read_csv(str(bad), "7", header=False)
     assert BayesDataConfig(data="f.csv").data == "f.csv"

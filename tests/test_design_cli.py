@@ -55,7 +55,7 @@ def test_comparison_writes_curves_plot_and_summary(tmp_path):
     assert s["amortized"]["instances"] == 4 * 3
     assert len(s["true_graph"]) >= 0 and len(s["candidates"]) == 3
     # a second run into the same directory needs --overwrite
-    assert main(["--synthetic", "d=3,n=30,seed=0", "--budget", "1", "--out", out, *FAST_GFN]) == 1
+    assert main(["--synthetic", "d=3,n=30,seed=0", "--budget", "1", "--out", out, *FAST_GFN]) == 2
 
 
 def test_ranking_of_a_csv_data_set(tmp_path):
@@ -84,16 +84,16 @@ def test_ranking_of_a_csv_data_set(tmp_path):
     (["--strategies", "eig,oracle"], "unknown strategy 'oracle'"),
     (["--synthetic", "d=3,n=x"], "--synthetic: n must be an integer"),
 ])
-def test_bad_input_is_one_line_and_exit_1(tmp_path, capsys, args, message):
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     argv = ["--synthetic", "d=3,n=30,seed=0", "--budget", "2", "--out", str(tmp_path / "x"), "--posterior", "exact",
             "--no-progress"]
     # later flags win in argparse
     rc = main(argv + args)
     err = capsys.readouterr().err
-    assert rc == 1
+    assert rc == 2
     assert message in err and err.startswith("gfncore design: error:")
 
 
 def test_missing_data_file(tmp_path, capsys):
-    assert main(["--data", str(tmp_path / "none.csv"), "--out", str(tmp_path / "o")]) == 1
+    assert main(["--data", str(tmp_path / "none.csv"), "--out", str(tmp_path / "o")]) == 2
     assert "no such file" in capsys.readouterr().err

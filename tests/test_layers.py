@@ -19,7 +19,9 @@ MODULE_LAYER = {
     "gfncore._C": "core",
     # thin Python over the compiled core, importing nothing above it: thread count, build info,
     # and the dataclass options every configuration uses
-    "gfncore.runtime": "ops", "gfncore.config": "ops",
+    "gfncore.runtime": "ops", "gfncore.config": "ops", "gfncore.limits": "ops",
+    # CSV data files as the applications read them (imports nothing of gfncore)
+    "gfncore.datafiles": "apps",
     "gfncore.trajectories": "learn", "gfncore.sampler": "learn", "gfncore.backward": "learn",
     "gfncore.losses": "learn", "gfncore.metrics": "learn", "gfncore.nn": "learn", "gfncore.replay": "learn",
     "gfncore.plotting": "learn",

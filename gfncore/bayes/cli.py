@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..runfolder import write_text
+
+OUTPUTS = ("summary.json", "samples.csv", "predictive.csv", "metrics.jsonl", "marginals.png")
 ENUMERATE_MAX = 1_000_000  # grid settings (and, for the exact sampler distribution, 2x that many states)
 
 
@@ -30,8 +33,10 @@ class BayesDataConfig:
 
     model: str = field(default="linear", metadata={"help": "linear (Gaussian noise) or logistic regression"})
     data: str = field(default="", metadata={
-        "help": "CSV file: one column per feature, then the target (header optional); empty: synthetic data"})
+        "help": "UTF-8 CSV file: a header row, one column per feature, then the target; empty: synthetic data"})
     synthetic: bool = field(default=False, metadata={"help": "use synthetic data (the default without --data)"})
+    header: bool = field(default=True, metadata={
+        "help": "the CSV's first row names the columns (--no-header: every row is data, columns x0, x1, ..., y)"})
     target: str = field(default="", metadata={"help": "the target column's name or 0-based index (default: last)"})
     intercept: bool = field(default=False, metadata={"help": "add a constant feature (one more weight)"})
     standardize: bool = field(default=True, metadata={"help": "z-score a CSV's features (training-split moments)"})
@@ -67,36 +72,22 @@ class BayesDataConfig:
             raise ValueError("--n-test and --feature-std must be >= 0")
 
 
-def read_csv(path: str, target: str = "") -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """(X [N, d], y [N], feature names) from a CSV of numbers, the target column last unless named."""
-    import csv
+def read_csv(path: str, target: str = "", header: bool = True) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """(X [N, d], y [N], feature names) from a CSV of numbers, the target column last unless named.
+    The file rules (UTF-8 with or without a BOM, a header row unless header=False, distinct
+    names) are gfncore.datafiles'; without a header the columns are x0, x1, ... and y last."""
+    from ..datafiles import read_table
 
-    if not os.path.isfile(path):
-        raise ValueError(f"--data {path!r}: no such file")
-    with open(path, newline="") as f:
-        rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
-    if not rows:
-        raise ValueError(f"--data {path!r} is empty")
-
-    def numeric(r):
-        try:
-            [float(c) for c in r]
-            return True
-        except ValueError:
-            return False
-
-    header = None if numeric(rows[0]) else [c.strip() for c in rows[0]]
-    body = rows[1:] if header else rows
-    width = len(rows[0])
-    names = header or [f"x{i}" for i in range(width - 1)] + ["y"]
+    names, body = read_table(path, header=header)
+    width = len(names)
+    if not header:
+        names = [f"x{i}" for i in range(width - 1)] + ["y"]
     values = []
-    for i, r in enumerate(body):
-        if len(r) != width:
-            raise ValueError(f"--data {path!r}: row {i + (2 if header else 1)} has {len(r)} columns, expected {width}")
+    for ln, r in body:
         try:
             values.append([float(c) for c in r])
         except ValueError:
-            raise ValueError(f"--data {path!r}: row {i + (2 if header else 1)} is not all numbers: {r}") from None
+            raise ValueError(f"--data {path!r}: row {ln} is not all numbers: {r}") from None
     if width < 2:
         raise ValueError(f"--data {path!r} needs at least one feature column and a target column")
     if not values:
@@ -108,7 +99,7 @@ def read_csv(path: str, target: str = "") -> tuple[torch.Tensor, torch.Tensor, l
         j = width - 1
     elif target.isdigit():
         j = int(target)
-    elif header and target in names:
+    elif target in names:
         j = names.index(target)
     else:
         raise ValueError(f"--target {target!r} is neither a column index nor a column name ({names})")
@@ -118,10 +109,22 @@ def read_csv(path: str, target: str = "") -> tuple[torch.Tensor, torch.Tensor, l
     return t[:, keep], t[:, j], [names[i] for i in keep]
 
 
-def load_problem(c: BayesDataConfig) -> dict:
+def check_size(c: BayesDataConfig, n_weights: int, hidden: int, what: str) -> None:
+    """Refuses a grid whose sampler cannot fit in memory before anything is allocated: the policy
+    has n*K + 1 outputs and n*(K+1) inputs, each weight held four times (value, gradient, Adam's
+    two moments)."""
+    from ..limits import check_memory
+
+    n, K = n_weights, c.K
+    check_memory(16.0 * hidden * (2 * n * K + n + 1) + 8.0 * K, what)
+
+
+def load_problem(c: BayesDataConfig, hidden: int = 128) -> dict:
     """The model and its train/test data: a synthetic problem, or a CSV split in two."""
     from .models import LinearRegression, LogisticRegression, ParameterGrid, synthetic_problem
 
+    check_size(c, c.n_weights if not c.data else 1, hidden,
+               f"--K {c.K}" + (f" with --n-weights {c.n_weights}" if not c.data else ""))
     if not c.data:
         if c.grid_low != -c.grid_high:
             raise ValueError(f"synthetic data uses a grid symmetric around 0: --grid-low must be -(--grid-high), got "
@@ -132,7 +135,8 @@ def load_problem(c: BayesDataConfig) -> dict:
         return {"model": p.model, "train": p.data, "test": p.test if c.n_test else None,
                 "features": [f"w{i}" for i in range(c.n_weights)], "source": "synthetic",
                 "theta_true": p.theta_true.tolist()}
-    X, y, names = read_csv(c.data, c.target)
+    X, y, names = read_csv(c.data, c.target, header=c.header)
+    check_size(c, X.shape[1] + int(c.intercept), hidden, f"--K {c.K} with {X.shape[1]} features in --data {c.data}")
     if c.model == "logistic" and bool(((y != 0) & (y != 1)).any()):
         raise ValueError(f"--model logistic needs a 0/1 target; {c.data!r} has values {torch.unique(y)[:10].tolist()}")
     g = torch.Generator().manual_seed(c.data_seed)
@@ -154,24 +158,50 @@ def load_problem(c: BayesDataConfig) -> dict:
             "features": names, "source": os.path.abspath(c.data)}
 
 
-def run_bayes(data_cfg: BayesDataConfig, cfg) -> dict:
-    """A `gfncore bayes` run: train, evaluate, write outputs into data_cfg.out; returns the summary."""
-    from .exact import exact_posterior_of
+def run_bayes(data_cfg: BayesDataConfig, cfg, overwrite: bool = False) -> dict:
+    """A `gfncore bayes` run: train, evaluate, write outputs into data_cfg.out (a folder that holds
+    a run only with overwrite=True, locked for the run); returns the summary."""
+    from ..runfolder import RunFolder
     from .posterior import PosteriorSampler
 
-    prob = load_problem(data_cfg)
+    out = data_cfg.out or os.path.join("runs", f"bayes_{data_cfg.model}")
+    check_out(out, overwrite)
+    prob = load_problem(data_cfg, cfg.hidden)
+    q = PosteriorSampler.from_model(prob["model"], prob["train"], cfg)
+    with RunFolder() as folder:  # one writer: the lock is held from the first write to the last
+        folder.acquire(out)
+        check_out(out, overwrite, locked=True)
+        return _train_and_write(data_cfg, cfg, prob, q, out)
+
+
+def check_out(out: str, overwrite: bool, locked: bool = False) -> None:
+    """Refuses an --out that is a file, that another process writes, or that holds a run (without
+    --overwrite); with --overwrite (once the lock is held) removes that run's own files."""
+    from ..runfolder import check_free
+
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out} exists and is not a folder")
+    if not locked:
+        check_free(out)
+    existing = [f for f in OUTPUTS if os.path.exists(os.path.join(out, f))]
+    if existing and not overwrite:
+        raise ValueError(f"{out} already holds a run ({', '.join(existing)}): pass --overwrite to replace it "
+                         f"or choose another --out")
+    if locked:
+        for f in existing:
+            os.remove(os.path.join(out, f))
+
+
+def _train_and_write(data_cfg: BayesDataConfig, cfg, prob: dict, q, out: str) -> dict:
+    from .exact import exact_posterior_of
+
     model, train = prob["model"], prob["train"]
     grid = model.grid
-    out = data_cfg.out or os.path.join("runs", f"bayes_{data_cfg.model}")
-    os.makedirs(out, exist_ok=True)
-    q = PosteriorSampler.from_model(model, train, cfg)
     exact = None
     if grid.size <= ENUMERATE_MAX and (grid.K + 1) ** grid.n <= 2 * ENUMERATE_MAX:
         with q._pinned_threads():
             exact = exact_posterior_of(model, train)
     metrics_path = os.path.join(out, "metrics.jsonl")
-    if os.path.exists(metrics_path):
-        os.remove(metrics_path)
     q.fit(progress=data_cfg.progress, exact=exact, log_path=metrics_path)
     summary = {"model": data_cfg.model, "source": prob["source"], "n_train": int(train[0].shape[0]),
                "n_weights": grid.n, "grid_size": grid.size, **q.summary(), "grid_values": grid.values.tolist(),
@@ -202,22 +232,18 @@ def run_bayes(data_cfg: BayesDataConfig, cfg) -> dict:
         _write_predictive(os.path.join(out, "predictive.csv"), model, theta[:4096], Xt, yt)
     _write_samples(os.path.join(out, "samples.csv"), theta, prob["features"])
     path = os.path.join(out, "summary.json")
-    with open(path, "w") as f:
-        json.dump(summary, f, indent=1)
+    write_text(path, json.dumps(summary, indent=1))
     # the plot last, so that without matplotlib every result is already on disk
     summary["plot"] = plot_marginals(summary, prob["features"], os.path.join(out, "marginals.png"))
     if summary["plot"]:
-        with open(path, "w") as f:
-            json.dump(summary, f, indent=1)
+        write_text(path, json.dumps(summary, indent=1))
     summary["out"] = out
     return summary
 
 
 def _write_samples(path: str, theta: torch.Tensor, names: list[str]) -> None:
-    with open(path, "w") as f:
-        f.write(",".join(names) + "\n")
-        for row in theta.tolist():
-            f.write(",".join(f"{v:.6g}" for v in row) + "\n")
+    write_text(path, "".join([",".join(names) + "\n"] + [",".join(f"{v:.6g}" for v in row) + "\n"
+                                                         for row in theta.tolist()]))
 
 
 def _write_predictive(path: str, model, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> None:
@@ -226,10 +252,9 @@ def _write_predictive(path: str, model, theta: torch.Tensor, X: torch.Tensor, y:
 
     pred = posterior_predictive(model, theta, X, y)
     cols = ["y"] + [k for k in ("p", "mean", "std", "log_prob") if k in pred]
-    with open(path, "w") as f:
-        f.write(",".join(cols) + "\n")
-        for i in range(X.shape[0]):
-            f.write(",".join(f"{float(y[i] if k == 'y' else pred[k][i]):.6g}" for k in cols) + "\n")
+    lines = [",".join(cols) + "\n"] + [",".join(f"{float(y[i] if k == 'y' else pred[k][i]):.6g}" for k in cols) + "\n"
+                                       for i in range(X.shape[0])]
+    write_text(path, "".join(lines))  # whole or not at all: a full disk never leaves a torn CSV
 
 
 def plot_marginals(s: dict, names: list[str], path: str) -> str | None:
@@ -280,6 +305,7 @@ def _add_flags(p: argparse.ArgumentParser) -> None:
     add_dataclass_args(p, BayesDataConfig)
     add_dataclass_args(p, PosteriorConfig)
     add_dataclass_args(p, JointCliConfig)
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -295,6 +321,8 @@ def run(ns: argparse.Namespace) -> int:
     from ..cli.common import from_args
     from .posterior import PosteriorConfig
 
+    from ..cli.common import UsageError
+    from ..runfolder import one_line
     from .joint_cli import JointCliConfig, print_summary, run_joint
 
     try:
@@ -302,10 +330,17 @@ def run(ns: argparse.Namespace) -> int:
         if jcfg.joint_predictive:
             print_summary(run_joint(from_args(BayesDataConfig, ns), from_args(PosteriorConfig, ns), jcfg))
             return 0
-        s = run_bayes(from_args(BayesDataConfig, ns), from_args(PosteriorConfig, ns))
-    except (ValueError, TypeError) as e:  # bad flags or data: a message, not a traceback
-        print(f"gfncore bayes: error: {e}", file=sys.stderr)
+        s = run_bayes(from_args(BayesDataConfig, ns), from_args(PosteriorConfig, ns), overwrite=ns.overwrite)
+    except UsageError as e:
+        print(str(e), file=sys.stderr)
         return 2
+    except (ValueError, TypeError, OSError) as e:  # bad flags or data, a busy --out, a failed write: one line
+        print(f"gfncore bayes: error: {one_line(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ngfncore bayes: interrupted; the files written before the signal are whole (a run writes its "
+              "results at the end: run it again with --overwrite)", file=sys.stderr)
+        return 130
     print(f"{s['model']} regression, {s['n_train']} examples, grid {s['grid_size']} settings "
           f"({s['n_weights']} weights x {len(s['grid_values'])} values); {s['steps']} steps, {s['train_s']:.1f} s training")
     line = f"log P(D) estimate: log Z = {s['log_z']:.4f}"

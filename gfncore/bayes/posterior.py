@@ -55,6 +55,11 @@ class PosteriorConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        from ..limits import check_threads
+
+        check_threads(self.threads, "--threads")
+        if self.shuffle not in ("epoch", "independent"):  # checked with or without --minibatch
+            raise ValueError(f"shuffle must be 'epoch' or 'independent', got {self.shuffle!r}")
         if self.control_variate not in (0, 1, 2):
             raise ValueError(f"control_variate must be 0, 1 or 2, got {self.control_variate!r}")
         for name in ("lr", "lr_log_z"):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import io
 import json
 import math
 import os
@@ -23,12 +24,14 @@ import sys
 
 import torch
 
+from ..runfolder import write_text
+
 OUTPUTS = ("edge_marginals.csv", "posterior_samples.csv", "summary.json", "edge_marginals.png", "checkpoint.pt",
            "run.json")
-# Settings that define the model being trained: a resumed run must keep them.
-FIXED_ON_RESUME = ("score", "prior", "edge_prob", "edge_penalty", "max_parents", "loss", "batch_size", "lr", "lr_log_z",
-                   "hidden", "reward_shift", "layers", "lam", "epsilon", "temperature", "replay_capacity", "replay_fraction", "seed",
-                   "multiword")
+# Settings a resumed run may change: none alters what the training steps compute (--steps is the
+# total to reach). Every other PosteriorConfig field defines the model or its training (the
+# learning-rate schedule's --lr-final included) and must stay as saved.
+RESUMABLE = ("steps", "samples", "threads")
 SYNTHETIC_KEYS = {"d": int, "n": int, "seed": int, "edges": float, "noise": float, "intervene": int}
 
 
@@ -52,6 +55,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                           "(intervene=k adds k rows with a perfect intervention on each node)")
     p.add_argument("--intervention-column", dest="intervention_column", default="intervened",
                    help="name of the CSV column listing each row's intervened nodes, ';'-separated (default: intervened)")
+    p.add_argument("--header", dest="header", default=True, action=argparse.BooleanOptionalAction,
+                   help="the CSV's first row names the nodes (--no-header: every row is data, nodes X0, X1, ...)")
     p.add_argument("--out", default="", help="output directory (default: runs/causal)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out (to --steps steps)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
@@ -94,13 +99,26 @@ def load_data(ns):
     if ns.data:
         if not os.path.isfile(ns.data):
             raise CausalCLIError(f"--data: no such file: {ns.data}")
-        cd = load_csv(ns.data, intervention_column=ns.intervention_column)
+        cd = load_csv(ns.data, intervention_column=ns.intervention_column, header=ns.header)
+        check_size(cd.num_nodes, cd.num_rows, ns, f"--data {ns.data} ({cd.num_nodes} columns)")
         return cd, {"kind": "csv", "path": os.path.abspath(ns.data)}
     s = parse_synthetic(ns.synthetic)
+    check_size(s["d"], s["n"] + s["intervene"] * s["d"], ns, f"--synthetic d={s['d']}")
     ivs = [Intervention(nodes=j, n=s["intervene"]) for j in range(s["d"])] if s["intervene"] else []
     cd = sample_erdos_renyi_sem(s["d"], s["n"], expected_edges=s["edges"], noise_std=s["noise"], seed=s["seed"],
                                 interventions=ivs)
     return cd, {"kind": "synthetic", **s}
+
+
+def check_size(d: int, rows: int, ns, what: str, fix: str | None = None) -> None:
+    """Refuses a graph whose run cannot fit in memory, before anything is allocated: the SEM's
+    d x d weights and the data (float64), and a policy with d*d edge outputs, each weight held four
+    times (value, gradient, Adam's two moments), plus a batch of d*d logits."""
+    from ..limits import check_memory
+
+    hidden, batch = getattr(ns, "hidden", 256), getattr(ns, "batch_size", 128)
+    check_memory(float(d) * d * (9 + 16 * hidden + 14 * batch) + 8.0 * rows * d, what,
+                 fix or "use fewer nodes (columns)")
 
 
 def fingerprint(cd) -> str:
@@ -135,7 +153,8 @@ def check_resume(out: str, cfg, fp: str) -> None:
     if run.get("data_sha256") != fp:
         raise CausalCLIError(f"--resume: the data differ from those of the run in {out} (another file or spec)")
     old = run.get("config", {})
-    changed = [k for k in FIXED_ON_RESUME if k in old and old[k] != getattr(cfg, k)]
+    changed = [f.name for f in dataclasses.fields(cfg)
+               if f.name not in RESUMABLE and f.name in old and old[f.name] != getattr(cfg, f.name)]
     if changed:
         raise CausalCLIError("--resume: these settings differ from the saved run: " +
                              ", ".join(f"{k} ({old[k]!r} -> {getattr(cfg, k)!r})" for k in changed))
@@ -147,20 +166,22 @@ def write_outputs(out: str, post, cd, source: dict, cfg) -> dict:
 
     names = post.node_names
     d = len(names)
-    with open(os.path.join(out, "edge_marginals.csv"), "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(names)
-        for i in range(d):
-            w.writerow([f"{float(v):.6g}" for v in post.edge_marginals[i]])
+    f = io.StringIO(newline="")
+    w = csv.writer(f)
+    w.writerow(names)
+    for i in range(d):
+        w.writerow([f"{float(v):.6g}" for v in post.edge_marginals[i]])
+    write_text(os.path.join(out, "edge_marginals.csv"), f.getvalue())
     env = post.env
     samples = post.samples
     log_r = env.log_reward(env.states_from_adjacency(samples)) if samples.shape[0] else torch.zeros(0)
-    with open(os.path.join(out, "posterior_samples.csv"), "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["sample", "num_edges", "log_reward", "edges"])
-        for s in range(samples.shape[0]):
-            e = samples[s].nonzero().tolist()
-            w.writerow([s, len(e), f"{float(log_r[s]):.10g}", ";".join(f"{names[i]}->{names[j]}" for i, j in e)])
+    f = io.StringIO(newline="")
+    w = csv.writer(f)
+    w.writerow(["sample", "num_edges", "log_reward", "edges"])
+    for s in range(samples.shape[0]):
+        e = samples[s].nonzero().tolist()
+        w.writerow([s, len(e), f"{float(log_r[s]):.10g}", ";".join(f"{names[i]}->{names[j]}" for i, j in e)])
+    write_text(os.path.join(out, "posterior_samples.csv"), f.getvalue())
     summary = {
         "env": repr(env), "data": {**source, "rows": cd.num_rows, "nodes": d, "node_names": names,
                                    "interventional_rows": int(cd.interventions.any(1).sum())
@@ -178,8 +199,7 @@ def write_outputs(out: str, post, cd, source: dict, cfg) -> dict:
     except ImportError as e:  # the results above are written already
         summary["outputs"]["edge_marginals.png"] = None
         print(f"gfncore causal: no heat map ({e}); pip install matplotlib to draw it", file=sys.stderr)
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(_jsonable(summary), f, indent=2)
+    write_text(os.path.join(out, "summary.json"), json.dumps(_jsonable(summary), indent=2))
     return summary
 
 
@@ -259,18 +279,29 @@ def _jsonable(x):
 
 def run(ns: argparse.Namespace) -> int:
     """Runs `gfncore causal` from parsed arguments; returns the exit status (0 done, 2 bad input
-    (flags, data, --out, --resume) as `gfncore train` reports it, 1 a run that failed, 130
-    interrupted: the checkpoint is saved, --resume continues)."""
+    (flags, data, --out, --resume, another run writing --out, a write that failed) as `gfncore
+    train` reports it, 1 a run that failed, 130 interrupted: the checkpoint is saved, --resume
+    continues)."""
+    from ..runfolder import RunFolder
+
+    out = ns.out or os.path.join("runs", "causal")
+    with RunFolder() as folder:  # one writer: the lock is held from the first write to the last
+        return _run(ns, out, folder)
+
+
+def _run(ns, out: str, folder) -> int:
     from ..cli.common import USAGE, UsageError, from_args
+    from ..runfolder import check_free, one_line
     from ..train import NonFiniteError
     from .posterior import CausalConfig, fit_posterior, validate_config
 
-    out = ns.out or os.path.join("runs", "causal")
     try:  # bad input: one line and exit 2 before training, as `gfncore train` reports it
+        check_free(out)
         cfg = from_args(CausalConfig, ns)
         validate_config(cfg)
         cd, source = load_data(ns)
         fp = fingerprint(cd)
+        folder.acquire(out)
         prepare_out(out, ns.resume, ns.overwrite)
         if ns.resume:
             if ns.method == "mcmc":
@@ -285,14 +316,14 @@ def run(ns: argparse.Namespace) -> int:
         print(str(e), file=sys.stderr)
         return USAGE
     except (ValueError, TypeError, OSError) as e:
-        print(f"gfncore causal: error: {e}", file=sys.stderr)
+        print(f"gfncore causal: error: {one_line(e)}", file=sys.stderr)
         return USAGE
     try:
         run_json = os.path.join(out, "run.json")
 
         def record():
-            with open(run_json, "w") as f:
-                json.dump(_jsonable({"data": source, "data_sha256": fp, "config": dataclasses.asdict(cfg)}), f, indent=2)
+            write_text(run_json, json.dumps(_jsonable({"data": source, "data_sha256": fp,
+                                                       "config": dataclasses.asdict(cfg)}), indent=2))
 
         record()
         if ns.method == "mcmc":
@@ -315,9 +346,9 @@ def run(ns: argparse.Namespace) -> int:
     except (ValueError, TypeError) as e:  # data the score or the environment rejects (too few rows, d too large)
         print(f"gfncore causal: error: {e}", file=sys.stderr)
         return USAGE
-    except OSError as e:
-        print(f"gfncore causal: error: {e}", file=sys.stderr)
-        return 1
+    except OSError as e:  # a full disk, a read-only folder: the last checkpoint is intact
+        print(f"gfncore causal: error: {one_line(e)}", file=sys.stderr)
+        return USAGE
     m = summary["metrics"]
     if m.get("method") == "mcmc":
         mc = m["mcmc"]

@@ -167,41 +167,33 @@ def sample_erdos_renyi_sem(num_nodes: int, num_samples: int, expected_edges: flo
 # CSV
 
 
-def load_csv(path, intervention_column: str | None = "intervened") -> CausalData:
+def load_csv(path, intervention_column: str | None = "intervened", header: bool = True) -> CausalData:
     """Read a data set: header row of node names, numeric columns, and optionally a column
-    (`intervention_column`) of ';'-separated intervened node names or indices per row."""
-    import csv
+    (`intervention_column`) of ';'-separated intervened node names or indices per row. The file
+    rules (UTF-8 with or without a BOM, a header row, distinct names) are gfncore.datafiles';
+    header=False reads every row as data, the nodes named X0, X1, ... (no intervention column)."""
+    from ..datafiles import read_table
 
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        raise ValueError(f"{path}: empty file (expected a header row of node names)")
-    header = [h.strip() for h in rows[0]]
-    iv_col = header.index(intervention_column) if intervention_column and intervention_column in header else None
-    names = [h for c, h in enumerate(header) if c != iv_col]
+    names_in, body = read_table(path, header=header)
+    header_row = names_in if header else [f"X{i}" for i in range(len(names_in))]
+    iv_col = (header_row.index(intervention_column)
+              if header and intervention_column and intervention_column in header_row else None)
+    names = [h for c, h in enumerate(header_row) if c != iv_col]
     if not names:
         raise ValueError(f"{path}: no data columns")
-    if any(not h for h in names):
-        raise ValueError(f"{path}: the header row has an empty column name")
-    dup = sorted({h for h in names if names.count(h) > 1})
-    if dup:
-        raise ValueError(f"{path}: duplicate column names {dup}")
-    cols = [c for c in range(len(header)) if c != iv_col]
-    body = [(ln, r) for ln, r in enumerate(rows[1:], start=2) if any(cell.strip() for cell in r)]
+    cols = [c for c in range(len(header_row)) if c != iv_col]
     values = torch.empty(len(body), len(cols), dtype=torch.float64)
     iv_cells = []
     for q, (ln, r) in enumerate(body):
-        if len(r) != len(header):
-            raise ValueError(f"{path}, line {ln}: {len(r)} fields, the header has {len(header)}")
         for c_out, c in enumerate(cols):
             cell = r[c].strip()
             try:
                 v = float(cell)
             except ValueError:
-                raise ValueError(f"{path}, line {ln}: column {header[c]!r} holds {cell!r}, which is not a number "
+                raise ValueError(f"{path}, line {ln}: column {header_row[c]!r} holds {cell!r}, which is not a number "
                                  f"(every column except {intervention_column!r} must be numeric)") from None
             if not math.isfinite(v):
-                raise ValueError(f"{path}, line {ln}: column {header[c]!r} holds {cell!r}; values must be finite")
+                raise ValueError(f"{path}, line {ln}: column {header_row[c]!r} holds {cell!r}; values must be finite")
             values[q, c_out] = v
         if iv_col is not None:
             cell = r[iv_col].strip()

@@ -107,6 +107,9 @@ def validate_config(cfg: CausalConfig) -> None:
     for name, ok, want in checks:
         if not ok:
             raise ValueError(f"{name} must be {want}, got {getattr(cfg, name)!r}")
+    from ..limits import check_threads
+
+    check_threads(cfg.threads, "--threads")
 
 
 def make_env(data, cfg: CausalConfig, interventions=None, node_names=None):

@@ -232,7 +232,10 @@ def _train(env_name: str, env_cfg, cfg, run: RunConfig, given, folder: RunFolder
     saved_threads = (saved.get("runtime") or {}).get("threads") if saved else None
     set_num_threads(cfg.threads or saved_threads or default_threads())
     torch.manual_seed(cfg.seed)
-    trainer = Trainer.from_config(env, policy_for(env, cfg), cfg)
+    try:
+        trainer = Trainer.from_config(env, policy_for(env, cfg), cfg)
+    except (ValueError, MemoryError) as e:  # a batch or an environment this machine cannot hold
+        raise UsageError(f"gfncore train {env_name}: error: {e}") from None
     if saved:
         try:
             trainer.load_state_dict(saved["state"])

@@ -60,8 +60,17 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, overrides: dict | N
             action = argparse.BooleanOptionalAction if f.default else "store_true"
             parser.add_argument(flag, dest=f.name, action=action, help=help_, **kw)
         else:
-            typ = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
+            typ = {"int": int64, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
             parser.add_argument(flag, dest=f.name, type=typ, help=help_, metavar=f.name.upper(), **kw)
+
+
+def int64(text: str) -> int:
+    """An integer flag's value, refused by argparse (naming the flag) when it does not fit in the
+    64 bits torch and the kernels store it in (a seed of 2**64 + 1)."""
+    v = int(text)
+    if not -(2 ** 63) <= v < 2 ** 63:
+        raise argparse.ArgumentTypeError(f"{text} does not fit in 64 bits (|value| < 2**63)")
+    return v
 
 
 def _bounds(m) -> str:

@@ -7,6 +7,7 @@ import os
 import sys
 
 from ..cli.common import INTERRUPTED, RunConfig, UsageError, check_out, from_args
+from ..runfolder import FolderBusy, RunFolder
 from .library import ConditionalConfig, check_conditional, train_conditional
 from .report import print_summary
 
@@ -40,7 +41,11 @@ def conditional_command(ns, env_cfg, cfg, run: RunConfig, prog: str) -> int:
     check_out(run.out, run)
     set_num_threads(cfg.threads or default_threads())
     try:
-        s = train_conditional(ns.env, env_cfg, cfg, run, ccfg)
+        with RunFolder() as folder:  # one writer: the lock is held from the first write to the last
+            folder.acquire(run.out)
+            s = train_conditional(ns.env, env_cfg, cfg, run, ccfg)
+    except FolderBusy as e:
+        raise UsageError(f"{prog}: error: {e}") from None
     except KeyboardInterrupt:
         print(f"\n{prog}: stopped by a signal; conditional runs write their results only at the end", file=sys.stderr)
         return INTERRUPTED

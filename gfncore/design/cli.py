@@ -26,13 +26,16 @@ import sys
 
 import torch
 
+from ..cli.common import int64
+from ..runfolder import atomic_open
+
 OUTPUTS = ("curves.csv", "curves.png", "summary.json", "ranking.csv")
 METRICS = (("entropy", "posterior entropy (nats)"), ("expected_shd", "expected SHD to the true graph"),
            ("p_true_mec", "P(true equivalence class)"), ("edge_auroc", "edge-marginal AUROC"))
 
 
 class DesignCLIError(ValueError):
-    """A bad command line or input: printed as one line, exit status 1."""
+    """A bad command line or input: printed as one line, exit status 2 (as every gfncore command)."""
 
 
 def _add_fields(p: argparse.ArgumentParser, cls, prefix: str = "") -> None:
@@ -45,7 +48,7 @@ def _add_fields(p: argparse.ArgumentParser, cls, prefix: str = "") -> None:
                            action=argparse.BooleanOptionalAction, help=help_)
         else:
             p.add_argument(flag, dest=prefix.replace("-", "_") + f.name, default=f.default,
-                           type={"int": int, "float": float}.get(typ, str), help=help_)
+                           type={"int": int64, "float": float}.get(typ, str), help=help_)
 
 
 def _from_args(cls, ns, prefix: str = ""):
@@ -105,7 +108,7 @@ def write_curves(path: str, results: dict) -> list[dict]:
     keys: list[str] = []
     for r in rows:
         keys += [k for k in r if k not in keys]
-    with open(path, "w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         for r in rows:
@@ -180,27 +183,31 @@ def summarise(results: dict, run, source: dict, cfg, model, acfg) -> dict:
 
 
 def run(ns: argparse.Namespace) -> int:
-    """Runs `gfncore design` from parsed arguments; returns the exit status (0 done, 1 bad input,
-    130 interrupted)."""
+    """Runs `gfncore design` from parsed arguments; returns the exit status (0 done, 2 bad input,
+    a busy --out or a failed write, 130 interrupted)."""
+    from ..runfolder import RunFolder, check_free, one_line
     from .amortized import AmortizedConfig
     from .loop import DesignConfig
     from .predictive import ScoreModel
 
     out = ns.out or os.path.join("runs", "design")
     try:
-        cfg = _from_args(DesignConfig, ns)
-        model = _from_args(ScoreModel, ns)
-        acfg = _from_args(AmortizedConfig, ns, "amortized-")
-        prepare_out(out, ns.overwrite)
-        if ns.data:
-            return _rank(ns, cfg, model, out)
-        return _compare(ns, cfg, model, acfg, out)
+        with RunFolder() as folder:  # one writer: the lock is held from the first write to the last
+            check_free(out)
+            cfg = _from_args(DesignConfig, ns)
+            model = _from_args(ScoreModel, ns)
+            acfg = _from_args(AmortizedConfig, ns, "amortized-")
+            folder.acquire(out)
+            prepare_out(out, ns.overwrite)
+            if ns.data:
+                return _rank(ns, cfg, model, out)
+            return _compare(ns, cfg, model, acfg, out)
     except KeyboardInterrupt:
         print("\ngfncore design: interrupted", file=sys.stderr)
         return 130
     except (ValueError, TypeError, OSError) as e:
-        print(f"gfncore design: error: {e}", file=sys.stderr)
-        return 1
+        print(f"gfncore design: error: {one_line(e)}", file=sys.stderr)
+        return 2
 
 
 def _compare(ns, cfg, model, acfg, out: str) -> int:
@@ -227,7 +234,7 @@ def _compare(ns, cfg, model, acfg, out: str) -> int:
         summary["outputs"] = {"curves.png": png}
     except ImportError as e:
         print(f"gfncore design: no plot ({e}); pip install matplotlib to draw it", file=sys.stderr)
-    with open(os.path.join(out, "summary.json"), "w") as f:
+    with atomic_open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(_jsonable(summary), f, indent=2)
     print(f"{'strategy':<16} {'rounds':>6} {'spent':>6} " + " ".join(f"{k:>13}" for k, _ in METRICS))
     for st, v in summary["strategies"].items():
@@ -274,7 +281,7 @@ def _rank(ns, cfg, model, out: str) -> int:
         est = eig_support(model, ds.stats(), sup, cands, cfg.outer, gen)
     c = torch.tensor([costs.cost(e) for e in cands], dtype=torch.float64)
     order = torch.argsort(est.values / c, descending=True).tolist()
-    with open(os.path.join(out, "ranking.csv"), "w", newline="") as f:
+    with atomic_open(os.path.join(out, "ranking.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["rank", "experiment", "eig_nats", "stderr", "cost", "eig_per_cost"])
         for r, k in enumerate(order, 1):
@@ -285,7 +292,7 @@ def _rank(ns, cfg, model, out: str) -> int:
                "best": cands[order[0]].label(cd.node_names),
                "ranking": [{"experiment": cands[k].label(cd.node_names), "eig": float(est.values[k]),
                             "stderr": float(est.stderr[k]), "cost": float(c[k])} for k in order]}
-    with open(os.path.join(out, "summary.json"), "w") as f:
+    with atomic_open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(_jsonable(summary), f, indent=2)
     for k in order[:10]:
         print(f"{cands[k].label(cd.node_names):<28} EIG {float(est.values[k]):.4f} +- {float(est.stderr[k]):.4f}  "

@@ -84,6 +84,9 @@ class DesignConfig:
         for name, ok, want in checks:
             if not ok:
                 raise ValueError(f"{name} must be {want}, got {getattr(self, name)!r}")
+        from ..limits import check_threads
+
+        check_threads(self.threads, "--threads")
         for s in self.strategy_list():
             if s not in STRATEGIES:
                 raise ValueError(f"strategies: unknown strategy {s!r} (choose from {list(STRATEGIES)})")

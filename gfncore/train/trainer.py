@@ -48,6 +48,9 @@ def _device_error(v: str) -> str | None:
     return None
 
 
+from ..limits import available_memory, check_memory, check_work, threads_error, trainer_bytes  # noqa: E402
+
+
 @dataclass
 class TrainConfig:
     """Training settings; the CLI's flags are generated from these fields, and their bounds are
@@ -71,7 +74,8 @@ class TrainConfig:
     epsilon: float = option(0.0, "behaviour-policy epsilon-uniform mix", min=0, max=1)
     seed: int = option(0, "seed of the network init and of every rollout", min=0, max=2**63 - 1)
     eval_every: int = option(0, "steps between evaluations (0: 10 per run)", min=0)
-    threads: int = option(0, "CPU threads of torch and the kernels (0: gfncore's default, see README)", min=0)
+    threads: int = option(0, "CPU threads of torch and the kernels (0: gfncore's default, see README)", min=0,
+                          check=threads_error)
     device: str = option("cpu", "where the policy, rollouts and losses run: cpu, cuda or cuda:N", check=_device_error)
 
     def __post_init__(self):
@@ -112,6 +116,10 @@ class Trainer:
         self.objective = get_loss(loss, **opts)
         self.objective.check_policy(policy)
         self.batch_size = self.config.batch_size
+        need = trainer_bytes(env, self.batch_size, self.config.hidden if desc else 0)
+        if need > available_memory():  # a lower bound: one row per trajectory
+            check_memory(need, f"--batch-size {self.batch_size}")
+        check_work(env)
         self.replay, self.replay_fraction = replay, self.config.replay_fraction
         self.train_seconds = 0.0
         if trajectories_per_context < 1 or self.batch_size % trajectories_per_context:
