@@ -13,65 +13,18 @@ if "torch" not in _sys.modules and "OMP_WAIT_POLICY" not in _os.environ and "GOM
 
 import torch  # noqa: E402  (torch first: it loads the OpenMP runtime the extension shares)
 
-from . import _C
-
-__version__ = _C.build_info()["version"]
-
-
-def build_info() -> dict:
-    """What was compiled: version, with_cuda, with_openmp, cuda_version."""
-    return dict(_C.build_info())
-
-
-def set_num_threads(n: int) -> None:
-    """CPU threads of torch's intra-op pool and of the compiled kernels (one OpenMP runtime)."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"threads must be an integer >= 1, got {n!r}")
-    torch.set_num_threads(n)
-    _C.set_num_threads(n)
-
-
-THREAD_CAP = 4  # beyond a few threads the small matmuls of a GFlowNet step gain little (not measured above 2 cores)
-
-
-def default_threads() -> int:
-    """The thread count `gfncore train --threads 0` uses: the cores this process may run on, less
-    the machine's load (1-minute average, rounded), at least 1 and at most THREAD_CAP.
-
-    Fork-join threads on cores that other processes also want wait for each other at every
-    parallel region: on a busy machine one thread is several times faster than two
-    (bench/threads_report.py), so a busy machine gets one. The count is chosen once per run,
-    because torch's results depend on it in the last bits and a run must stay reproducible.
-
-    Data-parallel ranks on one machine (torchrun sets LOCAL_WORLD_SIZE) share it: each gets its
-    part of the cores, so N ranks never oversubscribe them."""
-    try:
-        cores = len(_os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = _os.cpu_count() or 1
-    try:
-        load = _os.getloadavg()[0]
-    except (AttributeError, OSError):
-        load = 0.0
-    try:
-        ranks = max(1, int(_os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    except ValueError:
-        ranks = 1
-    return max(1, min(THREAD_CAP, cores // ranks, int(round(cores - load)) // ranks))
-
-
+from . import _C  # noqa: E402,F401
+from .runtime import THREAD_CAP, __version__, build_info, default_threads, set_num_threads  # noqa: E402,F401
 from . import backward, distributed, envs, metrics, nn, ops, replay  # noqa: E402
 from .backward import BackwardSampler  # noqa: E402
 from .losses import LOSSES, get_loss, trajectory_balance_loss  # noqa: E402
 from .replay import ReplayBuffer  # noqa: E402
 from .sampler import Sampler  # noqa: E402
-from .checkpoint import load  # noqa: E402
-from .train import NonFiniteError, TrainConfig, Trainer  # noqa: E402
+from .train import NonFiniteError, TrainConfig, Trainer, load  # noqa: E402
 from .trajectories import Trajectories  # noqa: E402
 
-# applications (torch-only imports; plots and progress bars load when used). amortize and
-# conditional load on first use: they also run as `python -m gfncore.<module>`, which warns when
-# the package has imported the module already.
+# applications (torch-only imports; plots and progress bars load when used). The others load on
+# first use, which keeps `import gfncore` light.
 from . import bayes  # noqa: E402
 from .bayes import AmortizedPosterior, PosteriorConfig, PosteriorSampler  # noqa: E402
 

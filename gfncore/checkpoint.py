@@ -1,6 +1,10 @@
-"""Checkpoints of a training run: self-describing (environment config, TrainConfig, policy
-hyperparameters, versions), written atomically, and loadable with torch.load(weights_only=True),
-so that reading someone else's checkpoint cannot run code.
+"""Checkpoint files, as plain input and output: written atomically with a sha256 of their payload,
+and read with torch.load(weights_only=True) and that checksum verified, so that reading someone
+else's checkpoint cannot run code and a changed bit never loads silently.
+
+What a checkpoint holds (environment config, TrainConfig, policy hyperparameters, versions, the
+trainer's state) is the training layer's business: Trainer.checkpoint() builds it and
+gfncore.train.load rebuilds a run from it.
 
     env, policy, trainer = gfncore.load("runs/hypergrid/checkpoint.pt")
 """
@@ -9,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-import os
-from dataclasses import asdict, fields
 
 import torch
 
@@ -20,35 +22,14 @@ FORMAT = "gfncore-checkpoint"
 VERSION = 2  # 2: a sha256 of the payload ("checksum"), verified on load
 
 
-def describe(trainer) -> dict:
-    """The checkpoint of a trainer: how to rebuild it, and its state."""
-    from . import __version__
-    from .train import describe_policy
-
-    try:
-        env = trainer.env.to_config()
-    except NotImplementedError:
-        env = None  # gfncore.load(path, env=...) then takes the environment
-    return {"format": FORMAT, "version": VERSION,
-            "versions": {"gfncore": str(__version__), "torch": str(torch.__version__)},
-            # what the run ran with: a resume at the same thread count continues it bit for bit
-            "runtime": {"threads": torch.get_num_threads(), "device": str(trainer.device),
-                        "world_size": trainer.topology.world_size},
-            "env": env, "env_repr": repr(trainer.env), "policy": describe_policy(trainer.policy),
-            "config": asdict(trainer.config), "state": trainer.state_dict()}
-
-
-def save(trainer, path: str) -> None:
-    """Writes the checkpoint; in data-parallel training every rank calls it (it gathers the
-    ranks' replay buffers) and rank 0 alone writes."""
-    ck = describe(trainer)
-    if trainer.is_main:
-        ck["checksum"] = checksum(ck)
-        # serialised in memory first: a full disk is then a plain OSError from the file write,
-        # never torch's "enforce fail at inline_container.cc", and the old checkpoint stays
-        buf = io.BytesIO()
-        torch.save(ck, buf)
-        write_bytes(path, buf.getvalue())
+def write(path: str, checkpoint: dict) -> None:
+    """Writes a checkpoint (a dict of tensors and plain containers) atomically, with its checksum."""
+    checkpoint = {**checkpoint, "checksum": checksum(checkpoint)}
+    # serialised in memory first: a full disk is then a plain OSError from the file write, never
+    # torch's "enforce fail at inline_container.cc", and the old checkpoint stays
+    buf = io.BytesIO()
+    torch.save(checkpoint, buf)
+    write_bytes(path, buf.getvalue())
 
 
 def read(path: str) -> dict:
@@ -132,109 +113,3 @@ def _check_structure(ck: dict, path: str) -> None:
     env = ck.get("env")
     if env is not None and (not isinstance(env, dict) or not isinstance(env.get("params", {}), dict)):
         bad("its 'env' is not an environment config")
-
-
-def check_same_env(path: str, saved_env, env) -> None:
-    """Raises ValueError when the checkpoint's environment config differs from env's own (an R0 =
-    0.1 run must not continue in an R0 = 0.9 trainer). Environments without a config pass."""
-    if saved_env is None:
-        return
-    try:
-        mine = env.to_config()
-    except NotImplementedError:
-        return
-    if mine is not None and not _same_config(mine, saved_env):
-        raise ValueError(f"{path} was trained on {_show(saved_env)}, not on the given {_show(mine)}")
-
-
-def _show(cfg) -> str:
-    try:
-        params = ", ".join(f"{k}={v!r}" for k, v in cfg.get("params", {}).items() if not isinstance(v, torch.Tensor))
-        return f"{cfg.get('class', '?')}({params})"
-    except AttributeError:
-        return repr(cfg)
-
-
-def load(path: str, env=None, policy=None, device: str = "cpu"):
-    """Rebuilds a run from its checkpoint: returns (env, policy, trainer), the trainer at the
-    saved step with its optimizer, random stream, replay buffer and history, so trainer.fit
-    continues the run bit for bit (same thread count and device).
-
-    env: an environment, or an environment class to rebuild from the checkpoint's config. Needed
-    for any environment that is not one of gfncore's own: a class named inside the file is never
-    imported (gfncore.envs.resolve). An environment given for a checkpoint that has a config must
-    match it. policy: needed for a policy other
-    than MLPPolicy. device: where the policy goes (the saved tensors are loaded onto the CPU first).
-    """
-    from .envs import from_config
-    from .nn import MLPPolicy
-    from .train import TrainConfig, Trainer
-
-    ck = read(path)
-    saved_env = ck.get("env")
-    if env is None:
-        if saved_env is None:
-            raise ValueError(f"{path}: its environment ({ck.get('env_repr')}) cannot be rebuilt from a config; "
-                             f"pass it: gfncore.load(path, env=...)")
-        try:
-            env = from_config(saved_env)
-        except (ValueError, TypeError) as e:
-            raise ValueError(f"{path}: {e}") from None
-    elif isinstance(env, type):
-        if saved_env is None:
-            raise ValueError(f"{path}: its environment ({ck.get('env_repr')}) has no config to build "
-                             f"{env.__name__} from; pass the environment itself: gfncore.load(path, env=...)")
-        env = from_config(saved_env, cls=env)
-    else:
-        check_same_env(path, saved_env, env)
-    desc = ck.get("policy")
-    if policy is None:
-        if desc is None:
-            raise ValueError(f"{path}: its policy is not an MLPPolicy; pass it: gfncore.load(path, policy=...)")
-        try:
-            policy = MLPPolicy(env, hidden=desc["hidden"], layers=desc["layers"], pb=desc["pb"], flow=desc["flow"],
-                               context_dim=desc.get("context_dim", 0), conditioning=desc.get("conditioning", "concat"))
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise ValueError(f"{path} is a damaged gfncore checkpoint: its policy description {desc!r} does not "
-                             f"build an MLPPolicy ({type(e).__name__}: {e})") from None
-    known = {f.name for f in fields(TrainConfig)}
-    try:
-        cfg = TrainConfig(**{**{k: v for k, v in ck["config"].items() if k in known}, "device": device})
-    except TypeError as e:
-        raise ValueError(f"{path} is a damaged gfncore checkpoint: its config does not fit TrainConfig ({e})") from None
-    trainer = Trainer.from_config(env, policy, cfg)
-    try:
-        trainer.load_state_dict(ck["state"])
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
-    trainer.last_checkpoint = (str(path), trainer.step_count)
-    return env, policy, trainer
-
-
-def _same_config(a, b) -> bool:
-    """Equality of environment configs that may hold tensors (data matrices, reward tables)."""
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same_config(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same_config(x, y) for x, y in zip(a, b))
-    return a == b
-
-
-def load_modules_state(module, sd, what: str) -> None:
-    """module.load_state_dict(sd) with a one-line ValueError when the saved tensors do not fit the
-    rebuilt module (missing or extra keys, another shape), instead of torch's multi-line report."""
-    mine = module.state_dict()
-    missing = [k for k in mine if k not in sd]
-    extra = [k for k in sd if k not in mine]
-    if missing or extra:
-        raise ValueError(f"the saved {what} does not fit this one: " + "; ".join(
-            p for p in (f"missing {missing[:3]}" if missing else "", f"unexpected {extra[:3]}" if extra else "") if p))
-    for k, v in mine.items():
-        w = sd[k]
-        if not isinstance(w, torch.Tensor) or tuple(w.shape) != tuple(v.shape):
-            got = tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
-            raise ValueError(f"the saved {what} does not fit this one: {k} is {got} in the checkpoint, "
-                             f"{tuple(v.shape)} here (another environment size or --hidden/--layers?)")
-    module.load_state_dict(sd)

@@ -264,7 +264,7 @@ def test_demo_writes_its_tables_and_plot(tmp_path):
 
 
 def test_module_entry_point_parses_its_flags(tmp_path):
-    from gfncore.amortize import _parser
+    from gfncore.amortize.cli import _parser
 
     ns = _parser().parse_args(["--train-sizes", "64,256", "--mc-samples", "1,8", "--criterion", "mse",
                                "--no-progress", "--steps", "7", "--out", str(tmp_path)])

@@ -125,7 +125,7 @@ class AmortizedPosterior:
     conditional GFlowNet trained on data sets drawn from the model's prior predictive."""
 
     def __init__(self, model, config: AmortizedConfig | None = None):
-        from ..conditional import initialise_log_z
+        from ..train import initialise_log_z
         from ..nn import MLPPolicy, SetEncoder
         from ..train import Trainer
 
@@ -150,7 +150,7 @@ class AmortizedPosterior:
         record the mean exact L1 and |log Z error| on them every eval_every steps."""
         from tqdm.auto import tqdm
 
-        from ..conditional import cosine_schedule
+        from ..train import cosine_schedule
 
         cfg = self.config
         steps = cfg.steps if steps is None else int(steps)

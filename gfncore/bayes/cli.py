@@ -273,7 +273,7 @@ def plot_marginals(s: dict, names: list[str], path: str) -> str | None:
 
 
 def _add_flags(p: argparse.ArgumentParser) -> None:
-    from ..cli import add_dataclass_args
+    from ..cli.common import add_dataclass_args
     from .posterior import PosteriorConfig
 
     add_dataclass_args(p, BayesDataConfig)
@@ -290,7 +290,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(ns: argparse.Namespace) -> int:
     """Run `gfncore bayes` from parsed flags; prints the result and returns the exit status."""
-    from ..cli import from_args
+    from ..cli.common import from_args
     from .posterior import PosteriorConfig
 
     try:

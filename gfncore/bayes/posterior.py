@@ -121,7 +121,7 @@ class PosteriorSampler:
             self.trainer = Trainer(self.env, self.policy, loss=cfg.loss, batch_size=cfg.batch_size, lr=cfg.lr,
                                    lr_log_z=cfg.lr_log_z, seed=cfg.seed)
             if cfg.loss == "tb":
-                from ..conditional import initialise_log_z
+                from ..train import initialise_log_z
 
                 initialise_log_z(self.env, self.policy, None, n=4 * cfg.batch_size, generator=gen)
         self.history: list[dict] = []
@@ -153,25 +153,9 @@ class PosteriorSampler:
         return float(finite.max()) if finite.numel() else 0.0
 
     def _pinned_threads(self):
-        from contextlib import contextmanager
+        from ..runtime import pinned_threads
 
-        @contextmanager
-        def pin():
-            if not self._threads:
-                yield
-                return
-            from .. import _C
-
-            old = torch.get_num_threads()
-            torch.set_num_threads(self._threads)
-            _C.set_num_threads(self._threads)
-            try:
-                yield
-            finally:
-                torch.set_num_threads(old)
-                _C.set_num_threads(0)
-
-        return pin()
+        return pinned_threads(self._threads)
 
     # -- training --------------------------------------------------------------------------------
     def fit(self, steps: int | None = None, *, progress: bool = True, exact=None, log_path: str | None = None) -> list[dict]:
@@ -182,7 +166,7 @@ class PosteriorSampler:
 
         from tqdm.auto import tqdm
 
-        from ..conditional import cosine_schedule
+        from ..train import cosine_schedule
 
         cfg = self.config
         steps = cfg.steps if steps is None else int(steps)

@@ -7,13 +7,18 @@
 - `enumerate`: every DAG on d <= 5 nodes, the exact posterior, log Z and edge marginals.
 - `posterior`: fit_posterior, the GFlowNet sampler of P(G | D) on the DAG environment
   (gfncore.envs.DAG) with good defaults, and its metrics.
+- `mcmc`: structure MCMC (MC^3, compiled, parallel chains with diagnostics): sample_mcmc.
+- `exact_dp`: the exact log Z and edge marginals by a DP over node subsets (d <= 16).
 - `metrics`: expected SHD, edges, edge AUROC, JSD, edge-marginal RMSE / correlation, Markov
   equivalence.
 """
 from .data import CausalData, Intervention, load_csv, sample_erdos_renyi_sem, save_csv
+from .exact_dp import DPPosterior, exact_edge_marginals
+from .mcmc import MCMCConfig, MCMCResult, sample_mcmc
 from .enumerate import ExactPosterior, all_dags, exact_posterior, is_dag
 from .posterior import Posterior, PosteriorConfig, fit_posterior
 from .scores import CausalScore, ReferenceScore
 
 __all__ = ["CausalData", "Intervention", "load_csv", "save_csv", "sample_erdos_renyi_sem", "CausalScore",
-           "ReferenceScore", "ExactPosterior", "all_dags", "exact_posterior", "is_dag", "fit_posterior", "PosteriorConfig", "Posterior"]
+           "ReferenceScore", "ExactPosterior", "all_dags", "exact_posterior", "is_dag", "fit_posterior", "PosteriorConfig", "Posterior",
+           "sample_mcmc", "MCMCConfig", "MCMCResult", "exact_edge_marginals", "DPPosterior"]

@@ -4,6 +4,7 @@ data) and write edge marginals, posterior samples, a summary and a heat map.
     gfncore causal --data FILE.csv [--score bge|lingauss] [--steps N] --out DIR
     gfncore causal --synthetic d=5,n=100,seed=0 --out DIR
     gfncore causal --data FILE.csv --out DIR --resume --steps 6000     # continue a run
+    gfncore causal --data FILE.csv --method mcmc --max-parents 4 --out DIR   # structure MCMC instead
 
 Flags of the run come from PosteriorConfig (gfncore/causal/posterior.py). Outputs in DIR:
 edge_marginals.csv (d x d, row i column j = P(i -> j | D), a header row of node names),
@@ -37,7 +38,7 @@ class CausalCLIError(ValueError):
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Adds the `causal` command to an argparse subparsers object; returns its parser."""
-    from ..cli import add_dataclass_args
+    from ..cli.common import add_dataclass_args
     from .posterior import PosteriorConfig
 
     desc = ("Learn the posterior P(G | D) over causal graphs (DAGs) of a data set with a GFlowNet "
@@ -54,6 +55,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", default="", help="output directory (default: runs/causal)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out (to --steps steps)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--method", choices=("gfn", "mcmc"), default="gfn",
+                   help="gfn: train a GFlowNet (default); mcmc: MC^3 structure MCMC (gfncore.causal.mcmc) on the "
+                        "same score and cap, with the same outputs and between-chain diagnostics")
+    p.add_argument("--chains", type=int, default=4, help="--method mcmc: chains run in parallel (default: 4)")
+    p.add_argument("--mcmc-steps", dest="mcmc_steps", type=int, default=0,
+                   help="--method mcmc: recorded moves per chain (default 0: 2000 d^2, at least 50,000)")
+    p.add_argument("--burn-in", dest="burn_in", type=int, default=-1,
+                   help="--method mcmc: moves discarded first in each chain (default -1: a quarter of --mcmc-steps)")
     p.add_argument("--progress", dest="progress", default=True, action=argparse.BooleanOptionalAction,
                    help="show a progress bar (default: True)")
     add_dataclass_args(p, PosteriorConfig)
@@ -252,7 +261,7 @@ def run(ns: argparse.Namespace) -> int:
     """Runs `gfncore causal` from parsed arguments; returns the exit status (0 done, 2 bad input
     (flags, data, --out, --resume) as `gfncore train` reports it, 1 a run that failed, 130
     interrupted: the checkpoint is saved, --resume continues)."""
-    from ..cli import USAGE, UsageError, from_args
+    from ..cli.common import USAGE, UsageError, from_args
     from ..train import NonFiniteError
     from .posterior import PosteriorConfig, fit_posterior, validate_config
 
@@ -264,7 +273,14 @@ def run(ns: argparse.Namespace) -> int:
         fp = fingerprint(cd)
         prepare_out(out, ns.resume, ns.overwrite)
         if ns.resume:
+            if ns.method == "mcmc":
+                raise CausalCLIError("--resume continues a GFlowNet run; --method mcmc runs have no checkpoint")
             check_resume(out, cfg, fp)
+        if ns.method == "mcmc":
+            from .mcmc import MCMCConfig, validate_mcmc_config
+
+            mcfg = MCMCConfig(chains=ns.chains, steps=ns.mcmc_steps, burn_in=ns.burn_in)
+            validate_mcmc_config(mcfg)
     except UsageError as e:
         print(str(e), file=sys.stderr)
         return USAGE
@@ -279,8 +295,13 @@ def run(ns: argparse.Namespace) -> int:
                 json.dump(_jsonable({"data": source, "data_sha256": fp, "config": dataclasses.asdict(cfg)}), f, indent=2)
 
         record()
-        post = fit_posterior(cd, config=cfg, progress=ns.progress, checkpoint=os.path.join(out, "checkpoint.pt"),
-                             resume=ns.resume)
+        if ns.method == "mcmc":
+            from .mcmc import mcmc_posterior
+
+            post = mcmc_posterior(cd, cfg, mcfg)
+        else:
+            post = fit_posterior(cd, config=cfg, progress=ns.progress, checkpoint=os.path.join(out, "checkpoint.pt"),
+                                 resume=ns.resume)
         summary = write_outputs(out, post, cd, source, cfg)
     except KeyboardInterrupt:
         print(f"\ngfncore causal: interrupted; the checkpoint in {out} is saved: continue with --resume", file=sys.stderr)
@@ -298,8 +319,16 @@ def run(ns: argparse.Namespace) -> int:
         print(f"gfncore causal: error: {e}", file=sys.stderr)
         return 1
     m = summary["metrics"]
-    print(f"{summary['env']}: {m['steps']} steps in {m['train_seconds']:.1f} s "
-          f"({m['steps_per_second'] or 0:.1f} steps/s)")
+    if m.get("method") == "mcmc":
+        mc = m["mcmc"]
+        print(f"{summary['env']}: MC^3, {mc['chains']} chains x {mc['burn_in'] + mc['steps_per_chain']} moves in "
+              f"{m['train_seconds']:.1f} s ({m['steps_per_second'] or 0:.3g} moves/s); mean log R = {m['mean_log_r']:.2f}")
+        print(mc["message"])
+        if "edge_rmse" in m:
+            print(f"exact: edge-marginal corr = {m['edge_corr']:.4f}   RMSE = {m['edge_rmse']:.4f}")
+    else:
+        print(f"{summary['env']}: {m['steps']} steps in {m['train_seconds']:.1f} s "
+              f"({m['steps_per_second'] or 0:.1f} steps/s)")
     if "jsd" in m:
         print(f"exact: JSD = {m['jsd']:.4f} nats   edge-marginal corr = {m['edge_corr']:.4f}   "
               f"RMSE = {m['edge_rmse']:.4f}   |log Z error| = {m['log_z_error']:.3f}")
@@ -316,7 +345,7 @@ def run(ns: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..cli import _Parser  # one-line errors (UsageError), as in `gfncore train`
+    from ..cli.common import Parser as _Parser  # one-line errors (UsageError), as in `gfncore train`
 
     p = _Parser(prog="gfncore")
     add_parser(p.add_subparsers(dest="command", required=True))
@@ -326,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """`python -m gfncore.causal.cli [flags]`: the same as `gfncore causal [flags]`."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    from ..cli import USAGE, UsageError
+    from ..cli.common import USAGE, UsageError
 
     try:
         ns = build_parser().parse_args(["causal", *argv])

@@ -299,7 +299,7 @@ def fit_posterior(data, interventions=None, score: str | None = None, *, config:
     checkpoint: a path to save the trainer to (every minute, at the end, on Ctrl-C); resume=True
     continues from it. The metrics are described in :func:`evaluate`.
     """
-    from .. import _C
+    from ..runtime import set_num_threads
 
     cfg = dataclasses.replace(config or PosteriorConfig())
     if score is not None:
@@ -312,8 +312,7 @@ def fit_posterior(data, interventions=None, score: str | None = None, *, config:
     if true_graph is None and hasattr(data, "graph"):
         true_graph = data.graph
     if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-        _C.set_num_threads(cfg.threads)
+        set_num_threads(cfg.threads)
     env = make_env(data, cfg, interventions, node_names)
     if true_graph is not None:
         true_graph = torch.as_tensor(true_graph).bool()

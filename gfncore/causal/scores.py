@@ -335,3 +335,25 @@ class ReferenceScore:
         a = np.asarray(adj, dtype=bool)
         pa = list(np.flatnonzero(a[:, target]))
         return self.local_score(target, sorted(pa + [source])) - self.local_score(target, pa)
+
+
+def score_of_env(env):
+    """A CausalScore with the data, interventions and settings of a DAG environment."""
+    cfg = env.config()
+    if cfg.get("data") is None:
+        raise ValueError(f"{env!r} has no data: structure MCMC needs a data set's score")
+    keys = ("alpha_mu", "alpha_w", "mean_prior", "noise_var", "weight_var", "weight_mean", "edge_prob", "edge_penalty",
+            "cache", "cache_capacity", "multiword")
+    return CausalScore(cfg["data"], cfg["score"], interventions=cfg["interventions"], prior=cfg["prior"],
+                       node_names=cfg["node_names"], **{k: cfg[k] for k in keys if k in cfg})
+
+
+def _as_score(score):
+    if isinstance(score, CausalScore):
+        return score
+    if hasattr(score, "config") and hasattr(score, "adjacency"):  # a DAG environment
+        return score_of_env(score)
+    if hasattr(score, "node_names") and hasattr(score, "data"):  # CausalData
+        return CausalScore(score)
+    raise TypeError(f"score must be a gfncore.causal.CausalScore, a DAG environment or a CausalData, "
+                    f"got {type(score).__name__}")

@@ -489,12 +489,11 @@ class DesignRun:
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self) -> dict:
-        from .. import _C
+        from ..runtime import set_num_threads
 
         cfg = self.cfg
         if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-            _C.set_num_threads(cfg.threads)
+            set_num_threads(cfg.threads)
         d = self.ds0.d
         root = self._backend()
         t0 = time.perf_counter()

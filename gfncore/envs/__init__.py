@@ -1,7 +1,8 @@
 """Environments: state spaces with masks, steps, parents, encodings and rewards, written in C++
 (CompiledEnv), numba (NumbaEnv) or Python (PythonEnv), all behind one interface (Env)."""
 from .assignment import Assignment
-from .base import Env, NonFiniteRewardError, from_config
+from .base import Env, NonFiniteRewardError
+from .resolve import from_config
 from .bit_sequence import BitSequence
 from .check import EnvCheckError, check_env
 from .compiled import KINDS, CompiledEnv, HandleEnv

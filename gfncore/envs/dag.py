@@ -118,8 +118,6 @@ class DAG(CompiledEnv, kind="dag"):
         if interventions is not None:
             if x is None:
                 raise ValueError("DAG: interventions were given without data")
-            from ..causal.data import intervention_mask
-
             mask = intervention_mask(interventions, x.shape[0], names)
         mp = opts["mean_prior"]
         if mp is not None:
@@ -192,7 +190,7 @@ class DAG(CompiledEnv, kind="dag"):
             raise ValueError(f"{self!r}: DAGs on {self.d} nodes are too many to enumerate "
                              f"(d <= {MAX_ENUMERATED_NODES}; d = 6 has 3,781,503)")
         if self._states_cache is None:
-            from ..causal.enumerate import all_dags
+            from .dag_enumerate import all_dags
 
             graphs = all_dags(self.d)
             if self.max_in_degree is not None:
@@ -206,7 +204,7 @@ class DAG(CompiledEnv, kind="dag"):
     def exact_posterior(self):
         """The exact posterior R(G)/Z over every DAG (d <= 5), from this environment's reward:
         a gfncore.causal.ExactPosterior aligned with all_terminal_states()."""
-        from ..causal.enumerate import ExactPosterior
+        from .dag_enumerate import ExactPosterior
 
         x = self.all_terminal_states()
         log_r = self.log_reward(x)
@@ -254,3 +252,59 @@ def _data_matrix(data) -> torch.Tensor:
     if x.dim() != 2:
         raise ValueError(f"DAG: data must have shape [N, d] (rows = samples, columns = nodes), got {list(x.shape)}")
     return x.detach().to("cpu", torch.float64).contiguous()
+
+
+def intervention_mask(spec, num_rows: int, node_names: Sequence[str]) -> torch.Tensor:
+    """bool [num_rows, d] from a mask (tensor / array / nested lists of bools) or from one iterable
+    of node ids or names per row. Raises ValueError naming a node that does not exist."""
+    d = len(node_names)
+    if isinstance(spec, torch.Tensor) or hasattr(spec, "__array__"):
+        t = torch.as_tensor(spec)
+        if t.dtype.is_floating_point:
+            raise TypeError(f"interventions must be a bool mask [N, d] or per-row node lists, got {t.dtype}")
+        if t.dtype != torch.bool:
+            if t.numel() and not bool(((t == 0) | (t == 1)).all()):
+                raise ValueError("interventions mask must hold only 0 and 1")
+            t = t != 0
+        if list(t.shape) != [num_rows, d]:
+            raise ValueError(f"interventions must have shape [{num_rows}, {d}] (the shape of data), "
+                             f"got {list(t.shape)}")
+        return t.cpu().contiguous()
+    rows = list(spec)
+    if len(rows) != num_rows:
+        raise ValueError(f"interventions must list the intervened nodes of each of the {num_rows} rows, "
+                         f"got {len(rows)} entries")
+    index = {name: i for i, name in enumerate(node_names)}
+    mask = torch.zeros(num_rows, d, dtype=torch.bool)
+    for r, nodes in enumerate(rows):
+        if nodes is None:
+            continue
+        if isinstance(nodes, (str, int)):
+            nodes = [nodes]
+        for v in nodes:
+            mask[r, _node_id(v, index, d, f"interventions[{r}]")] = True
+    return mask
+
+
+def _node_id(v, index: dict, d: int, where: str) -> int:
+    if isinstance(v, str):
+        if v in index:
+            return index[v]
+        s = v.strip()
+        if s in index:
+            return index[s]
+        try:
+            v = int(s)
+        except ValueError:
+            raise ValueError(f"{where} names node {v!r}, which does not exist (nodes: {list(index)})") from None
+    if isinstance(v, bool) or (hasattr(v, "dtype") and getattr(v.dtype, "kind", "") == "b"):
+        raise TypeError(f"{where} must name nodes by name or integer id, got {v!r} "
+                        "(pass a bool mask [N, d] as a tensor or array)")
+    if not isinstance(v, int):
+        try:
+            v = int(v)
+        except (TypeError, ValueError):
+            raise TypeError(f"{where} must name nodes by name or integer id, got {v!r}") from None
+    if not 0 <= v < d:
+        raise ValueError(f"{where} names node {v}, which does not exist (node ids are 0..{d - 1})")
+    return v

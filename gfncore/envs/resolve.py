@@ -89,3 +89,28 @@ def _split(spec, flag: str) -> tuple[str, str]:
             or not all(_NAME.fullmatch(q) for q in qualname.split("."))):
         raise ValueError(f"{flag} must be module:Class (e.g. --env my_envs:Grid), got {spec!r}")
     return module, qualname
+
+
+def from_config(cfg: dict, cls: type | None = None, **overrides) -> Env:
+    """Rebuild an environment from Env.to_config() (overrides replace constructor arguments,
+    e.g. a log_reward callable that could not be saved). The class is `cls` when the caller gives
+    one (their own environment), else one of gfncore's own: a name read from a file is never
+    imported (gfncore.envs.resolve)."""
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("params", {}), dict):
+        raise ValueError(f"not an environment config: {cfg!r}")
+    if cls is None:
+        obj = trusted_class(cfg.get("class"), "the environment config")
+    elif isinstance(cls, type) and issubclass(cls, Env):
+        obj = cls
+    else:
+        raise TypeError(f"cls must be an environment class (a subclass of gfncore.envs.Env), got {cls!r}")
+    params = dict(cfg.get("params", {}))
+    missing = [k for k in cfg.get("needs", []) if k not in overrides]
+    if missing:
+        raise ValueError(f"this {cfg.get('name', 'environment')} was built with {', '.join(missing)} that a config "
+                         f"cannot hold: pass {', '.join(m + '=...' for m in missing)} to from_config / gfncore.load")
+    params.update(overrides)
+    try:
+        return obj(**params)
+    except TypeError as e:  # a config whose parameters this class does not take
+        raise ValueError(f"cannot rebuild {obj.__name__} from the config's parameters {sorted(params)}: {e}") from None

@@ -9,15 +9,15 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from . import distributed as D
-from . import metrics as M
-from .config import check, option, validate
-from .envs.base import Env, NonFiniteRewardError
-from .losses import LOSSES, get_loss
-from .nn import MLPPolicy
-from .replay import ReplayBuffer
-from .sampler import Sampler
-from .trajectories import Trajectories
+from .. import distributed as D
+from .. import metrics as M
+from ..config import check, option, validate
+from ..envs.base import Env, NonFiniteRewardError
+from ..losses import LOSSES, get_loss
+from ..nn import MLPPolicy
+from ..replay import ReplayBuffer
+from ..sampler import Sampler
+from ..trajectories import Trajectories
 
 
 class NonFiniteError(FloatingPointError):
@@ -157,11 +157,9 @@ class Trainer:
                              f"({self.topology.world_size}): every rank needs a share of the batch")
         self._reduce = D.Reducer(self.topology)
         if "OMP_NUM_THREADS" not in os.environ:  # torchrun sets it to 1 when it starts several ranks
-            from . import _C
+            from ..runtime import set_num_threads
 
-            threads = D.default_threads(self.topology)
-            torch.set_num_threads(threads)
-            _C.set_num_threads(threads)
+            set_num_threads(D.default_threads(self.topology))
         # each rank draws replayed objects from its own buffer with its own generator
         self.replay_generator = torch.Generator().manual_seed(cfg.seed + 1_000_003 * (self.topology.rank + 1))
         try:
@@ -527,7 +525,7 @@ class Trainer:
     def load_state_dict(self, sd: dict) -> None:
         if sd.get("loss", self.loss_name) != self.loss_name:
             raise ValueError(f"the state was saved by a {sd['loss']!r} trainer, this one trains {self.loss_name!r}")
-        from .checkpoint import load_modules_state
+        from .compat import load_modules_state
 
         load_modules_state(self.policy, sd["policy"], "policy")
         try:
@@ -559,19 +557,42 @@ class Trainer:
         elif replay is not None:
             self.replay.load_state_dict(replay)
 
+    def checkpoint(self) -> dict:
+        """The checkpoint of this trainer: how to rebuild it (environment config, TrainConfig,
+        policy hyperparameters, versions) and its state. A collective in data-parallel training
+        (state_dict gathers the ranks' replay buffers)."""
+        from ..checkpoint import FORMAT, VERSION
+        from ..runtime import __version__
+
+        try:
+            env = self.env.to_config()
+        except NotImplementedError:
+            env = None  # gfncore.load(path, env=...) then takes the environment
+        return {"format": FORMAT, "version": VERSION,
+                "versions": {"gfncore": str(__version__), "torch": str(torch.__version__)},
+                # what the run ran with: a resume at the same thread count continues it bit for bit
+                "runtime": {"threads": torch.get_num_threads(), "device": str(self.device),
+                            "world_size": self.topology.world_size},
+                "env": env, "env_repr": repr(self.env), "policy": describe_policy(self.policy),
+                "config": asdict(self.config), "state": self.state_dict()}
+
     def save(self, path: str) -> str:
         """Writes a self-describing checkpoint (environment config, TrainConfig, policy
-        hyperparameters, versions, state_dict) atomically; gfncore.load(path) rebuilds the run."""
-        from .checkpoint import save
+        hyperparameters, versions, state_dict) atomically; gfncore.load(path) rebuilds the run.
+        In data-parallel training every rank calls it and rank 0 alone writes."""
+        from ..checkpoint import write
 
-        save(self, path)
+        ck = self.checkpoint()
+        if self.is_main:
+            write(path, ck)
         self.last_checkpoint = (str(path), self.step_count)
         return str(path)
 
     def resume(self, path: str) -> None:
         """Continues from a checkpoint written by save(): the next steps are bit for bit those the
         saved run would have taken (same thread count and device)."""
-        from .checkpoint import check_same_env, read
+        from ..checkpoint import read
+        from .compat import check_same_env
 
         ck = read(path)
         check_same_env(path, ck.get("env"), self.env)

@@ -1,55 +1,23 @@
-"""Command line: `gfncore train ENV [flags]` (with `--conditional NAME=LOW:HIGH`, one sampler for a
-range of contexts: gfncore.conditional), `gfncore sample`, `gfncore eval`, `gfncore bayes`
-(gfncore.bayes.cli), `gfncore causal` (gfncore.causal.cli). Training flags come from the config dataclasses and are checked against their
-declared bounds (gfncore.config), so the CLI and the Python API never drift apart. Bad input is one line on stderr and exit code 2,
-before anything is written."""
+"""The commands of the library itself: `gfncore train ENV [flags]` (with `--conditional
+NAME=LOW:HIGH`, one sampler for a range of contexts: gfncore.conditional.cli), `gfncore sample` and
+`gfncore eval`. Training flags come from the config dataclasses and are checked against their
+declared bounds (gfncore.config), so the CLI and the Python API never drift apart. Bad input is one
+line on stderr and exit code 2, before anything is written."""
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import math
 import os
 import re
-import signal
 import sys
-import threading
-from contextlib import contextmanager
-from dataclasses import dataclass
 
-from .config import check, option
-from .runfolder import FolderBusy, RunFolder, check_free
+from ..config import check
+from ..runfolder import FolderBusy, RunFolder
+from .common import (FAILED, INTERRUPTED, RUN_FILES, Parser, RunConfig, RunFailed, UsageError, add_dataclass_args,
+                     check_out, from_args, stop_on_signals, write_json, write_lines)
 
-# exit codes
-USAGE, FAILED, INTERRUPTED = 2, 1, 130
-
-RUN_FILES = ("checkpoint.pt", "summary.json", "metrics.jsonl", "distribution.png")
 # TrainConfig fields a resumed run may change: none of them alters what the steps compute
 RESUMABLE = {"steps", "eval_every", "threads", "device"}
-
-
-class UsageError(Exception):
-    """Bad command-line input: main() prints the one-line message and returns exit code 2."""
-
-
-class RunFailed(Exception):
-    """A run that stopped on an error after writing what it had: main() prints one line, exit code 1."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in one line (no usage dump) through UsageError."""
-
-    def error(self, message):
-        raise UsageError(f"{self.prog}: error: {message}")
-
-
-@dataclass
-class RunConfig:
-    out: str = option("", "output folder (default: runs/<env>)")
-    progress: bool = option(True, "show a progress bar")
-    resume: bool = option(False, "continue the run in --out from its checkpoint, bit for bit (--steps: the total)")
-    overwrite: bool = option(False, "replace the run in --out")
-    checkpoint_every: int = option(0, "steps between checkpoints (0: at the end and on SIGINT/SIGTERM only)", min=0)
 
 
 # Environment subcommands are generated from the environments themselves: a compiled
@@ -70,7 +38,7 @@ def _env_entry(cls) -> tuple:
     """(config dataclass, constructor, help, TrainConfig overrides) of one environment class."""
     import inspect
 
-    from .train import TrainConfig
+    from ..train import TrainConfig
 
     kind = cls.kind
     overrides = CLI_DEFAULTS.get(kind, {})
@@ -101,7 +69,7 @@ def _env_entry(cls) -> tuple:
 
 
 def _env_table() -> dict:
-    from . import envs
+    from .. import envs
 
     classes = [c for c in vars(envs).values() if isinstance(c, type) and issubclass(c, envs.CompiledEnv)
                and vars(c).get("kind") in envs.KINDS and vars(c).get("train_command", True)]
@@ -114,50 +82,11 @@ def _env_table() -> dict:
 ENVS = _env_table()
 
 
-def add_dataclass_args(parser: argparse.ArgumentParser, cls, overrides: dict | None = None,
-                       suppress: bool = False) -> None:
-    """One flag per field (--field-name; --x/--no-x for bools). suppress=True leaves flags that
-    are not given out of the namespace, which tells which ones the user gave."""
-    for f in dataclasses.fields(cls):
-        default = (overrides or {}).get(f.name, f.default)
-        flag = "--" + f.name.replace("_", "-")
-        help_ = f.metadata.get("help", "") + _bounds(f.metadata) + (f" (default: {default})" if default != "" else "")
-        kw = {"default": argparse.SUPPRESS} if suppress else {"default": default}
-        if f.type in (bool, "bool"):
-            action = argparse.BooleanOptionalAction if f.default else "store_true"
-            parser.add_argument(flag, dest=f.name, action=action, help=help_, **kw)
-        else:
-            typ = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
-            parser.add_argument(flag, dest=f.name, type=typ, help=help_, metavar=f.name.upper(), **kw)
+def add_parser(sub, suppress: bool = False) -> None:
+    """`gfncore train ENV`, `gfncore sample` and `gfncore eval` on the top-level subparsers."""
+    from ..conditional import CONDITIONAL_ENVS, ConditionalConfig
+    from ..train import TrainConfig
 
-
-def _bounds(m) -> str:
-    parts = [f"{op} {m[k]}" for k, op in (("gt", ">"), ("min", ">="), ("lt", "<"), ("max", "<=")) if k in m]
-    if "choices" in m:
-        parts.append("one of " + ", ".join(map(str, m["choices"])))
-    return f" ({'; '.join(parts)})" if parts else ""
-
-
-def from_args(cls, ns: argparse.Namespace, prog: str = "gfncore"):
-    """The dataclass built from parsed flags, each checked against its field's bounds first so
-    that the message names the flag (--batch-size) rather than the field."""
-    kw = {}
-    for f in dataclasses.fields(cls):
-        try:
-            kw[f.name] = check(cls, f.name, getattr(ns, f.name), flag=True)
-        except (ValueError, TypeError) as e:
-            raise UsageError(f"{prog}: error: {e}") from None
-    return cls(**kw)
-
-
-def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
-    from .bayes.cli import add_parser as add_bayes
-    from .conditional import CONDITIONAL_ENVS, ConditionalConfig
-    from .train import TrainConfig
-
-    p = _Parser(prog="gfncore", description="GFlowNets with a compiled core")
-    p.add_argument("--version", action="version", version=_version())
-    sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a sampler", description="Train a sampler on an environment.")
     envs = t.add_subparsers(dest="env", required=True)
     for name, (cfg_cls, _, help_, overrides) in ENVS.items():
@@ -182,51 +111,57 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
         s.add_argument("--env", default="", metavar="MODULE:CLASS",
                        help="your own environment class, imported from your module and rebuilt from the "
                             "checkpoint's parameters (gfncore never imports a class named inside a checkpoint)")
-    add_bayes(sub)
-    from .causal.cli import add_parser as add_causal  # applications own their flags
-    from .design.cli import add_parser as add_design
-
-    add_causal(sub)
-    add_design(sub)
-    return p
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
 
 
 def _given(argv: list[str] | None) -> set[str]:
     """The fields whose flags appear on the command line."""
+    p = Parser(prog="gfncore")
+    add_parser(p.add_subparsers(dest="command", required=True), suppress=True)
     try:
-        return set(vars(build_parser(suppress=True).parse_args(argv)))
+        return set(vars(p.parse_args(argv)))
     except UsageError:
         return set()
 
 
-# -- train ----------------------------------------------------------------------------------------
-def _check_out(out: str, run: RunConfig) -> None:
-    if run.resume and run.overwrite:
-        raise UsageError("gfncore train: error: --resume and --overwrite exclude each other")
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UsageError(f"gfncore train: error: --out {out} exists and is not a folder")
+def run(ns, argv: list[str]) -> int:
+    """Runs `gfncore train|sample|eval` from its parsed flags; returns the exit code."""
+    from ..train import TrainConfig
+
+    if ns.command == "sample":
+        return sample_command(ns)
+    if ns.command == "eval":
+        return eval_command(ns)
+    cfg_cls = ENVS[ns.env][0]
+    prog = f"gfncore train {ns.env}"
+    env_cfg = from_args(cfg_cls, ns, prog)
+    cfg = from_args(TrainConfig, ns, prog)
+    run_cfg = from_args(RunConfig, ns, prog)
+    if getattr(ns, "conditional", ""):
+        from ..conditional.cli import conditional_command
+
+        return conditional_command(ns, env_cfg, cfg, run_cfg, prog)
     try:
-        check_free(out)
-    except FolderBusy as e:
-        raise UsageError(f"gfncore train: error: {e}") from None
-    holds_run = any(os.path.exists(os.path.join(out, f)) for f in RUN_FILES[:3])
-    if run.resume and not os.path.isfile(os.path.join(out, "checkpoint.pt")):
-        raise UsageError(f"gfncore train: error: --resume: {out} holds no checkpoint.pt to continue from")
-    if holds_run and not (run.resume or run.overwrite):
-        raise UsageError(f"gfncore train: error: {out} already holds a run; pass --resume to continue it or "
-                         f"--overwrite to replace it")
+        s = train(ns.env, env_cfg, cfg, run_cfg, given=_given(argv))
+    except RunFailed as e:
+        print(f"gfncore train: {e}", file=sys.stderr)
+        return FAILED
+    except KeyboardInterrupt:
+        print("\ngfncore train: stopped at once by a signal, without a new checkpoint", file=sys.stderr)
+        return INTERRUPTED
+    if s.get("partial"):
+        if "rank" not in s:  # data-parallel: rank 0 reports
+            print(f"gfncore train: {s['message']}", file=sys.stderr)
+        return INTERRUPTED
+    if "rank" not in s:  # data-parallel: rank 0 reports
+        _print_summary(s)
+    return 0
 
 
+# -- train ----------------------------------------------------------------------------------------
 def _resumed_configs(env_name: str, env_cfg, cfg, saved: dict, given: set[str]):
     """The saved run's env and train configs, with the flags a resume may change taken from the
     command line; any other flag given with a different value is an error."""
-    from .train import TrainConfig
+    from ..train import TrainConfig
 
     saved_env = saved.get("env") or {}
     if saved_env.get("name") != env_name:
@@ -255,45 +190,6 @@ def _resumed_configs(env_name: str, env_cfg, cfg, saved: dict, given: set[str]):
         raise UsageError(f"gfncore train: error: --resume: {e}") from None
 
 
-@contextmanager
-def _stop_on_signals(trainer):
-    """SIGINT / SIGTERM ask the trainer to stop after its current step (the run then writes a
-    checkpoint and a partial summary); a second signal stops at once."""
-    received: list[str] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-
-    def handler(signum, frame):
-        name = signal.Signals(signum).name
-        if received:
-            raise KeyboardInterrupt(name)
-        received.append(name)
-        trainer.request_stop()
-        print(f"\ngfncore: {name}: finishing step {trainer.step_count + 1}, then writing a checkpoint "
-              f"(send it again to stop at once)", file=sys.stderr, flush=True)
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield received
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
-def _write_json(path: str, d: dict) -> None:
-    from .checkpoint import atomic_write
-
-    atomic_write(path, lambda f: f.write((json.dumps(d, indent=2, default=_json_value) + "\n").encode()))
-
-
-def _json_value(o):
-    """Tensors and arrays in a summary (an environment's data: modes, weights) as nested lists."""
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
-
-
 def train(env_name: str, env_cfg, cfg, run: RunConfig, given: set[str] = frozenset()) -> dict:
     """Train a sampler on one environment; write metrics.jsonl, checkpoint.pt, summary.json and,
     for 2-D HyperGrids, distribution.png into run.out. Returns the summary (with "partial": True
@@ -306,14 +202,14 @@ def train(env_name: str, env_cfg, cfg, run: RunConfig, given: set[str] = frozens
 def _train(env_name: str, env_cfg, cfg, run: RunConfig, given, folder: RunFolder) -> dict:
     import torch
 
-    from . import default_threads, set_num_threads
-    from . import distributed as D
-    from .checkpoint import read
-    from .envs import from_config
-    from .train import NonFiniteError, Trainer, config_dict, policy_for
+    from ..runtime import default_threads, set_num_threads
+    from .. import distributed as D
+    from ..checkpoint import read
+    from ..envs import from_config
+    from ..train import NonFiniteError, Trainer, config_dict, policy_for
 
     out = run.out or os.path.join("runs", env_name)
-    _check_out(out, run)
+    check_out(out, run)
     # torchrun --nproc_per_node N -m gfncore train ...: every rank trains its share of each batch,
     # rank 0 alone writes (metrics, checkpoints, summary, picture)
     topo = D.init() if D.launched_by_torchrun() else D.Topology()
@@ -361,13 +257,13 @@ def _train(env_name: str, env_cfg, cfg, run: RunConfig, given, folder: RunFolder
                     os.remove(os.path.join(out, f))
         # the evaluations up to the checkpoint, as the uninterrupted run wrote them (later lines of
         # an interrupted run are dropped: the resumed run writes them again)
-        _write_lines(metrics_path, trainer.history if saved else [])
-    write_json = _write_json if main else (lambda path, d: None)
+        write_lines(metrics_path, trainer.history if saved else [])
+    write_main = write_json if main else (lambda path, d: None)
     eval_every = cfg.eval_every or max(cfg.steps // 10, 1)
     base = {"env": repr(env), "env_config": _env_config(env), "loss": cfg.loss, "target_steps": cfg.steps,
             "threads": torch.get_num_threads(), "device": str(trainer.device), "world_size": topo.world_size,
             "config": config_dict(env_cfg, cfg), "checkpoint": ckpt}
-    with _stop_on_signals(trainer) as received:
+    with stop_on_signals(trainer) as received:
         try:
             trainer.fit(max(cfg.steps - trainer.step_count, 0), progress=run.progress, eval_every=eval_every,
                         log_path=metrics_path, checkpoint_every=run.checkpoint_every, checkpoint_path=ckpt)
@@ -375,14 +271,14 @@ def _train(env_name: str, env_cfg, cfg, run: RunConfig, given, folder: RunFolder
             # the trainer is as it was after its last good step: keep that, and say what happened
             trainer.save(ckpt)
             msg = f"{e.detail}; the run's last good state (step {trainer.step_count}) is in {ckpt}"
-            write_json(os.path.join(out, "summary.json"), _partial(trainer, base, f"non-finite {e.quantity}", msg))
+            write_main(os.path.join(out, "summary.json"), _partial(trainer, base, f"non-finite {e.quantity}", msg))
             raise RunFailed(msg) from e
         if received or trainer._stop_agreed:  # here, or (data-parallel) on another rank
             why = received[0] if received else "a signal to another rank"
             trainer.save(ckpt)
             s = _partial(trainer, base, why, f"stopped by {why} at step {trainer.step_count}; "
                                                      f"continue with: gfncore train {env_name} --out {out} --resume")
-            write_json(os.path.join(out, "summary.json"), s)
+            write_main(os.path.join(out, "summary.json"), s)
             s["out"] = out
             if not main:
                 s["rank"] = topo.rank
@@ -392,11 +288,11 @@ def _train(env_name: str, env_cfg, cfg, run: RunConfig, given, folder: RunFolder
     if not main:  # the summary's evaluations and sampling are rank 0's alone
         return dict(base, partial=False, steps=trainer.step_count, out=out, rank=topo.rank)
     summary = _final_summary(trainer, base, cfg)
-    _write_json(os.path.join(out, "summary.json"), summary)
+    write_json(os.path.join(out, "summary.json"), summary)
     # pictures last: the results above are already on disk whatever happens here
     if env_name == "hypergrid" and env.ndim == 2 and trainer.capabilities()["exact"]:
-        from .metrics import exact_terminal_distribution
-        from .plotting import plot_distribution
+        from ..metrics import exact_terminal_distribution
+        from ..plotting import plot_distribution
 
         try:
             plot_distribution(env, exact_terminal_distribution(env, trainer.policy), os.path.join(out, "distribution.png"),
@@ -412,12 +308,6 @@ def _env_config(env):
         return env.to_config()
     except NotImplementedError:
         return None
-
-
-def _write_lines(path: str, records: list[dict]) -> None:
-    from .checkpoint import atomic_write
-
-    atomic_write(path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in records).encode()))
 
 
 def _partial(trainer, base: dict, stopped_by: str, message: str) -> dict:
@@ -474,10 +364,9 @@ def _print_quality(s: dict, empirical: float | None, n: int) -> None:
 def _load_checkpoint(ns):
     import torch
 
-    from . import default_threads, set_num_threads
-    from .checkpoint import load
-    from .envs.resolve import class_from_spec
-    from .train import TrainConfig
+    from ..envs.resolve import class_from_spec
+    from ..runtime import default_threads, set_num_threads
+    from ..train import TrainConfig, load
 
     for name, v in (("device", ns.device), ("threads", ns.threads), ("temperature", ns.temperature),
                     ("seed", ns.seed)):
@@ -509,7 +398,7 @@ def sample_command(ns) -> int:
 
     import torch
 
-    from .runfolder import write_bytes
+    from ..runfolder import write_bytes
 
     if not ns.out:
         raise UsageError("gfncore sample: error: --out is required (a .pt file for the objects)")
@@ -531,107 +420,6 @@ def eval_command(ns) -> int:
     print(f"{env!r}  step {trainer.step_count}  ({ns.checkpoint})")
     _print_quality(ev, ev.get("empirical_l1"), ns.n)
     if ns.out:
-        _write_json(ns.out, {"env": repr(env), "steps": trainer.step_count, "checkpoint": ns.checkpoint,
+        write_json(ns.out, {"env": repr(env), "steps": trainer.step_count, "checkpoint": ns.checkpoint,
                              "samples": ns.n, "seed": ns.seed, **ev})
     return 0
-
-
-def conditional_command(ns, env_cfg, cfg, run: RunConfig, prog: str) -> int:
-    """`gfncore train ENV --conditional NAME=LOW:HIGH`: one sampler over a range of contexts,
-    evaluated against exact log S(c) (gfncore.conditional). Its runs are not resumable."""
-    from . import default_threads, set_num_threads
-    from .conditional import ConditionalConfig, check_conditional, print_summary, train_conditional
-
-    from . import distributed
-    from .train import TrainConfig
-
-    ccfg = from_args(ConditionalConfig, ns, prog)
-    if run.resume:
-        raise UsageError(f"{prog}: error: --resume is not available for --conditional runs")
-    if distributed.launched_by_torchrun():
-        raise UsageError(f"{prog}: error: --conditional runs in one process (not under torchrun)")
-    # settings a conditional run does not use: refused rather than silently ignored
-    defaults = TrainConfig()
-    unused = [n for n in ("importance_weights", "replay_capacity", "replay_fraction", "prioritized", "device")
-              if getattr(cfg, n) != getattr(defaults, n)]
-    unused += ["checkpoint_every"] if run.checkpoint_every else []
-    if unused:
-        flags = ", ".join("--" + n.replace("_", "-") for n in unused)
-        raise UsageError(f"{prog}: error: {flags} not available for --conditional runs (CPU, on-policy, one "
-                         f"checkpoint at the end)")
-    try:
-        check_conditional(ns.env, ccfg, cfg)
-    except (ValueError, TypeError) as e:
-        raise UsageError(f"{prog}: error: {e}") from None
-    run = dataclasses.replace(run, out=run.out or os.path.join("runs", f"{ns.env}_conditional"))
-    _check_out(run.out, run)
-    set_num_threads(cfg.threads or default_threads())
-    try:
-        s = train_conditional(ns.env, env_cfg, cfg, run, ccfg)
-    except KeyboardInterrupt:
-        print(f"\n{prog}: stopped by a signal; conditional runs write their results only at the end", file=sys.stderr)
-        return INTERRUPTED
-    print_summary(s)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        return _main(argv)
-    except UsageError as e:
-        print(str(e), file=sys.stderr)
-        return USAGE
-    except (FolderBusy, OSError) as e:  # a busy --out, a full disk, a read-only folder: the old files are intact
-        from .runfolder import one_line
-
-        print(f"gfncore{' ' + argv[0] if argv else ''}: error: {one_line(e)}", file=sys.stderr)
-        return USAGE
-
-
-def _main(argv: list[str]) -> int:
-    from .train import TrainConfig
-
-    ns = build_parser().parse_args(argv)
-    if ns.command == "sample":
-        return sample_command(ns)
-    if ns.command == "eval":
-        return eval_command(ns)
-    if ns.command == "bayes":
-        from .bayes.cli import run as bayes_command
-
-        return bayes_command(ns)
-    if ns.command == "causal":
-        from .causal.cli import run as causal
-
-        return causal(ns)
-    if ns.command == "design":
-        from .design.cli import run as design
-
-        return design(ns)
-    cfg_cls = ENVS[ns.env][0]
-    prog = f"gfncore train {ns.env}"
-    env_cfg = from_args(cfg_cls, ns, prog)
-    cfg = from_args(TrainConfig, ns, prog)
-    run = from_args(RunConfig, ns, prog)
-    if getattr(ns, "conditional", ""):
-        return conditional_command(ns, env_cfg, cfg, run, prog)
-    try:
-        s = train(ns.env, env_cfg, cfg, run, given=_given(argv))
-    except RunFailed as e:
-        print(f"gfncore train: {e}", file=sys.stderr)
-        return FAILED
-    except KeyboardInterrupt:
-        print("\ngfncore train: stopped at once by a signal, without a new checkpoint", file=sys.stderr)
-        return INTERRUPTED
-    if s.get("partial"):
-        if "rank" not in s:  # data-parallel: rank 0 reports
-            print(f"gfncore train: {s['message']}", file=sys.stderr)
-        return INTERRUPTED
-    if "rank" not in s:  # data-parallel: rank 0 reports
-        _print_summary(s)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,20 +1,5 @@
-"""Conditional GFlowNets as amortized intractable sums: one forward policy π̂(y|c) and one head
-log Ŝ(c) trained over a range of contexts, with π̂(y|c)·Ŝ(c) = R(c, y) (the seed's equation 1), so
-that S(c) = Σ_y R(c, y) at a context never seen in training costs one forward pass instead of
-training a sampler.
-
-    gfncore train ising --n 3 --J 0.5 --conditional beta=0.1:1.0 --out runs/ising_beta
-
-trains on β drawn uniformly from [0.1, 1.0] except narrow bands around the held-out contexts
-(`--held-out`, default four points inside the range), then writes, for contexts across and
-beyond the training range, log Ŝ(c) against the exact log S(c) (and the exact L1 of π̂(·|c) where
-the state space can be enumerated) as a table (table.md), a plot (log_z_curve.png) and
-summary.json. With `--compare-contexts k` it also trains a separate sampler at k of the held-out
-contexts until it is as accurate there as the amortized one, and reports both costs.
-
-`train_conditional` is the entry point; the flags of `gfncore train <env>` include
-ConditionalConfig's (`python -m gfncore.conditional <env> ...` is `gfncore train <env> ...`).
-"""
+"""The conditional-GFlowNet library: context ranges, the conditional run and its evaluation against
+exact log S(c). The package docstring (gfncore.conditional) describes the experiment."""
 from __future__ import annotations
 
 import dataclasses
@@ -26,7 +11,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import option, validate
+from ..config import option, validate
+from ..train import cosine_schedule, initialise_log_z
+from .report import format_table, plot_curve
 
 # the conditional version of each `gfncore train` environment: its context's name, the
 # conditional environment, the unconditional one at a fixed context (a per-context sampler), and
@@ -43,7 +30,7 @@ CONDITIONAL_ENVS = tuple(_CONDITIONAL)
 
 
 def _envs():
-    from . import envs
+    from .. import envs
 
     return envs
 
@@ -163,39 +150,11 @@ class ContextScaler(torch.nn.Module):
         return (context - self.centre.to(context.dtype)) * self.scale.to(context.dtype)
 
 
-def cosine_schedule(optimizer: torch.optim.Optimizer, steps: int, final: float):
-    """Every group's learning rate decays from its own value to final x it along a half cosine."""
-    def f(i: int) -> float:
-        return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * min(i, steps) / max(steps, 1)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, f)
-
-
-@torch.no_grad()
-def initialise_log_z(env, policy, contexts: torch.Tensor, n: int = 16, generator=None) -> float:
-    """Start the log Z(c) head (or the scalar log Z) at the untrained policy's importance-sampling
-    estimate, averaged over a few contexts: the first steps then train the policy instead of
-    walking log Z across nats. Returns the value."""
-    from .metrics import importance_log_z
-
-    if contexts is None:
-        v = importance_log_z(env, policy, n, generator=generator)["log_z"]
-    else:
-        v = sum(importance_log_z(env, policy, n, context=c.reshape(1, -1), generator=generator)["log_z"]
-                for c in contexts) / contexts.shape[0]
-    net = getattr(policy, "log_z_net", None)
-    if net is not None:
-        net[-1].bias.fill_(v)
-    else:
-        policy.log_z.fill_(v)
-    return v
-
-
 def evaluate_at(env, trainer, c: float, samples: int = 0, enumerable: bool = True) -> dict:
     """Exact log S(c) against the sampler's log Ŝ(c); the exact L1 of π̂(·|c) when the state space can
     be enumerated; with samples, the mean log R(c, x) of samples against its exact value (a check of
     π̂ that needs only the objects enumerated, not the states)."""
-    from .metrics import evaluate
+    from ..metrics import evaluate
 
     ctx = torch.tensor([[c]], dtype=torch.float64)
     log_s = trainer.log_z_at([c])
@@ -206,7 +165,7 @@ def evaluate_at(env, trainer, c: float, samples: int = 0, enumerable: bool = Tru
         true = env.true_log_z(ctx)
         row = {"log_z": log_s, "true_log_z": true, "log_z_error": abs(log_s - true)}
     if samples:
-        from .metrics import importance_log_z
+        from ..metrics import importance_log_z
 
         est = importance_log_z(env, trainer.policy, samples, context=ctx, generator=trainer.generator)
         row["log_z_is"], row["log_z_is_error"], row["log_z_is_ess"] = est["log_z"], abs(est["log_z"] - row[
@@ -251,21 +210,15 @@ def train_conditional(env_name: str, env_cfg, cfg, run, ccfg: ConditionalConfig)
     summary. `env_cfg`, `cfg` (TrainConfig) and `run` (RunConfig) are `gfncore train`'s."""
     from tqdm.auto import tqdm
 
-    from . import _C
-    from .nn import MLPPolicy
-    from .train import Trainer
+    from ..nn import MLPPolicy
+    from ..runtime import pinned_threads
+    from ..train import Trainer
 
     rng, held = check_conditional(env_name, ccfg, cfg)
     _, make_cond, make_fixed, floor = _CONDITIONAL[env_name]
-    old_threads = torch.get_num_threads()
-    if getattr(cfg, "threads", 0) > 0:
-        torch.set_num_threads(cfg.threads)
-        _C.set_num_threads(cfg.threads)
-    try:
+    with pinned_threads(max(getattr(cfg, "threads", 0), 0)):
         return _train_conditional(env_name, env_cfg, cfg, run, ccfg, rng, held, make_cond, make_fixed,
                                   max(floor(rng.low), rng.low - ccfg.extrapolate * rng.width), MLPPolicy, Trainer, tqdm)
-    finally:
-        torch.set_num_threads(old_threads)
 
 
 def _train_conditional(env_name, env_cfg, cfg, run, ccfg, rng, held, make_cond, make_fixed, lo, MLPPolicy, Trainer,
@@ -372,7 +325,7 @@ def _query_cost(env, trainer, c: float, is_samples: int, repeats: int = 200) -> 
     of π̂(·|c). Medians of interleaved repeats."""
     import statistics
 
-    from .metrics import importance_log_z
+    from ..metrics import importance_log_z
 
     ctx = torch.tensor([[c]], dtype=torch.get_default_dtype())
     policy = trainer.policy
@@ -399,7 +352,7 @@ def _per_context(env_name, env_cfg, cfg, ccfg, held_rows, make_fixed, enumerable
     and settings, trained until it is as accurate there as the amortized one (|log Z error| and,
     where enumerable, exact L1 no worse), checked every 50 steps; its training time is the cost of
     answering that one context without amortization."""
-    from .metrics import evaluate
+    from ..metrics import evaluate
 
     rows = []
     for r in held_rows[:ccfg.compare_contexts]:
@@ -451,127 +404,3 @@ def _amortization_gain(s: dict) -> None:
     if pc:
         a["query_speedup"] = a["per_context_train_s_mean"] / a["amortized_query_s"]
         a["break_even_contexts"] = a["amortized_train_s"] / a["per_context_train_s_mean"]
-
-
-def _md_row(*cells) -> str:
-    return "| " + " | ".join(str(c) for c in cells) + " |"
-
-
-def format_table(s: dict) -> str:
-    """log Ŝ(c) against the exact log S(c) across the context range, as markdown."""
-    name = s["context"]
-    en = s["enumerable"]
-    lines = [f"{s['env']}: {name} in [{s['range'][0]}, {s['range'][1]}] for training (minus ±{s['held_out_gap']:.3g} "
-             f"around each held-out {name}); {s['loss']}, {s['steps']} steps, {s['train_s']:.1f} s training, "
-             f"{s['threads']} thread(s).", "",
-             _md_row(name, "kind", "exact log S", "log Ŝ (head)", "|error|", f"log Ŝ (IS, {s['eval_samples']})",
-                     "|error|", *(["exact L1"] if en else []), "E log R: samples", "exact"),
-             "|---:|---|---:|---:|---:|---:|---:|" + ("---:|" if en else "") + "---:|---:|"]
-    for r in s["curve"]:
-        mr = (f"{r['mean_log_r']:.3f} ± {r['mean_log_r_se']:.3f}", f"{r['true_mean_log_r']:.3f}") \
-            if "mean_log_r" in r else ("", "")
-        isr = (f"{r['log_z_is']:.4f}", f"{r['log_z_is_error']:.4f}") if "log_z_is" in r else ("", "")
-        lines.append(_md_row(f"{r['context']:.4g}", r["kind"], f"{r['true_log_z']:.4f}", f"{r['log_z']:.4f}",
-                             f"{r['log_z_error']:.4f}", *isr, *([f"{r['l1']:.4f}"] if en else []), *mr))
-    lines.append("")
-    lines.append("- log Ŝ (head): one forward of the learned log Z(c) head. log Ŝ (IS): log of the mean of "
-                 "R(c, x) P_B(τ|x) / P_F(τ|c) over trajectories of the amortized sampler at c (equation 1 "
-                 "averaged over y; unbiased for S(c), no training).")
-    lines.append(f"- held-out: max |log Ŝ − log S| = {s['max_log_z_error_held_out']:.4f} (head)"
-                 + (f", {s['max_log_z_is_error_held_out']:.4f} (IS)" if s["max_log_z_is_error_held_out"] is not None
-                    else "")
-                 + (f", max exact L1 = {s['max_l1_held_out']:.4f}" if en else "")
-                 + f"; whole training range: {s['max_log_z_error_in_range']:.4f}"
-                 + (f"; extrapolated: {s['max_log_z_error_extrapolated']:.4f}"
-                    if s["max_log_z_error_extrapolated"] is not None else "") + ".")
-    q = s["query"]
-    is_cost = (f", {1e3 * q['log_z_is_query_s']:.1f} ms (IS, {s['eval_samples']} trajectories)"
-               if q["log_z_is_query_s"] is not None else "")
-    lines.append(f"- one amortized query of log Ŝ(c): {1e6 * q['log_z_query_s']:.0f} us (head){is_cost}; "
-                 f"sampling π̂(·|c): {1e6 * q['sample_s_per_object']:.1f} us per object.")
-    if "per_context" in s:
-        lines += ["", "A separate sampler per context (same network and settings), trained until it matches the "
-                  "amortized one there:", "",
-                  _md_row(name, "amortized |error|", *(["amortized L1"] if en else []), "steps to match",
-                          "train s"), "|---:|---:|" + ("---:|" if en else "") + "---:|---:|"]
-        for r in s["per_context"]:
-            lines.append(_md_row(f"{r['context']:.4g}", f"{r['amortized_log_z_error']:.4f}",
-                                 *([f"{r['amortized_l1']:.4f}"] if en else []),
-                                 r["steps_to_match"] if r["steps_to_match"] else f"not in {r['steps_run']}",
-                                 f"{r['train_s']:.1f}"))
-        a = s.get("amortization", {})
-        if a.get("query_speedup"):
-            lines += ["", f"- one context answered by a separate sampler: {a['per_context_train_s_mean']:.1f} s of "
-                      f"training; by the amortized one: {1e6 * a['amortized_query_s']:.0f} us "
-                      f"({a['query_speedup']:.2g}x cheaper per query). The amortized training ({a['amortized_train_s']:.1f}"
-                      f" s) costs as much as {a['break_even_contexts']:.1f} per-context samplers."]
-    return "\n".join(lines) + "\n"
-
-
-def plot_curve(s: dict, path: str) -> str | None:
-    """Two panels: log Ŝ(c) and the exact log S(c) across the contexts (training range shaded,
-    excluded bands and held-out contexts marked), and the errors against c. Returns path, or
-    None without matplotlib."""
-    try:
-        import matplotlib
-    except ImportError:
-        print("conditional: the plot needs matplotlib (pip install matplotlib); summary.json and table.md are written")
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = s["curve"]
-    c = [r["context"] for r in rows]
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 4.4))
-    for ax in (ax0, ax1):
-        for a, b in s["training_pieces"]:
-            ax.axvspan(a, b, color="C2", alpha=0.08, lw=0)
-        for h in s["held_out"]:
-            ax.axvline(h, color="C3", ls=":", lw=1)
-    ax0.plot(c, [r["true_log_z"] for r in rows], "-", color="k", lw=1.5, label="exact log S(c)")
-    ax0.plot(c, [r["log_z"] for r in rows], "o", color="C0", ms=5, label="amortized log Ŝ(c)")
-    hr = [r for r in rows if r["kind"] == "held-out"]
-    ax0.plot([r["context"] for r in hr], [r["log_z"] for r in hr], "s", color="C3", ms=7, mfc="none",
-             label="held-out c")
-    ax0.set_xlabel(s["context"])
-    ax0.set_ylabel("log S(c) = log Σ_y R(c, y)")
-    ax0.set_title(f"{s['env']}: one sampler for every {s['context']}")
-    ax0.legend(fontsize=8)
-    ax1.semilogy(c, [max(r["log_z_error"], 1e-6) for r in rows], "o-", color="C0", label="|log Ŝ(c) − log S(c)| (head)")
-    if all("log_z_is_error" in r for r in rows):
-        ax1.semilogy(c, [max(r["log_z_is_error"], 1e-6) for r in rows], "s--", color="C2", ms=4,
-                     label=f"|log Ŝ(c) − log S(c)| (IS, {s['eval_samples']})")
-    if s["enumerable"]:
-        ax1.semilogy(c, [max(r["l1"], 1e-6) for r in rows], "^-", color="C1", label="exact L1 of π̂(·|c)")
-    ax1.set_xlabel(s["context"])
-    ax1.set_ylabel("error")
-    ax1.set_title("errors (shaded: training contexts; dotted: held out)")
-    ax1.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def print_summary(s: dict) -> None:
-    print(s["table"])
-    print(f"outputs in {s['out']}/")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m gfncore.conditional ENV ...` is `gfncore train ENV ...` (give --conditional)."""
-    import sys
-
-    from .cli import main as cli_main
-
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if not any(a == "--conditional" or a.startswith("--conditional=") for a in argv):
-        print("give the context range: --conditional NAME=LOW:HIGH (e.g. beta=0.1:1.0)", file=sys.stderr)
-        return 2
-    return cli_main(["train", *argv])
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main())
