@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "common/check.h"
+#include "common/launch.h"
 #include "common/parallel.h"
 #include "common/registry.h"
 
@@ -50,5 +51,14 @@ PYBIND11_MODULE(_C, m) {
   });
   m.def("num_threads", &gfn::num_threads, "Threads the CPU kernels use.");
   m.def("set_num_threads", &gfn::set_num_threads, "Set the CPU kernels' thread count (0: OpenMP default).");
+  m.def("cuda_async_errors", &gfn::cuda_async_errors,
+        "Whether CUDA launches return before their kernels report bad input (checked lazily).");
+  m.def("set_cuda_async_errors", &gfn::set_cuda_async_errors, py::arg("on"),
+        "CUDA launches return at once (True) or wait and raise at the op (False, the default).");
+  m.def("check_cuda_errors", [] {
+#if GFN_WITH_CUDA
+    gfn::check_cuda_errors();
+#endif
+  }, "Waits for gfncore's CUDA launches and raises an error one of them reported (no-op without CUDA).");
   gfn::run_bindings(m);
 }

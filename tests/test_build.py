@@ -58,7 +58,7 @@ def test_cuda_tensor_in_cpu_build_fails_loudly():
     m = torch.ones(3, 4, dtype=torch.bool, device="cuda")
     a = torch.zeros(3, dtype=torch.int64, device="cuda")
     with pytest.raises(TypeError, match="built without CUDA"):
-        gfncore._C.masked_log_softmax_gather(x, m, a, torch.empty(3, device="cuda"), None, None, 0)
+        gfncore._C.masked_log_softmax_gather_forward(x, m, a, torch.empty(3, device="cuda"), 0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -124,8 +124,10 @@ def test_bad_input_never_kills_the_interpreter(tmp_path):
             lambda: gfncore._C.Env("hypergrid", "ndim=2"),
             lambda: gfncore._C.callback_env(2, 3, 4, 2, 5, {"initial_state": 12345}, None),
             lambda: gfncore._C.callback_env(2**40, 3, 4, 2, 5, {}, None),
-            lambda: gfncore._C.masked_log_softmax_gather(lg, m, torch.zeros(5, dtype=torch.int64), torch.empty(2),
-                                                         None, None, 0),
+            lambda: gfncore._C.masked_log_softmax_gather_forward(lg, m, torch.zeros(5, dtype=torch.int64),
+                                                                 torch.empty(2), 0),
+            lambda: gfncore._C.masked_log_softmax_gather_backward(lg, m, torch.zeros(2, dtype=torch.int64), None,
+                                                                  torch.empty(2, 3), 0),
             lambda: HyperGrid(2, 10**6),
         ]
         for i, f in enumerate(calls):

@@ -24,11 +24,18 @@ unsigned long long run_rows_cpu(int64_t n, int64_t grain, F f) {
   return slot;
 }
 
+// Whether CUDA launches return before their kernels report errors (see common/launch_cuda.cuh);
+// false (the default): a launch waits and bad input raises at the op, as on the CPU.
+bool cuda_async_errors();
+void set_cuda_async_errors(bool on);
+
 #if GFN_WITH_CUDA
-// The same row functor on the GPU: defined in common/launch_cuda.cuh and instantiated, per
-// functor type, in the op's .cu file (GFN_INSTANTIATE_ROWS).
+// The same row functor on the GPU, on `device` (the tensors'): defined in common/launch_cuda.cuh
+// and instantiated, per functor type, in the op's .cu file (GFN_INSTANTIATE_ROWS).
 template <typename F>
-unsigned long long rows_cuda(const F& f, int64_t n, void* stream);
+unsigned long long rows_cuda(const F& f, int64_t n, void* stream, int device);
+// Waits for every device gfncore launched on and raises a pending asynchronous error.
+void check_cuda_errors();
 #endif
 
 }  // namespace gfn

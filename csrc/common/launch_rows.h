@@ -17,7 +17,7 @@ unsigned long long launch_rows(const F& f, int64_t n, int64_t grain, const Tenso
                           "(its code is host-only); pass CPU tensors"));
     } else {
 #if GFN_WITH_CUDA
-      return rows_cuda(f, n, reinterpret_cast<void*>(stream));
+      return rows_cuda(f, n, reinterpret_cast<void*>(stream), where.device_index);
 #endif
     }
     return kNoError;

@@ -1,5 +1,9 @@
 #include "common/parallel.h"
 
+#include <atomic>
+
+#include "common/launch.h"
+
 namespace gfn {
 namespace {
 int g_threads = 0;  // 0: OpenMP's default
@@ -12,4 +16,10 @@ int num_threads() {
 #endif
 }
 void set_num_threads(int n) { g_threads = n < 0 ? 0 : n; }
+
+namespace {
+std::atomic<bool> g_async_errors{false};
+}
+bool cuda_async_errors() { return g_async_errors.load(std::memory_order_relaxed); }
+void set_cuda_async_errors(bool on) { g_async_errors.store(on, std::memory_order_relaxed); }
 }  // namespace gfn

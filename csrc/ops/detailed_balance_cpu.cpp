@@ -100,13 +100,34 @@ static void modified_detailed_balance(py::handle log_pf_o, py::handle log_pb_o, 
 }
 
 GFN_BINDINGS(bind_detailed_balance) {
-  m.def("detailed_balance", &detailed_balance, py::arg("log_pf"), py::arg("log_pb"), py::arg("log_flow"),
-        py::arg("offsets"), py::arg("log_reward"), py::arg("out"), py::arg("grad_out"), py::arg("grad_log_pf"),
-        py::arg("grad_log_pb"), py::arg("grad_log_flow"), py::arg("grad_log_reward"), py::arg("stream") = 0);
-  m.def("modified_detailed_balance", &modified_detailed_balance, py::arg("log_pf"), py::arg("log_pb"),
-        py::arg("log_pf_stop"), py::arg("log_reward_state"), py::arg("offsets"), py::arg("out"), py::arg("grad_out"),
-        py::arg("grad_log_pf"), py::arg("grad_log_pb"), py::arg("grad_log_pf_stop"), py::arg("grad_log_reward_state"),
-        py::arg("stream") = 0);
+  // Forward and backward are separate entry points (each takes only its own buffers).
+  m.def(
+      "detailed_balance_forward",
+      [](py::handle log_pf, py::handle log_pb, py::handle log_flow, py::handle offsets, py::handle log_reward, py::handle out, intptr_t stream) {
+        detailed_balance(log_pf, log_pb, log_flow, offsets, log_reward, out, py::none(), py::none(), py::none(), py::none(), py::none(), stream);
+      },
+      py::arg("log_pf"), py::arg("log_pb"), py::arg("log_flow"), py::arg("offsets"), py::arg("log_reward"), py::arg("out"), py::arg("stream") = 0);
+  m.def(
+      "detailed_balance_backward",
+      [](py::handle log_pf, py::handle log_pb, py::handle log_flow, py::handle offsets, py::handle log_reward, py::handle grad_out, py::handle grad_log_pf, py::handle grad_log_pb, py::handle grad_log_flow, py::handle grad_log_reward, intptr_t stream) {
+        GFN_CHECK_TYPE(!grad_out.is_none(), "detailed_balance_backward: grad_out must be a torch.Tensor, got None");
+        detailed_balance(log_pf, log_pb, log_flow, offsets, log_reward, py::none(), grad_out, grad_log_pf, grad_log_pb, grad_log_flow, grad_log_reward, stream);
+      },
+      py::arg("log_pf"), py::arg("log_pb"), py::arg("log_flow"), py::arg("offsets"), py::arg("log_reward"), py::arg("grad_out"), py::arg("grad_log_pf"), py::arg("grad_log_pb"), py::arg("grad_log_flow"), py::arg("grad_log_reward"), py::arg("stream") = 0);
+  // Forward and backward are separate entry points (each takes only its own buffers).
+  m.def(
+      "modified_detailed_balance_forward",
+      [](py::handle log_pf, py::handle log_pb, py::handle log_pf_stop, py::handle log_reward_state, py::handle offsets, py::handle out, intptr_t stream) {
+        modified_detailed_balance(log_pf, log_pb, log_pf_stop, log_reward_state, offsets, out, py::none(), py::none(), py::none(), py::none(), py::none(), stream);
+      },
+      py::arg("log_pf"), py::arg("log_pb"), py::arg("log_pf_stop"), py::arg("log_reward_state"), py::arg("offsets"), py::arg("out"), py::arg("stream") = 0);
+  m.def(
+      "modified_detailed_balance_backward",
+      [](py::handle log_pf, py::handle log_pb, py::handle log_pf_stop, py::handle log_reward_state, py::handle offsets, py::handle grad_out, py::handle grad_log_pf, py::handle grad_log_pb, py::handle grad_log_pf_stop, py::handle grad_log_reward_state, intptr_t stream) {
+        GFN_CHECK_TYPE(!grad_out.is_none(), "modified_detailed_balance_backward: grad_out must be a torch.Tensor, got None");
+        modified_detailed_balance(log_pf, log_pb, log_pf_stop, log_reward_state, offsets, py::none(), grad_out, grad_log_pf, grad_log_pb, grad_log_pf_stop, grad_log_reward_state, stream);
+      },
+      py::arg("log_pf"), py::arg("log_pb"), py::arg("log_pf_stop"), py::arg("log_reward_state"), py::arg("offsets"), py::arg("grad_out"), py::arg("grad_log_pf"), py::arg("grad_log_pb"), py::arg("grad_log_pf_stop"), py::arg("grad_log_reward_state"), py::arg("stream") = 0);
 }
 
 }  // namespace gfn

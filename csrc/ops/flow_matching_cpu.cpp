@@ -68,9 +68,20 @@ static void flow_matching(py::handle log_in_o, py::handle in_count_o, py::handle
 }
 
 GFN_BINDINGS(bind_flow_matching) {
-  m.def("flow_matching", &flow_matching, py::arg("log_in"), py::arg("in_count"), py::arg("log_out"),
-        py::arg("out_mask"), py::arg("out"), py::arg("grad_out"), py::arg("grad_log_in"), py::arg("grad_log_out"),
-        py::arg("stream") = 0);
+  // Forward and backward are separate entry points (each takes only its own buffers).
+  m.def(
+      "flow_matching_forward",
+      [](py::handle log_in, py::handle in_count, py::handle log_out, py::handle out_mask, py::handle out, intptr_t stream) {
+        flow_matching(log_in, in_count, log_out, out_mask, out, py::none(), py::none(), py::none(), stream);
+      },
+      py::arg("log_in"), py::arg("in_count"), py::arg("log_out"), py::arg("out_mask"), py::arg("out"), py::arg("stream") = 0);
+  m.def(
+      "flow_matching_backward",
+      [](py::handle log_in, py::handle in_count, py::handle log_out, py::handle out_mask, py::handle grad_out, py::handle grad_log_in, py::handle grad_log_out, intptr_t stream) {
+        GFN_CHECK_TYPE(!grad_out.is_none(), "flow_matching_backward: grad_out must be a torch.Tensor, got None");
+        flow_matching(log_in, in_count, log_out, out_mask, py::none(), grad_out, grad_log_in, grad_log_out, stream);
+      },
+      py::arg("log_in"), py::arg("in_count"), py::arg("log_out"), py::arg("out_mask"), py::arg("grad_out"), py::arg("grad_log_in"), py::arg("grad_log_out"), py::arg("stream") = 0);
 }
 
 }  // namespace gfn

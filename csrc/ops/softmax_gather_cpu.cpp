@@ -48,8 +48,20 @@ static void masked_log_softmax_gather(py::handle logits_o, py::handle mask_o, py
 }
 
 GFN_BINDINGS(bind_softmax_gather) {
-  m.def("masked_log_softmax_gather", &masked_log_softmax_gather, py::arg("logits"), py::arg("mask"), py::arg("actions"),
-        py::arg("out"), py::arg("grad_out"), py::arg("grad_logits"), py::arg("stream") = 0);
+  // Forward and backward are separate entry points (each takes only its own buffers).
+  m.def(
+      "masked_log_softmax_gather_forward",
+      [](py::handle logits, py::handle mask, py::handle actions, py::handle out, intptr_t stream) {
+        masked_log_softmax_gather(logits, mask, actions, out, py::none(), py::none(), stream);
+      },
+      py::arg("logits"), py::arg("mask"), py::arg("actions"), py::arg("out"), py::arg("stream") = 0);
+  m.def(
+      "masked_log_softmax_gather_backward",
+      [](py::handle logits, py::handle mask, py::handle actions, py::handle grad_out, py::handle grad_logits, intptr_t stream) {
+        GFN_CHECK_TYPE(!grad_out.is_none(), "masked_log_softmax_gather_backward: grad_out must be a torch.Tensor, got None");
+        masked_log_softmax_gather(logits, mask, actions, py::none(), grad_out, grad_logits, stream);
+      },
+      py::arg("logits"), py::arg("mask"), py::arg("actions"), py::arg("grad_out"), py::arg("grad_logits"), py::arg("stream") = 0);
 }
 
 }  // namespace gfn

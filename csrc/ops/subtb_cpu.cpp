@@ -65,10 +65,20 @@ static void subtrajectory_balance(py::handle log_pf_o, py::handle log_pb_o, py::
 }
 
 GFN_BINDINGS(bind_subtrajectory_balance) {
-  m.def("subtrajectory_balance", &subtrajectory_balance, py::arg("log_pf"), py::arg("log_pb"), py::arg("log_flow"),
-        py::arg("offsets"), py::arg("log_reward"), py::arg("lam"), py::arg("out"), py::arg("grad_out"),
-        py::arg("grad_log_pf"), py::arg("grad_log_pb"), py::arg("grad_log_flow"), py::arg("grad_log_reward"),
-        py::arg("work"), py::arg("stream") = 0);
+  // Forward and backward are separate entry points (each takes only its own buffers).
+  m.def(
+      "subtrajectory_balance_forward",
+      [](py::handle log_pf, py::handle log_pb, py::handle log_flow, py::handle offsets, py::handle log_reward, double lam, py::handle out, intptr_t stream) {
+        subtrajectory_balance(log_pf, log_pb, log_flow, offsets, log_reward, lam, out, py::none(), py::none(), py::none(), py::none(), py::none(), py::none(), stream);
+      },
+      py::arg("log_pf"), py::arg("log_pb"), py::arg("log_flow"), py::arg("offsets"), py::arg("log_reward"), py::arg("lam"), py::arg("out"), py::arg("stream") = 0);
+  m.def(
+      "subtrajectory_balance_backward",
+      [](py::handle log_pf, py::handle log_pb, py::handle log_flow, py::handle offsets, py::handle log_reward, double lam, py::handle grad_out, py::handle grad_log_pf, py::handle grad_log_pb, py::handle grad_log_flow, py::handle grad_log_reward, py::handle work, intptr_t stream) {
+        GFN_CHECK_TYPE(!grad_out.is_none(), "subtrajectory_balance_backward: grad_out must be a torch.Tensor, got None");
+        subtrajectory_balance(log_pf, log_pb, log_flow, offsets, log_reward, lam, py::none(), grad_out, grad_log_pf, grad_log_pb, grad_log_flow, grad_log_reward, work, stream);
+      },
+      py::arg("log_pf"), py::arg("log_pb"), py::arg("log_flow"), py::arg("offsets"), py::arg("log_reward"), py::arg("lam"), py::arg("grad_out"), py::arg("grad_log_pf"), py::arg("grad_log_pb"), py::arg("grad_log_flow"), py::arg("grad_log_reward"), py::arg("work"), py::arg("stream") = 0);
 }
 
 }  // namespace gfn

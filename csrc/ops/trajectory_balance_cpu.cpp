@@ -54,9 +54,20 @@ static void trajectory_balance(py::handle log_pf_o, py::handle log_pb_o, py::han
 }
 
 GFN_BINDINGS(bind_trajectory_balance) {
-  m.def("trajectory_balance", &trajectory_balance, py::arg("log_pf"), py::arg("log_pb"), py::arg("offsets"),
-        py::arg("log_reward"), py::arg("log_z"), py::arg("out"), py::arg("grad_out"), py::arg("grad_log_pf"),
-        py::arg("grad_log_pb"), py::arg("grad_log_reward"), py::arg("grad_log_z"), py::arg("stream") = 0);
+  // Forward and backward are separate entry points (each takes only its own buffers).
+  m.def(
+      "trajectory_balance_forward",
+      [](py::handle log_pf, py::handle log_pb, py::handle offsets, py::handle log_reward, py::handle log_z, py::handle out, intptr_t stream) {
+        trajectory_balance(log_pf, log_pb, offsets, log_reward, log_z, out, py::none(), py::none(), py::none(), py::none(), py::none(), stream);
+      },
+      py::arg("log_pf"), py::arg("log_pb"), py::arg("offsets"), py::arg("log_reward"), py::arg("log_z"), py::arg("out"), py::arg("stream") = 0);
+  m.def(
+      "trajectory_balance_backward",
+      [](py::handle log_pf, py::handle log_pb, py::handle offsets, py::handle log_reward, py::handle log_z, py::handle grad_out, py::handle grad_log_pf, py::handle grad_log_pb, py::handle grad_log_reward, py::handle grad_log_z, intptr_t stream) {
+        GFN_CHECK_TYPE(!grad_out.is_none(), "trajectory_balance_backward: grad_out must be a torch.Tensor, got None");
+        trajectory_balance(log_pf, log_pb, offsets, log_reward, log_z, py::none(), grad_out, grad_log_pf, grad_log_pb, grad_log_reward, grad_log_z, stream);
+      },
+      py::arg("log_pf"), py::arg("log_pb"), py::arg("offsets"), py::arg("log_reward"), py::arg("log_z"), py::arg("grad_out"), py::arg("grad_log_pf"), py::arg("grad_log_pb"), py::arg("grad_log_reward"), py::arg("grad_log_z"), py::arg("stream") = 0);
 }
 
 }  // namespace gfn

@@ -73,7 +73,7 @@ struct ZVarRow {
 
 #if GFN_WITH_CUDA
 template <typename scalar_t, bool kBackward>
-unsigned long long zvar_cuda(const ZVarParams<scalar_t>& p, void* stream);
+unsigned long long zvar_cuda(const ZVarParams<scalar_t>& p, void* stream, int device);
 #endif
 
 }  // namespace gfn

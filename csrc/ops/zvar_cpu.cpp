@@ -50,7 +50,7 @@ static void log_partition_variance(py::handle log_pf_o, py::handle log_pb_o, py:
     const unsigned long long e = GFN_BOOL_SWITCH(backward, kBackward, [&] {
       if (pf.cuda) {
 #if GFN_WITH_CUDA
-        return zvar_cuda<scalar_t, kBackward>(p, reinterpret_cast<void*>(stream));
+        return zvar_cuda<scalar_t, kBackward>(p, reinterpret_cast<void*>(stream), pf.device_index);
 #else
         check_cuda_built(pf);
         return kNoError;
@@ -68,9 +68,20 @@ static void log_partition_variance(py::handle log_pf_o, py::handle log_pb_o, py:
 }
 
 GFN_BINDINGS(bind_log_partition_variance) {
-  m.def("log_partition_variance", &log_partition_variance, py::arg("log_pf"), py::arg("log_pb"), py::arg("offsets"),
-        py::arg("log_reward"), py::arg("out"), py::arg("grad_out"), py::arg("grad_log_pf"), py::arg("grad_log_pb"),
-        py::arg("grad_log_reward"), py::arg("work"), py::arg("stream") = 0);
+  // Forward and backward are separate entry points (each takes only its own buffers).
+  m.def(
+      "log_partition_variance_forward",
+      [](py::handle log_pf, py::handle log_pb, py::handle offsets, py::handle log_reward, py::handle out, py::handle work, intptr_t stream) {
+        log_partition_variance(log_pf, log_pb, offsets, log_reward, out, py::none(), py::none(), py::none(), py::none(), work, stream);
+      },
+      py::arg("log_pf"), py::arg("log_pb"), py::arg("offsets"), py::arg("log_reward"), py::arg("out"), py::arg("work"), py::arg("stream") = 0);
+  m.def(
+      "log_partition_variance_backward",
+      [](py::handle log_pf, py::handle log_pb, py::handle offsets, py::handle log_reward, py::handle grad_out, py::handle grad_log_pf, py::handle grad_log_pb, py::handle grad_log_reward, py::handle work, intptr_t stream) {
+        GFN_CHECK_TYPE(!grad_out.is_none(), "log_partition_variance_backward: grad_out must be a torch.Tensor, got None");
+        log_partition_variance(log_pf, log_pb, offsets, log_reward, py::none(), grad_out, grad_log_pf, grad_log_pb, grad_log_reward, work, stream);
+      },
+      py::arg("log_pf"), py::arg("log_pb"), py::arg("offsets"), py::arg("log_reward"), py::arg("grad_out"), py::arg("grad_log_pf"), py::arg("grad_log_pb"), py::arg("grad_log_reward"), py::arg("work"), py::arg("stream") = 0);
 }
 
 }  // namespace gfn

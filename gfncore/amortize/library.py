@@ -229,7 +229,7 @@ class ExpectationRegressor(torch.nn.Module):
         random, draws y_per_x fresh y ~ p(y|x) for each, and takes one Adam step on the criterion.
         With validation = (x_val, exact log S(x_val)) the progress bar and history also show the
         mean relative error |Ŝ − S| / S on it. Returns the history (one dict per evaluation)."""
-        from tqdm.auto import tqdm
+        from ..train.regression import fit_regression
 
         c = self.config
         self._check_x(x_train, "x_train")
@@ -247,44 +247,28 @@ class ExpectationRegressor(torch.nn.Module):
         if not bool(self.initialised):  # a later fit continues training with the scales it was trained with
             with torch.no_grad():
                 self._initialise(x_train, sampler, log_reward, gen)
-        opt = torch.optim.Adam(self.parameters(), lr=c.lr)
-        cosine = lambda i: 0.5 * (1 + math.cos(math.pi * min(i, c.steps) / max(c.steps, 1)))  # noqa: E731
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: c.lr_final + (1 - c.lr_final) * cosine(i))
         every = eval_every or max(1, c.steps // 20)
-        bar = tqdm(total=c.steps, disable=not progress, desc=f"amortize {c.criterion}", dynamic_ncols=True)
         t_start = time.perf_counter()
-        running = None
 
-        def record(step: int) -> None:
+        def step_loss(i: int) -> torch.Tensor:
+            xb = x_train[torch.randint(N, (c.batch_size,), generator=gen)]
+            log_r = draw_log_rewards(xb.repeat_interleave(c.y_per_x, 0), sampler, log_reward, gen)
+            t = self._target(log_r.view(c.batch_size, c.y_per_x))
+            if c.criterion == "log_mse" and bool(torch.isinf(t).any()):
+                raise ValueError("log_reward returned -inf (R = 0): the log_mse criterion needs R > 0")
+            return self.loss(self.forward(xb), t)
+
+        def record(step: int, running: float) -> dict:
             rec = {"step": step, "loss": running, "seconds": time.perf_counter() - t_start}
             post = {"loss": f"{running:.3g}"}
             if validation is not None:
                 rec["val_rel_err"] = float(relative_error(self.log_expectation(xv), lsv).mean())
                 post["val_rel_err"] = f"{rec['val_rel_err']:.3f}"
             self.history.append(rec)
-            bar.set_postfix(post, refresh=False)
+            return post
 
-        try:
-            for i in range(c.steps):
-                xb = x_train[torch.randint(N, (c.batch_size,), generator=gen)]
-                log_r = draw_log_rewards(xb.repeat_interleave(c.y_per_x, 0), sampler, log_reward, gen)
-                t = self._target(log_r.view(c.batch_size, c.y_per_x))
-                if c.criterion == "log_mse" and bool(torch.isinf(t).any()):
-                    raise ValueError("log_reward returned -inf (R = 0): the log_mse criterion needs R > 0")
-                loss = self.loss(self.forward(xb), t)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                v = float(loss.detach())
-                running = v if running is None else 0.95 * running + 0.05 * v
-                if i % every == 0 and i < c.steps - 1:
-                    record(i + 1)
-                bar.update(1)
-            if c.steps:
-                record(c.steps)
-        finally:
-            bar.close()
+        fit_regression(self.parameters(), step_loss, c.steps, c.lr, c.lr_final, progress=progress,
+                       desc=f"amortize {c.criterion}", record=record, every=every, ema=(0.95, 0.05))
         return self.history
 
 

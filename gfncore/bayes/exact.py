@@ -11,7 +11,7 @@ from .reward import LogLikelihoodFn, LogPriorFn, MinibatchLogReward
 
 
 @dataclass
-class ExactPosterior:
+class GridPosterior:
     """P(θ|D) on every grid setting θ, and the log evidence log P(D) = log Σ_θ P(θ) P(D|θ) (= log Z
     of the reward R(θ) = P(θ) P(D|θ)). Rows are in `ParameterGrid.all_indices()` order."""
 
@@ -66,8 +66,8 @@ class ExactPosterior:
         return float((q.to(torch.float64) - self.probs).abs().sum())
 
 
-def exact_posterior(log_prior: LogPriorFn, log_likelihood: LogLikelihoodFn, grid: ParameterGrid, data,
-                    chunk: int = 1024, max_size: int = 1 << 22) -> ExactPosterior:
+def grid_posterior(log_prior: LogPriorFn, log_likelihood: LogLikelihoodFn, grid: ParameterGrid, data,
+                    chunk: int = 1024, max_size: int = 1 << 22) -> GridPosterior:
     """Enumerate Θ: the log joint of every θ in float64 (full-batch `MinibatchLogReward`, chunks of
     `chunk` settings), then log P(D) by log-sum-exp."""
     reward = MinibatchLogReward(log_prior, log_likelihood, data, batch_size=None, grid=grid)
@@ -75,9 +75,13 @@ def exact_posterior(log_prior: LogPriorFn, log_likelihood: LogLikelihoodFn, grid
     log_joint = torch.cat([reward.full(grid.theta(index[i:i + chunk])) for i in range(0, index.shape[0], chunk)])
     if bool(torch.isneginf(log_joint).all()):
         raise ValueError("every θ on the grid has zero prior × likelihood: the evidence is 0")
-    return ExactPosterior(grid, index, log_joint, float(torch.logsumexp(log_joint, 0)))
+    return GridPosterior(grid, index, log_joint, float(torch.logsumexp(log_joint, 0)))
 
 
-def exact_posterior_of(model, data, **kw) -> ExactPosterior:
-    """exact_posterior for a built-in model (or any object with log_prior, log_likelihood and grid)."""
-    return exact_posterior(model.log_prior, model.log_likelihood, model.grid, data, **kw)
+def exact_posterior_of(model, data, **kw) -> GridPosterior:
+    """grid_posterior for a built-in model (or any object with log_prior, log_likelihood and grid)."""
+    return grid_posterior(model.log_prior, model.log_likelihood, model.grid, data, **kw)
+
+
+# the names before issue 16 (two ExactPosterior classes, bayes's and causal's, clashed)
+ExactPosterior, exact_posterior = GridPosterior, grid_posterior

@@ -5,7 +5,7 @@ R(θ) = P(θ)·P(D|θ) that a GFlowNet sampler of θ (built one coordinate at a 
 `log_prior(theta [B, n]) -> [B]` and a per-example `log_likelihood(theta [B, n], batch) -> [B, |batch|]`
 as torch functions of the grid *values* (float64), where `batch` is a tuple of tensors whose rows
 are examples, e.g. `(X [b, d], y [b])`. Any pair of functions with these signatures works with
-`MinibatchLogReward` and `exact_posterior`; the two built-in models add what the posterior
+`MinibatchLogReward` and `grid_posterior`; the two built-in models add what the posterior
 predictive needs (`predictive_log_prob`, and `predictive_cdf` or `predict_proba`).
 """
 from __future__ import annotations

@@ -130,8 +130,7 @@ class PosteriorSampler:
 
                 initialise_log_z(self.env, self.policy, None, n=4 * cfg.batch_size, generator=gen)
         self.history: list[dict] = []
-        self._scheduler = None
-        self._steps_planned = 0
+        self._schedule = None
 
     @classmethod
     def from_model(cls, model, data, config: PosteriorConfig | None = None, reference: torch.Tensor | None = None):
@@ -166,41 +165,20 @@ class PosteriorSampler:
     def fit(self, steps: int | None = None, *, progress: bool = True, exact=None, log_path: str | None = None) -> list[dict]:
         """Train for `steps` (default config.steps) steps with the cosine learning-rate schedule,
         a progress bar (loss, log P(D) estimate and, given the exact posterior, exact L1), and with
-        `exact` (an ExactPosterior) exact evaluations every eval_every steps into history."""
-        import json
-
-        from tqdm.auto import tqdm
-
-        from ..train import cosine_schedule
+        `exact` (an GridPosterior) exact evaluations every eval_every steps into history."""
+        from ..train import Evaluate, LRSchedule
 
         cfg = self.config
         steps = cfg.steps if steps is None else int(steps)
-        if self._scheduler is None:
-            self._steps_planned = steps
-            self._scheduler = cosine_schedule(self.trainer.optimizer, steps, cfg.lr_final)
-        every = cfg.eval_every or max(steps // 10, 1)
-        bar = tqdm(total=steps, disable=not progress, desc=f"posterior {self.grid.K}^{self.grid.n}", dynamic_ncols=True)
-        log = open(log_path, "a") if log_path else None
-        try:
-            with self._pinned_threads():
-                for i in range(steps):
-                    rec = self.trainer.train_step()
-                    self._scheduler.step()
-                    bar.update(1)
-                    if i % 10 == 0 or i == steps - 1:
-                        bar.set_postfix(loss=f"{rec['loss']:.3g}", log_z=f"{self.log_evidence:.3f}", refresh=False)
-                    if exact is not None and ((i + 1) % every == 0 or i == steps - 1):
-                        ev = self.evaluate(exact, evidence_samples=0)
-                        ev.update(step=self.trainer.step_count, loss=rec["loss"], train_s=self.train_seconds)
-                        self.history.append(ev)
-                        if log:
-                            log.write(json.dumps(ev) + "\n")
-                            log.flush()
-                        bar.set_postfix(loss=f"{rec['loss']:.3g}", log_z=f"{ev['log_z']:.3f}", l1=f"{ev['l1']:.3f}")
-        finally:
-            bar.close()
-            if log:
-                log.close()
+        if self._schedule is None:  # planned over the first fit's steps; later fits continue it
+            self._schedule = LRSchedule.cosine(cfg.lr_final, steps)
+        hooks = [self._schedule]
+        if exact is not None:
+            hooks.append(Evaluate(cfg.eval_every or max(steps // 10, 1),
+                                  lambda t: self.evaluate(exact, evidence_samples=0), self.history, log_path,
+                                  show=("log_z", "l1")))
+        with self._pinned_threads():
+            self.trainer.fit(steps, progress=progress, hooks=hooks, desc=f"posterior {self.grid.K}^{self.grid.n}")
         return self.history
 
     @property
@@ -212,10 +190,15 @@ class PosteriorSampler:
         """The learned estimate of log P(D) = log Z (the objective's log Z plus the reward's shift)."""
         return self.trainer.log_z + self.offset
 
-    def log_evidence_is(self, n: int | None = None, seed: int = 0) -> dict:
+    def log_evidence_is(self, n: int | None = None, seed: int = 0) -> float:
+        """log P(D) by importance sampling (a float, as log_evidence): importance_evidence()["log_z"]."""
+        return self.importance_evidence(n, seed)["log_z"]
+
+    def importance_evidence(self, n: int | None = None, seed: int = 0) -> dict:
         """log P(D) by importance sampling from the trained sampler with the exact full-data reward:
         log (1/n) Σ R(θ) P_B(τ|θ) / P_F(τ) over n trajectories (consistent whatever the training
-        reward's noise; costs n·|D| likelihood terms). Returns {"log_z", "ess", "n"}."""
+        reward's noise; costs n·|D| likelihood terms). Returns {"log_z", "ess" (effective sample
+        size of the weights), "n"}."""
         from ..metrics import importance_log_z
 
         n = self.config.evidence_samples if n is None else n
@@ -236,21 +219,21 @@ class PosteriorSampler:
 
     def distribution(self) -> torch.Tensor:
         """Q(θ|D) of every grid setting exactly (rows in `ParameterGrid.all_indices()` order, as
-        `ExactPosterior`), by pushing probability through the state graph: (K+1)^n states."""
+        `GridPosterior`), by pushing probability through the state graph: (K+1)^n states."""
         from ..metrics import exact_terminal_distribution
 
         with self._pinned_threads():
             return exact_terminal_distribution(self.env, self.policy)
 
     def evaluate(self, exact, evidence_samples: int | None = None) -> dict:
-        """Against the exact posterior (an ExactPosterior): exact L1 of Q(θ|D), and log Z against
+        """Against the exact posterior (an GridPosterior): exact L1 of Q(θ|D), and log Z against
         log P(D); with evidence_samples, the importance-sampling estimate too."""
         q = self.distribution()
         out = {"l1": exact.l1(q), "log_z": self.log_evidence, "true_log_z": exact.log_evidence}
         out["log_z_error"] = out["log_z"] - exact.log_evidence
         n = self.config.evidence_samples if evidence_samples is None else evidence_samples
         if n:
-            est = self.log_evidence_is(n)
+            est = self.importance_evidence(n)
             out.update(log_z_is=est["log_z"], log_z_is_error=est["log_z"] - exact.log_evidence, log_z_is_ess=est["ess"])
         return out
 

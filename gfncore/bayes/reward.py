@@ -296,21 +296,17 @@ def fit_reference(log_prior: LogPriorFn, log_likelihood: LogLikelihoodFn, data, 
     theta = (torch.zeros(n, dtype=torch.float64) if start is None
              else torch.as_tensor(start, dtype=torch.float64).reshape(n).clone())
     theta.requires_grad_(True)
-    opt = torch.optim.LBFGS([theta], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe",
-                            tolerance_grad=1e-9, tolerance_change=1e-12)
-
-    def closure():
-        opt.zero_grad()
+    def loss_fn() -> torch.Tensor:
         t = theta.unsqueeze(0)
         loss = -log_prior(t).sum()
         for i in range(0, N, chunk):
             loss = loss - log_likelihood(t, tuple(d[i:i + chunk] for d in data)).sum()
-        loss = loss / N  # per example, so L-BFGS's tolerances mean the same at any |D|
-        loss.backward()
-        return loss
+        return loss / N  # per example, so L-BFGS's tolerances mean the same at any |D|
+
+    from ..train.regression import minimize_lbfgs
 
     try:
-        opt.step(closure)
+        minimize_lbfgs([theta], loss_fn, max_iter)
     except RuntimeError as e:  # e.g. a function that autograd cannot differentiate
         raise ValueError(f"fitting the control variate's reference θ needs log_prior and log_likelihood to be "
                          f"differentiable in θ ({e}); pass reference= yourself, or train without a control "

@@ -3,7 +3,7 @@ AUROC, probability of its Markov equivalence class) and against the exact poster
 enumerable d (JSD, edge-marginal RMSE and correlation).
 
 `graphs` are adjacency tensors [S, d, d] (graphs[s, i, j]: i -> j), either samples (weights None:
-each counts 1/S) or a support with probabilities `weights` [S] (e.g. ExactPosterior.graphs and
+each counts 1/S) or a support with probabilities `weights` [S] (e.g. DAGPosterior.graphs and
 .probs), so the same functions give sample estimates and exact expectations.
 """
 from __future__ import annotations
@@ -122,7 +122,7 @@ def _pair(a, b):
 
 def jsd(p, q) -> float:
     """Jensen-Shannon divergence (nats, in [0, log 2]) between two distributions over the same
-    enumerated graphs (e.g. ExactPosterior.probs and a sampler's exact terminal distribution)."""
+    enumerated graphs (e.g. DAGPosterior.probs and a sampler's exact terminal distribution)."""
     from ..metrics import jsd as _jsd
 
     p = torch.as_tensor(p, dtype=torch.float64).reshape(-1)

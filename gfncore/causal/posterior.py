@@ -18,7 +18,7 @@ import torch
 
 
 @dataclass
-class PosteriorConfig:
+class CausalConfig:
     """Settings of a posterior run; the CLI's flags are generated from these fields. The defaults
     were chosen from measurements on d = 5, N = 100 (BGe, Erdos-Renyi data with 5 expected edges):
     see the README section "Causal structure learning"."""
@@ -46,6 +46,9 @@ class PosteriorConfig:
     temperature: float = field(default=1.0, metadata={"help": "exploration: temperature of the behaviour policy"})
     replay_capacity: int = field(default=0, metadata={"help": "replay buffer of graphs (0: no replay)"})
     replay_fraction: float = field(default=0.5, metadata={"help": "share of each batch replayed"})
+    replay_mcmc: int = field(default=0, metadata={
+        "help": "seed the replay buffer with the graphs of 4 MC^3 chains of this many moves each (0: off; a buffer "
+                "of 20,000 graphs is made when replay_capacity is 0)"})
     samples: int = field(default=10_000, metadata={"help": "posterior samples drawn after training"})
     seed: int = field(default=0, metadata={"help": "seed of the network and of every rollout"})
     threads: int = field(default=0, metadata={"help": "torch and kernel threads (0: default)"})
@@ -80,7 +83,7 @@ class Posterior:
         return self.trainer.policy
 
 
-def validate_config(cfg: PosteriorConfig) -> None:
+def validate_config(cfg: CausalConfig) -> None:
     """Raises ValueError naming the first setting out of range."""
     from ..envs.dag import PRIORS, SCORES
 
@@ -99,6 +102,7 @@ def validate_config(cfg: PosteriorConfig) -> None:
         ("temperature", cfg.temperature > 0 and math.isfinite(cfg.temperature), "> 0"),
         ("replay_capacity", cfg.replay_capacity >= 0, ">= 0"),
         ("replay_fraction", 0 <= cfg.replay_fraction < 1, "in [0, 1)"),
+        ("replay_mcmc", cfg.replay_mcmc >= 0, ">= 0 (0: off)"),
         ("samples", cfg.samples >= 0, ">= 0"),
         ("edge_prob", 0 <= cfg.edge_prob < 1, "in [0, 1) (0: the default, 1 / (d - 1))"),
         ("max_parents", cfg.max_parents >= -1, ">= -1 (-1: no limit)"),
@@ -112,7 +116,7 @@ def validate_config(cfg: PosteriorConfig) -> None:
     check_threads(cfg.threads, "--threads")
 
 
-def make_env(data, cfg: PosteriorConfig, interventions=None, node_names=None):
+def make_env(data, cfg: CausalConfig, interventions=None, node_names=None):
     """The DAG environment of a data set under the config's score and prior."""
     from ..envs import DAG
 
@@ -127,7 +131,7 @@ def make_env(data, cfg: PosteriorConfig, interventions=None, node_names=None):
                max_parents=None if cfg.max_parents < 0 else cfg.max_parents, multiword=cfg.multiword)
 
 
-def make_trainer(env, cfg: PosteriorConfig):
+def make_trainer(env, cfg: CausalConfig):
     """Policy (DAGPolicy: an MLP over adjacency and legal edges with the stop logit offset by
     log R(s); uniform P_B) and Trainer."""
     from ..nn import MLPPolicy
@@ -150,14 +154,20 @@ def make_trainer(env, cfg: PosteriorConfig):
         if policy.flow_head is not None:
             policy.flow_head.bias.fill_(log_r_greedy)
         policy.pf_head.bias[-1] += stop_bias(env, cfg)
-    replay = ReplayBuffer(env, cfg.replay_capacity) if cfg.replay_capacity > 0 else None
+    capacity = cfg.replay_capacity or (20_000 if cfg.replay_mcmc > 0 else 0)
+    replay = ReplayBuffer(env, capacity) if capacity > 0 else None
     opts = {"lam": cfg.lam} if cfg.loss == "subtb" else {}
-    return Trainer(env, policy, loss=cfg.loss, batch_size=cfg.batch_size, lr=cfg.lr, lr_log_z=cfg.lr_log_z,
-                   temperature=cfg.temperature, epsilon=cfg.epsilon, seed=cfg.seed, loss_options=opts,
-                   replay=replay, replay_fraction=cfg.replay_fraction)
+    trainer = Trainer(env, policy, loss=cfg.loss, batch_size=cfg.batch_size, lr=cfg.lr, lr_log_z=cfg.lr_log_z,
+                      temperature=cfg.temperature, epsilon=cfg.epsilon, seed=cfg.seed, loss_options=opts,
+                      replay=replay, replay_fraction=cfg.replay_fraction)
+    if cfg.replay_mcmc > 0:
+        from .mcmc import seed_replay
+
+        seed_replay(trainer, env, cfg.replay_mcmc, seed=cfg.seed)
+    return trainer
 
 
-def stop_bias(env, cfg: PosteriorConfig) -> float:
+def stop_bias(env, cfg: CausalConfig) -> float:
     """The initial stop logit above the edge logits: cfg.stop_bias, or where it is < 0 the log of
     the number of edges, so an untrained plain policy stops about half the time at the empty graph
     (graphs of a few edges) instead of once in d(d - 1) moves (graphs of hundreds of edges at d = 20)."""
@@ -185,56 +195,31 @@ def greedy_graph(env, max_edges: int | None = None):
     return s, lr
 
 
-def lr_factor(step: int, steps: int, final: float) -> float:
-    """Cosine decay from 1 to `final` over `steps` steps (the noise of the last iterates is what
-    limits the JSD of a constant learning rate)."""
-    if steps <= 1:
-        return 1.0
-    t = min(step, steps) / steps
-    return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * t))
+@torch.no_grad()
+def _progress_stats(trainer, seed: int) -> dict:
+    x = trainer.sample(64, generator=torch.Generator().manual_seed(seed + trainer.step_count))
+    return {"edges": float(trainer.env.adjacency(x).flatten(1).sum(1).double().mean()),
+            "log_r": float(trainer.env.log_reward(x).double().mean())}
 
 
-def train(trainer, steps: int, cfg: PosteriorConfig, *, progress: bool = True, checkpoint: str | None = None,
+def train_posterior(trainer, steps: int, cfg: CausalConfig, *, progress: bool = True, checkpoint: str | None = None,
           checkpoint_every: float = 60.0, on_checkpoint=None) -> float:
-    """Runs the trainer from its current step to `steps` with the cosine learning rate and a
-    progress bar; saves `checkpoint` every `checkpoint_every` seconds, at the end and when
-    interrupted (Ctrl-C), so a run resumes where it stopped. Returns the training seconds."""
-    from tqdm.auto import tqdm
+    """Runs the trainer from its current step to `steps` with the cosine learning rate (over all
+    `steps`, so a resumed run continues it; the noise of the last iterates is what limits the JSD
+    of a constant learning rate) and a progress bar; saves `checkpoint` every `checkpoint_every`
+    seconds, at the end and when interrupted (Ctrl-C), so a run resumes where it stopped. Returns
+    the training seconds."""
+    from ..train import Checkpoints, Evaluate, LRSchedule
 
-    opt = trainer.optimizer
-    base = [g.get("initial_lr", g["lr"]) for g in opt.param_groups]
-    for g, b in zip(opt.param_groups, base):
-        g["initial_lr"] = b
-    start = trainer.step_count
-    bar = tqdm(total=steps, initial=min(start, steps), disable=not progress, desc=f"causal {trainer.loss_name}",
-               dynamic_ncols=True)
+    hooks = [LRSchedule.cosine(cfg.lr_final, steps)]
+    if checkpoint:
+        hooks.append(Checkpoints(checkpoint, seconds=checkpoint_every, at_end=True, on_save=on_checkpoint))
     t0 = time.perf_counter()
-    last_save = t0
-
-    def save():
-        if checkpoint:
-            trainer.save(checkpoint)
-            if on_checkpoint:
-                on_checkpoint()
-
-    try:
-        while trainer.step_count < steps:
-            f = lr_factor(trainer.step_count, steps, cfg.lr_final)
-            for g, b in zip(opt.param_groups, base):
-                g["lr"] = b * f
-            rec = trainer.train_step()
-            bar.update(1)
-            if trainer.step_count % 10 == 0 or trainer.step_count == steps:
-                bar.set_postfix(loss=f"{rec['loss']:.3g}", log_z=f"{trainer.log_z:.2f}", refresh=False)
-            if checkpoint and time.perf_counter() - last_save > checkpoint_every:
-                save()
-                last_save = time.perf_counter()
-    except KeyboardInterrupt:
-        save()
-        raise
-    finally:
-        bar.close()
-    save()
+    if progress:
+        # what a user watches for convergence: the sampler's E[#edges] and mean log R, from 64 graphs
+        # every 50 steps drawn with a generator of their own (the training draws stay the same)
+        hooks.append(Evaluate(50, lambda t: _progress_stats(t, cfg.seed), show=("edges", "log_r")))
+    trainer.fit(max(steps - trainer.step_count, 0), progress=progress, hooks=hooks, desc=f"causal {trainer.loss_name}")
     return time.perf_counter() - t0
 
 
@@ -267,6 +252,10 @@ def evaluate(env, trainer, samples: torch.Tensor, true_graph=None, exact=None):
                  edge_corr=M.edge_marginal_corr(marg, exact.edge_marginals), true_log_z=exact.log_z,
                  log_z_error=abs(m["log_z"] - exact.log_z), expected_edges=M.expected_edges(graphs, weights),
                  exact_expected_edges=M.expected_edges(exact.graphs, exact.probs))
+        if math.isnan(m["edge_corr"]):  # stored as null with the reason, never a bare NaN
+            m["edge_corr"] = None
+            m["edge_corr_undefined"] = ("a correlation needs both edge-marginal matrices to vary; one is constant "
+                                        "(e.g. observational data on 2 variables: X->Y and Y->X get equal mass)")
     elif samples.shape[0]:
         m["expected_edges"] = m["expected_edges_samples"]
     if true_graph is not None and (samples.shape[0] or exact is not None):
@@ -283,14 +272,14 @@ def evaluate(env, trainer, samples: torch.Tensor, true_graph=None, exact=None):
     return m, marg, probs
 
 
-def fit_posterior(data, interventions=None, score: str | None = None, *, config: PosteriorConfig | None = None,
+def fit_posterior(data, interventions=None, score: str | None = None, *, config: CausalConfig | None = None,
                   node_names=None, true_graph=None, progress: bool = True, checkpoint: str | None = None,
                   resume: bool = False, **overrides) -> Posterior:
     """Learns a GFlowNet sampler of P(G | D) for a data set and returns samples and metrics.
 
     data: float [N, d] (rows = samples), or a CausalData (with its interventions, node names and
     true graph). interventions: a bool mask [N, d] or one list of intervened node names / ids per
-    row. score: "bge" (default) or "lingauss". Any PosteriorConfig field may be given as a keyword
+    row. score: "bge" (default) or "lingauss". Any CausalConfig field may be given as a keyword
     (``steps=5000, loss="tb"``) or through ``config``.
 
     Defaults: modified detailed balance (every graph is a finished object; the reward differences
@@ -304,12 +293,12 @@ def fit_posterior(data, interventions=None, score: str | None = None, *, config:
     """
     from ..runtime import set_num_threads
 
-    cfg = dataclasses.replace(config or PosteriorConfig())
+    cfg = dataclasses.replace(config or CausalConfig())
     if score is not None:
         cfg.score = score
     for k, v in overrides.items():
         if not hasattr(cfg, k):
-            raise TypeError(f"fit_posterior() got an unexpected keyword argument {k!r} (not a PosteriorConfig field)")
+            raise TypeError(f"fit_posterior() got an unexpected keyword argument {k!r} (not a CausalConfig field)")
         setattr(cfg, k, v)
     validate_config(cfg)
     if true_graph is None and hasattr(data, "graph"):
@@ -326,7 +315,7 @@ def fit_posterior(data, interventions=None, score: str | None = None, *, config:
         if not checkpoint:
             raise ValueError("resume=True needs the checkpoint path to resume from")
         trainer.resume(checkpoint)
-    seconds = train(trainer, cfg.steps, cfg, progress=progress, checkpoint=checkpoint)
+    seconds = train_posterior(trainer, cfg.steps, cfg, progress=progress, checkpoint=checkpoint)
     t0 = time.perf_counter()
     samples = env.adjacency(trainer.sample(cfg.samples)) if cfg.samples else torch.zeros(0, env.d, env.d, dtype=torch.bool)
     sample_seconds = time.perf_counter() - t0
@@ -337,3 +326,7 @@ def fit_posterior(data, interventions=None, score: str | None = None, *, config:
                    marginals="exact" if exact is not None else "samples")
     return Posterior(env=env, trainer=trainer, samples=samples, edge_marginals=marg, metrics=metrics,
                      node_names=list(env.node_names), exact=exact, learned_probs=probs, true_graph=true_graph)
+
+
+# the names before issue 16 (bayes has a PosteriorConfig too, and the CLI a train)
+PosteriorConfig, train = CausalConfig, train_posterior

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 
 from ..config import option, validate
-from ..train import cosine_schedule, initialise_log_z
+from ..nn import ContextScaler
+from ..train import Evaluate, LRSchedule, initialise_log_z
 from .report import format_table, plot_curve
 
 # the conditional version of each `gfncore train` environment: its context's name, the
@@ -134,20 +135,6 @@ def held_out_contexts(rng: ContextRange, spec: str) -> list[float]:
     return vals
 
 
-class ContextScaler(torch.nn.Module):
-    """The context encoder of a scalar-context policy: c -> (c − centre) / half-width of the training
-    range, so the log Z(c) head's and the trunk's first ReLU layers see inputs in [−1, 1] around 0
-    (raw inputs all of one sign leave many ReLUs dead across the whole range, and the head then
-    cannot bend to follow log S(c))."""
-
-    def __init__(self, low: float, high: float, dim: int = 1):
-        super().__init__()
-        self.out_dim = dim
-        self.register_buffer("centre", torch.tensor(0.5 * (low + high)))
-        self.register_buffer("scale", torch.tensor(2.0 / (high - low)))
-
-    def forward(self, context: torch.Tensor) -> torch.Tensor:
-        return (context - self.centre.to(context.dtype)) * self.scale.to(context.dtype)
 
 
 def evaluate_at(env, trainer, c: float, samples: int = 0, enumerable: bool = True) -> dict:
@@ -208,8 +195,6 @@ def train_conditional(env_name: str, env_cfg, cfg, run, ccfg: ConditionalConfig)
     extrapolated contexts against exact answers; writes summary.json, table.md, log_z_curve.png,
     metrics.jsonl and checkpoint.pt into run.out (default runs/<env>_conditional). Returns the
     summary. `env_cfg`, `cfg` (TrainConfig) and `run` (RunConfig) are `gfncore train`'s."""
-    from tqdm.auto import tqdm
-
     from ..nn import MLPPolicy
     from ..runtime import pinned_threads
     from ..train import Trainer
@@ -218,11 +203,10 @@ def train_conditional(env_name: str, env_cfg, cfg, run, ccfg: ConditionalConfig)
     _, make_cond, make_fixed, floor = _CONDITIONAL[env_name]
     with pinned_threads(max(getattr(cfg, "threads", 0), 0)):
         return _train_conditional(env_name, env_cfg, cfg, run, ccfg, rng, held, make_cond, make_fixed,
-                                  max(floor(rng.low), rng.low - ccfg.extrapolate * rng.width), MLPPolicy, Trainer, tqdm)
+                                  max(floor(rng.low), rng.low - ccfg.extrapolate * rng.width), MLPPolicy, Trainer)
 
 
-def _train_conditional(env_name, env_cfg, cfg, run, ccfg, rng, held, make_cond, make_fixed, lo, MLPPolicy, Trainer,
-                       tqdm):
+def _train_conditional(env_name, env_cfg, cfg, run, ccfg, rng, held, make_cond, make_fixed, lo, MLPPolicy, Trainer):
     env = make_cond(env_cfg)
     gap = ccfg.held_out_gap * rng.width
     contexts = banded_contexts(rng.low, rng.high, [(c - gap, c + gap) for c in held])
@@ -241,33 +225,24 @@ def _train_conditional(env_name, env_cfg, cfg, run, ccfg, rng, held, make_cond, 
     out = run.out or os.path.join("runs", f"{env_name}_conditional")
     os.makedirs(out, exist_ok=True)
     metrics_path = os.path.join(out, "metrics.jsonl")
+    open(metrics_path, "w").close()  # a new run's log
     eval_every = cfg.eval_every or max(cfg.steps // 10, 1)
-    sched = cosine_schedule(trainer.optimizer, cfg.steps, ccfg.lr_final) if ccfg.lr_schedule == "cosine" else None
 
     def held_out_eval() -> list[dict]:
         return [evaluate_at(env, trainer, c, enumerable=enumerable) for c in held]
 
+    def held_out_record(trainer) -> dict:
+        evs = held_out_eval()
+        return {"held_out": evs, "max_log_z_error": max(e["log_z_error"] for e in evs)}
+
     before = held_out_eval()
-    bar = tqdm(total=cfg.steps, disable=not run.progress, desc=f"{env_name} | {rng.name} in [{rng.low}, {rng.high}]",
-               dynamic_ncols=True)
     t0 = time.perf_counter()
-    with open(metrics_path, "w") as log:
-        for i in range(cfg.steps):
-            rec = trainer.train_step()
-            if sched is not None:
-                sched.step()
-            bar.update(1)
-            if i % 10 == 0:
-                bar.set_postfix(loss=f"{rec['loss']:.3g}", refresh=False)
-            if (i + 1) % eval_every == 0 or i == cfg.steps - 1:
-                evs = held_out_eval()
-                worst = max(e["log_z_error"] for e in evs)
-                line = {"step": trainer.step_count, "loss": rec["loss"], "seconds": time.perf_counter() - t0,
-                        "held_out": evs, "max_log_z_error": worst}
-                log.write(json.dumps(line) + "\n")
-                log.flush()
-                bar.set_postfix(loss=f"{rec['loss']:.3g}", max_dlogS=f"{worst:.3f}")
-    bar.close()
+    hooks = [LRSchedule.cosine(ccfg.lr_final, cfg.steps)] if ccfg.lr_schedule == "cosine" else []
+    hooks.append(Evaluate(eval_every, held_out_record, [], metrics_path, show=("max_log_z_error",),
+                          extra=lambda t, rec: {"step": t.step_count, "loss": rec["loss"],
+                                                "seconds": time.perf_counter() - t0}))
+    trainer.fit(cfg.steps, progress=run.progress, hooks=hooks,
+                desc=f"{env_name} | {rng.name} in [{rng.low}, {rng.high}]")
 
     # the curve: held-out contexts plus an even spread across and beyond the training range
     hi = rng.high + ccfg.extrapolate * rng.width
@@ -367,21 +342,23 @@ def _per_context(env_name, env_cfg, cfg, ccfg, held_rows, make_fixed, enumerable
         if cfg.loss == "tb":
             initialise_log_z(env, policy, None, generator=gen)
         steps = ccfg.compare_max_steps
-        sched = cosine_schedule(tr.optimizer, steps, ccfg.lr_final) if ccfg.lr_schedule == "cosine" else None
-        reached, ev = None, None
-        for i in range(steps):
-            tr.train_step()
-            if sched is not None:
-                sched.step()
-            if (i + 1) % 50 == 0:
-                if enumerable:
-                    ev = evaluate(env, policy, tr.log_z)
-                else:
-                    true = env.true_log_z()
-                    ev = {"log_z_error": abs(tr.log_z - true)}
-                if ev["log_z_error"] <= r["log_z_error"] and (not enumerable or ev["l1"] <= r["l1"]):
-                    reached = i + 1
-                    break
+        reached, last = None, {}
+
+        def check(trainer, r=r, env=env, policy=policy) -> None:
+            nonlocal reached
+            if enumerable:
+                ev = evaluate(env, policy, trainer.log_z)
+            else:
+                ev = {"log_z_error": abs(trainer.log_z - env.true_log_z())}
+            last["ev"] = ev
+            if ev["log_z_error"] <= r["log_z_error"] and (not enumerable or ev["l1"] <= r["l1"]):
+                reached = trainer.step_count
+                trainer.should_stop = True
+
+        hooks = [LRSchedule.cosine(ccfg.lr_final, steps)] if ccfg.lr_schedule == "cosine" else []
+        hooks.append(Evaluate(50, check, at_end=False))
+        tr.fit(steps, progress=False, hooks=hooks)
+        ev = last.get("ev")
         rows.append({"context": c, "amortized_log_z_error": r["log_z_error"], "amortized_l1": r.get("l1"),
                      "steps_to_match": reached, "steps_run": tr.step_count, "train_s": tr.train_seconds,
                      "final": ev})

@@ -165,7 +165,7 @@ class AmortizedEIG:
     def train(self, x: torch.Tensor, draws: torch.Tensor, generator: torch.Generator, progress: bool = False) -> None:
         """Regression of log EIĜ(x) on single information-gain draws with the MSE criterion (a fresh
         draw of the instance's pool each time a row is picked)."""
-        from tqdm.auto import tqdm
+        from ..train.regression import fit_regression
 
         reg, c = self.regressor, self.config
         x = x.float()
@@ -181,21 +181,13 @@ class AmortizedEIG:
                 reg.log_scale.fill_(scale)
                 reg.net[-1].bias.fill_(scale)
                 reg.initialised.fill_(True)
-        opt = torch.optim.Adam(reg.parameters(), lr=c.lr)
-        steps = max(c.steps, 1)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda i: 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
-        running = None
-        for _ in tqdm(range(c.steps), disable=not progress, desc="amortized EIG"):
+        def step_loss(i: int) -> torch.Tensor:
             rows = torch.randint(0, I, (c.batch_size,), generator=generator)
             pick = torch.randint(0, K, (c.batch_size,), generator=generator)
-            loss = reg.loss(reg(x[rows]), log_r[rows, pick])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            v = float(loss.detach())
-            running = v if running is None else 0.98 * running + 0.02 * v
+            return reg.loss(reg(x[rows]), log_r[rows, pick])
+
+        running = fit_regression(reg.parameters(), step_loss, c.steps, c.lr, 0.01, progress=progress,
+                                 desc="amortized EIG", ema=(0.98, 0.02))
         self.info["final_loss"] = running
         self.fitted = True
 

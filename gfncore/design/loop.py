@@ -225,21 +225,21 @@ class GFlowNetBackend:
 
     def fit(self, ds: Dataset, steps: int, seed: int = 0) -> dict:
         """From scratch."""
-        from ..causal.posterior import train
+        from ..causal.posterior import train_posterior
 
         env, trainer, cfg = self._trainer(ds, seed)
-        seconds = train(trainer, steps, cfg, progress=False)
+        seconds = train_posterior(trainer, steps, cfg, progress=False)
         return self._done(env, trainer, steps, seconds, warm=False)
 
     def update(self, ds: Dataset, steps: int, seed: int = 0) -> dict:
         """Warm start: the current policy, trained `steps` more steps on the new data."""
-        from ..causal.posterior import train
+        from ..causal.posterior import train_posterior
 
         if self.policy_state is None:
             return self.fit(ds, steps, seed)
         env, trainer, cfg = self._trainer(ds, seed)
         self.warm_start(trainer, env)
-        seconds = train(trainer, steps, cfg, progress=False)
+        seconds = train_posterior(trainer, steps, cfg, progress=False)
         return self._done(env, trainer, steps, seconds, warm=True)
 
     def warm_start(self, trainer, env) -> None:
@@ -289,7 +289,7 @@ class GFlowNetBackend:
         at a constant learning rate (so both runs follow the same schedule whatever their length).
         Returns {"steps": {target: steps or None}, "curve": [(steps, jsd)], "seconds": ...}."""
         from ..causal.metrics import jsd
-        from ..causal.posterior import train
+        from ..causal.posterior import train_posterior
         from ..metrics import exact_terminal_distribution
 
         env, trainer, cfg = self._trainer(ds, seed)
@@ -311,7 +311,7 @@ class GFlowNetBackend:
                     reached[t] = trainer.step_count
             if all(v is not None for v in reached.values()) or trainer.step_count >= max_steps:
                 break
-            seconds += train(trainer, min(trainer.step_count + every, max_steps), cfg, progress=False)
+            seconds += train_posterior(trainer, min(trainer.step_count + every, max_steps), cfg, progress=False)
         return {"steps": reached, "curve": curve, "seconds": seconds, "warm": warm}
 
     def _max_parents(self):
@@ -425,9 +425,9 @@ class DesignRun:
         mp = None if self.cfg.max_parents < 0 else self.cfg.max_parents
         if self.cfg.posterior == "exact":
             return ExactBackend(self.model, mp)
-        from ..causal.posterior import PosteriorConfig
+        from ..causal.posterior import CausalConfig
 
-        pc = self.posterior_config or PosteriorConfig(
+        pc = self.posterior_config or CausalConfig(
             steps=self.cfg.steps, batch_size=self.cfg.batch_size, lr=self.cfg.lr, hidden=self.cfg.hidden,
             seed=self.cfg.seed, threads=self.cfg.threads)
         # the reward is the ScoreModel's; the in-degree cap must match the exact posterior's

@@ -2,16 +2,16 @@
 (CompiledEnv), numba (NumbaEnv) or Python (PythonEnv), all behind one interface (Env)."""
 from .assignment import Assignment
 from .base import Env, NonFiniteRewardError
-from .resolve import from_config
 from .bit_sequence import BitSequence
 from .check import EnvCheckError, check_env
 from .compiled import KINDS, CompiledEnv, HandleEnv
 from .dag import DAG
-from .conditional import HyperGridR0, IsingBeta, uniform_contexts
+from .contextual import HyperGridR0, IsingBeta, uniform_contexts
 from .hypergrid import HyperGrid
 from .ising import Ising
 from .numba_env import NumbaEnv
 from .python_env import PythonEnv
+from .resolve import from_config
 from .set_addition import SetAddition
 
 __all__ = ["Env", "CompiledEnv", "HandleEnv", "PythonEnv", "NumbaEnv", "HyperGrid", "Ising", "BitSequence",

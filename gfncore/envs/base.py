@@ -245,7 +245,7 @@ class Env:
         if context is None:
             raise ValueError(f"{self.name} is conditional: true_log_z(context) needs a context [C]")
         x = self.all_terminal_states()
-        c = self._context(torch.as_tensor(context, dtype=torch.float64).reshape(1, -1), 1)
+        c = self._context(context_rows(context), 1)
         return float(torch.logsumexp(self.log_reward(x, c.expand(x.shape[0], -1)), 0))
 
     def true_distribution(self, context: torch.Tensor | None = None) -> torch.Tensor:
@@ -255,7 +255,7 @@ class Env:
             return torch.softmax(self.log_reward(x), 0)
         if context is None:
             raise ValueError(f"{self.name} is conditional: true_distribution(context) needs a context [C]")
-        c = self._context(torch.as_tensor(context, dtype=torch.float64).reshape(1, -1), 1)
+        c = self._context(context_rows(context), 1)
         return torch.softmax(self.log_reward(x, c.expand(x.shape[0], -1)), 0)
 
     # -- serialisation --------------------------------------------------------------------------
@@ -295,3 +295,9 @@ class Env:
         except NotImplementedError:
             params = ""
         return f"{type(self).__name__}({params})"
+
+
+def context_rows(context, n: int = 1, dtype: torch.dtype = torch.float64, device=None) -> torch.Tensor:
+    """One context c ([C], or [1, C]) as n rows [n, C] (an expanded view): how a single context
+    meets the batched calls of environments, policies and objectives."""
+    return torch.as_tensor(context, dtype=dtype, device=device).reshape(1, -1).expand(n, -1)

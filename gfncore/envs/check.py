@@ -8,7 +8,7 @@ import math
 import torch
 
 from . import contract
-from .base import Env
+from .base import Env, context_rows
 
 
 class EnvCheckError(AssertionError):
@@ -155,7 +155,7 @@ def check_env(env: Env, *, max_states: int = 20_000, seed: int = 0, context: tor
     if env.context_dim:
         if context is None:
             context = torch.zeros(1, env.context_dim, dtype=torch.float64)
-        c = torch.as_tensor(context, dtype=torch.float64).reshape(1, -1).expand(x.shape[0], -1)
+        c = context_rows(context, x.shape[0])
     lr = env.reward(x, c)
     if lr.shape != (x.shape[0],) or lr.dtype != torch.float64:
         _fail(env, "log_reward", f"must return float64 [{x.shape[0]}], got {lr.dtype} {list(lr.shape)}")

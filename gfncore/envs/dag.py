@@ -203,8 +203,8 @@ class DAG(CompiledEnv, kind="dag"):
 
     def exact_posterior(self):
         """The exact posterior R(G)/Z over every DAG (d <= 5), from this environment's reward:
-        a gfncore.causal.ExactPosterior aligned with all_terminal_states()."""
-        from .dag_enumerate import ExactPosterior
+        a gfncore.causal.DAGPosterior aligned with all_terminal_states()."""
+        from .dag_enumerate import DAGPosterior
 
         x = self.all_terminal_states()
         log_r = self.log_reward(x)
@@ -214,7 +214,7 @@ class DAG(CompiledEnv, kind="dag"):
         probs = torch.exp(log_r - log_z)
         graphs = self.adjacency(x)
         marg = (probs[:, None, None] * graphs.double()).sum(0)
-        return ExactPosterior(graphs=graphs, log_reward=log_r, log_z=log_z, probs=probs, edge_marginals=marg)
+        return DAGPosterior(graphs=graphs, log_reward=log_r, log_z=log_z, probs=probs, edge_marginals=marg)
 
     # -- serialisation ------------------------------------------------------------------------------
     def config(self) -> dict:

@@ -70,7 +70,7 @@ def all_dags(d: int) -> torch.Tensor:
 
 
 @dataclass
-class ExactPosterior:
+class DAGPosterior:
     """The exact posterior P(G | D) = R(G) / Z over every DAG on d nodes."""
 
     graphs: torch.Tensor          # bool [G, d, d]
@@ -102,7 +102,7 @@ class ExactPosterior:
         return torch.bincount(idx, minlength=self.graphs.shape[0]).double() / max(idx.shape[0], 1)
 
 
-def exact_posterior(score, d: int | None = None) -> ExactPosterior:
+def dag_posterior(score, d: int | None = None) -> DAGPosterior:
     """Enumerate every DAG, score it, normalise. `score` is a CausalScore (or anything with
     num_nodes and log_score(adj [B, d, d]) -> [B]), or a callable adj -> log R with d given."""
     if d is None:
@@ -117,7 +117,7 @@ def exact_posterior(score, d: int | None = None) -> ExactPosterior:
     log_z = float(torch.logsumexp(log_r, 0))
     probs = torch.exp(log_r - log_z)
     marg = (probs[:, None, None] * graphs.double()).sum(0)
-    return ExactPosterior(graphs=graphs, log_reward=log_r, log_z=log_z, probs=probs, edge_marginals=marg)
+    return DAGPosterior(graphs=graphs, log_reward=log_r, log_z=log_z, probs=probs, edge_marginals=marg)
 
 
 def count_dags(d: int) -> int:
@@ -127,3 +127,7 @@ def count_dags(d: int) -> int:
     for n in range(1, d + 1):
         a.append(sum((-1) ** (k + 1) * math.comb(n, k) * 2 ** (k * (n - k)) * a[n - k] for k in range(1, n + 1)))
     return a[d]
+
+
+# the names before issue 16 (two ExactPosterior classes, bayes's and causal's, clashed)
+ExactPosterior, exact_posterior = DAGPosterior, dag_posterior

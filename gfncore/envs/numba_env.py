@@ -10,6 +10,7 @@ import inspect
 import torch
 
 from .. import _C
+from ..ops.kernel import CallbackError
 from . import contract
 from .compiled import HandleEnv
 
@@ -138,7 +139,7 @@ class NumbaEnv(HandleEnv):
     def _call(self, fn, *args):
         try:
             return fn(*args)
-        except _C.CallbackError as e:
+        except CallbackError as e:
             raise self._diagnosed(e, args) from None
 
     def _diagnosed(self, error, args) -> Exception:

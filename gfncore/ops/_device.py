@@ -57,3 +57,17 @@ def skips_dispatcher(*tensors) -> bool:
         return False
     d = ts[0].device
     return d.type != "meta" and all(t.device == d and not isinstance(t, FakeTensor) for t in ts)
+
+
+def set_cuda_async_errors(on: bool) -> None:
+    """CUDA kernels check their input as they run. By default a launch waits for its kernel and
+    bad input raises at the op that met it, as on the CPU. ``set_cuda_async_errors(True)``: launches
+    return at once (no synchronisation; what CUDA graphs capture anyway), and an error raises at a
+    later launch or at :func:`check_cuda_errors`. Launches being captured never wait."""
+    _C.set_cuda_async_errors(bool(on))
+
+
+def check_cuda_errors() -> None:
+    """Waits for gfncore's CUDA launches and raises an error one of them reported (see
+    :func:`set_cuda_async_errors`); nothing to do without CUDA."""
+    _C.check_cuda_errors()

@@ -38,14 +38,14 @@ def _work(n: int, like: torch.Tensor) -> torch.Tensor:
 # --- trajectory balance -----------------------------------------------------------------------
 def _tb_forward(log_pf, log_pb, offsets, log_reward, log_z):
     out = log_pf.new_empty(_num_traj(offsets))
-    _C.trajectory_balance(log_pf, log_pb, offsets, log_reward, log_z, out, None, None, None, None, None, stream(log_pf))
+    _C.trajectory_balance_forward(log_pf, log_pb, offsets, log_reward, log_z, out, stream(log_pf))
     return out
 
 
 def _tb_backward(grad, log_pf, log_pb, offsets, log_reward, log_z):
     gpf, gpb, gr = torch.empty_like(log_pf), torch.empty_like(log_pb), torch.empty_like(log_reward)
     gz = log_pf.new_empty(log_reward.numel())  # per trajectory; summed below for a shared log Z
-    _C.trajectory_balance(log_pf, log_pb, offsets, log_reward, log_z, None, grad, gpf, gpb, gr, gz, stream(log_pf))
+    _C.trajectory_balance_backward(log_pf, log_pb, offsets, log_reward, log_z, grad, gpf, gpb, gr, gz, stream(log_pf))
     return gpf, gpb, gr, (gz.sum() if log_z.dim() == 0 else gz)
 
 
@@ -152,13 +152,13 @@ def trajectory_balance_from_logits(logits: torch.Tensor, mask: torch.Tensor, act
 # --- detailed and modified detailed balance (one kernel) --------------------------------------
 def _db_forward(log_pf, log_pb, log_flow, offsets, log_reward):
     out = log_pf.new_empty(log_pf.numel())
-    _C.detailed_balance(log_pf, log_pb, log_flow, offsets, log_reward, out, None, None, None, None, None, stream(log_pf))
+    _C.detailed_balance_forward(log_pf, log_pb, log_flow, offsets, log_reward, out, stream(log_pf))
     return out
 
 
 def _db_backward(grad, log_pf, log_pb, log_flow, offsets, log_reward):
     gs = [torch.empty_like(t) for t in (log_pf, log_pb, log_flow, log_reward)]
-    _C.detailed_balance(log_pf, log_pb, log_flow, offsets, log_reward, None, grad, *gs, stream(log_pf))
+    _C.detailed_balance_backward(log_pf, log_pb, log_flow, offsets, log_reward, grad, *gs, stream(log_pf))
     return gs
 
 
@@ -184,14 +184,14 @@ def detailed_balance(log_pf: torch.Tensor, log_pb: torch.Tensor, log_flow: torch
 
 def _mdb_forward(log_pf, log_pb, log_pf_stop, log_reward_state, offsets):
     out = log_pf.new_empty(log_pf.numel())
-    _C.modified_detailed_balance(log_pf, log_pb, log_pf_stop, log_reward_state, offsets, out, None, None, None, None,
-                                 None, stream(log_pf))
+    _C.modified_detailed_balance_forward(log_pf, log_pb, log_pf_stop, log_reward_state, offsets, out, stream(log_pf))
     return out
 
 
 def _mdb_backward(grad, log_pf, log_pb, log_pf_stop, log_reward_state, offsets):
     gs = [torch.empty_like(t) for t in (log_pf, log_pb, log_pf_stop, log_reward_state)]
-    _C.modified_detailed_balance(log_pf, log_pb, log_pf_stop, log_reward_state, offsets, None, grad, *gs, stream(log_pf))
+    _C.modified_detailed_balance_backward(log_pf, log_pb, log_pf_stop, log_reward_state, offsets, grad, *gs,
+                                          stream(log_pf))
     return gs
 
 
@@ -232,15 +232,14 @@ def _check_lam(lam) -> float:
 
 def _subtb_forward(log_pf, log_pb, log_flow, offsets, log_reward, lam):
     out = log_pf.new_empty(_num_traj(offsets))
-    _C.subtrajectory_balance(log_pf, log_pb, log_flow, offsets, log_reward, lam, out, None, None, None, None, None, None,
-                             stream(log_pf))
+    _C.subtrajectory_balance_forward(log_pf, log_pb, log_flow, offsets, log_reward, lam, out, stream(log_pf))
     return out
 
 
 def _subtb_backward(grad, log_pf, log_pb, log_flow, offsets, log_reward, lam):
     gs = [torch.empty_like(t) for t in (log_pf, log_pb, log_flow, log_reward)]
     work = _work(log_pf.numel() + log_reward.numel(), log_pf)
-    _C.subtrajectory_balance(log_pf, log_pb, log_flow, offsets, log_reward, lam, None, grad, *gs, work, stream(log_pf))
+    _C.subtrajectory_balance_backward(log_pf, log_pb, log_flow, offsets, log_reward, lam, grad, *gs, work, stream(log_pf))
     return gs
 
 
@@ -268,13 +267,13 @@ def subtrajectory_balance(log_pf: torch.Tensor, log_pb: torch.Tensor, log_flow: 
 # --- flow matching ----------------------------------------------------------------------------
 def _fm_forward(log_in, in_count, log_out, out_mask):
     out = log_in.new_empty(in_count.numel())
-    _C.flow_matching(log_in, in_count, log_out, out_mask, out, None, None, None, stream(log_in))
+    _C.flow_matching_forward(log_in, in_count, log_out, out_mask, out, stream(log_in))
     return out
 
 
 def _fm_backward(grad, log_in, in_count, log_out, out_mask):
     gi, go = torch.empty_like(log_in), torch.empty_like(log_out)
-    _C.flow_matching(log_in, in_count, log_out, out_mask, None, grad, gi, go, stream(log_in))
+    _C.flow_matching_backward(log_in, in_count, log_out, out_mask, grad, gi, go, stream(log_in))
     return gi, go
 
 
@@ -304,15 +303,14 @@ def flow_matching(log_in: torch.Tensor, in_count: torch.Tensor, log_out: torch.T
 def _zvar_forward(log_pf, log_pb, offsets, log_reward):
     B = _num_traj(offsets)
     out = log_pf.new_empty(B)
-    _C.log_partition_variance(log_pf, log_pb, offsets, log_reward, out, None, None, None, None, _work(B + 2, log_pf),
-                              stream(log_pf))
+    _C.log_partition_variance_forward(log_pf, log_pb, offsets, log_reward, out, _work(B + 2, log_pf), stream(log_pf))
     return out
 
 
 def _zvar_backward(grad, log_pf, log_pb, offsets, log_reward):
     gs = [torch.empty_like(t) for t in (log_pf, log_pb, log_reward)]
-    _C.log_partition_variance(log_pf, log_pb, offsets, log_reward, None, grad, *gs, _work(log_reward.numel() + 2, log_pf),
-                              stream(log_pf))
+    _C.log_partition_variance_backward(log_pf, log_pb, offsets, log_reward, grad, *gs,
+                                       _work(log_reward.numel() + 2, log_pf), stream(log_pf))
     return gs
 
 

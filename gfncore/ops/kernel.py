@@ -22,6 +22,9 @@ from . import _device
 from ._device import stream
 from ._memory import materialize
 
+# what a failing user callback raises through the compiled core: caught by environments (numba)
+CallbackError = _C.CallbackError
+
 
 class CompiledKernel:
     """An environment's compiled kernels, as the env-aware ops use them.
@@ -50,7 +53,7 @@ class CompiledKernel:
             return fn(self.handle, *args)
         try:
             return fn(self.handle, *args)
-        except _C.CallbackError as e:
+        except CallbackError as e:
             raise self.diagnose(e, args) from None
 
     def wrap(self, fn):
@@ -61,7 +64,7 @@ class CompiledKernel:
         def call(*args):
             try:
                 return fn(*args)
-            except _C.CallbackError as e:
+            except CallbackError as e:
                 raise self.diagnose(e, args) from None
         return call
 
@@ -136,6 +139,11 @@ class _DiagnosedRecorder:
     @property
     def ids(self):
         return self._rec.ids
+
+
+def process_blas() -> bool:
+    """Whether the recorder's one-call MLP rollout (``run_mlp``) found torch's BLAS in this process."""
+    return bool(_C.has_process_blas())
 
 
 def compiled_kernel(env, device) -> CompiledKernel | None:

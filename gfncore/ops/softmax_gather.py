@@ -14,13 +14,13 @@ def gather_forward(logits, mask, actions):
     # Sized by a dense argument's numel, not a shape the kernel has yet to check: a [2**40, 0]
     # logits tensor holds nothing but would ask for a 2**40-row output.
     out = logits.new_empty(actions.numel())
-    _C.masked_log_softmax_gather(logits, mask, actions, out, None, None, stream(logits))
+    _C.masked_log_softmax_gather_forward(logits, mask, actions, out, stream(logits))
     return out
 
 
 def gather_backward(grad, logits, mask, actions):
     grad_logits = torch.empty_like(logits)
-    _C.masked_log_softmax_gather(logits, mask, actions, None, grad, grad_logits, stream(logits))
+    _C.masked_log_softmax_gather_backward(logits, mask, actions, grad, grad_logits, stream(logits))
     return grad_logits
 
 

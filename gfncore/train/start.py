@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from ..envs.base import context_rows
+
 
 @torch.no_grad()
 def initialise_log_z(env, policy, contexts: torch.Tensor, n: int = 16, generator=None) -> float:
@@ -14,7 +16,7 @@ def initialise_log_z(env, policy, contexts: torch.Tensor, n: int = 16, generator
     if contexts is None:
         v = importance_log_z(env, policy, n, generator=generator)["log_z"]
     else:
-        v = sum(importance_log_z(env, policy, n, context=c.reshape(1, -1), generator=generator)["log_z"]
+        v = sum(importance_log_z(env, policy, n, context=context_rows(c, dtype=c.dtype), generator=generator)["log_z"]
                 for c in contexts) / contexts.shape[0]
     net = getattr(policy, "log_z_net", None)
     if net is not None:

@@ -11,12 +11,14 @@ import torch
 
 from .. import distributed as D
 from .. import metrics as M
+from .. import onpolicy
 from ..config import check, option, validate
-from ..envs.base import Env, NonFiniteRewardError
+from ..envs.base import Env, NonFiniteRewardError, context_rows
 from ..losses import LOSSES, get_loss
-from ..nn import MLPPolicy
+from ..nn import ContextScaler, MLPPolicy
 from ..replay import ReplayBuffer
-from ..sampler import Sampler
+from ..runtime import ensure_threads
+from ..sampler import Sampler, policy_device
 from ..trajectories import Trajectories
 
 
@@ -107,14 +109,19 @@ class Trainer:
             replay_capacity=replay.capacity if replay is not None else 0, replay_fraction=replay_fraction,
             prioritized=replay.prioritized if replay is not None else False, batch_size=batch_size, lr=lr,
             lr_log_z=lr_log_z, temperature=temperature, epsilon=epsilon, seed=seed,
-            device=str(device) if device is not None else str(_policy_device(policy)),
+            device=str(device) if device is not None else str(policy_device(policy)),
             **({k: desc[k] for k in ("hidden", "layers", "pb")} if desc else {}))
         if device is not None:
             policy.to(torch.device(self.config.device))
+        # what `gfncore train` does, so that the same settings give the same run from Python: the
+        # CLI's thread count unless the user chose one, the initial weights drawn from the seed
+        ensure_threads()
+        if hasattr(policy, "seed_weights"):
+            policy.seed_weights(self.config.seed)
         self.env, self.policy = env, policy
         self.loss_name = loss
         self.loss_options = opts
-        self.objective = self.loss_fn = get_loss(loss, **opts)
+        self.objective = get_loss(loss, **opts)
         self.objective.check_policy(policy)
         self.batch_size = self.config.batch_size
         need = trainer_bytes(env, self.batch_size, self.config.hidden if desc else 0)
@@ -136,9 +143,11 @@ class Trainer:
         self._params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.generator = torch.Generator().manual_seed(self.config.seed)
         self.step_count = 0
+        self._resumed_from = 0
         self.history: list[dict] = []
         self.last_checkpoint: tuple[str, int] | None = None  # (path, step) written or loaded
         self.stop_requested = False
+        self.should_stop = False  # a hook's request to end fit after the current step
         self._stop_agreed = False  # data-parallel: a stop request some rank had at the last step
         self._modes: set[tuple] = set()
         self._pending_x: list[torch.Tensor] = []  # terminal states of batches not yet scanned for modes
@@ -190,20 +199,28 @@ class Trainer:
         return self.topology.is_main
 
     @classmethod
-    def from_config(cls, env: Env, policy, cfg: TrainConfig) -> "Trainer":
+    def from_config(cls, env: Env, policy, cfg: TrainConfig, context_sampler=None) -> "Trainer":
         opts = {"importance_weights": cfg.importance_weights}
         if cfg.loss == "subtb":
             opts["lam"] = cfg.lam
         replay = ReplayBuffer(env, cfg.replay_capacity, prioritized=cfg.prioritized) if cfg.replay_capacity > 0 else None
         t = cls(env, policy, loss=cfg.loss, batch_size=cfg.batch_size, lr=cfg.lr, lr_log_z=cfg.lr_log_z,
                 temperature=cfg.temperature, epsilon=cfg.epsilon, seed=cfg.seed, loss_options=opts,
-                replay=replay, replay_fraction=cfg.replay_fraction, device=cfg.device)
+                replay=replay, replay_fraction=cfg.replay_fraction, device=cfg.device, context_sampler=context_sampler)
         t.config = cfg
         return t
 
     @property
     def device(self) -> torch.device:
-        return _policy_device(self.policy)
+        return policy_device(self.policy)
+
+    @property
+    def loss_fn(self):
+        """The objective (its name before issue 16; use Trainer.objective)."""
+        import warnings
+
+        warnings.warn("Trainer.loss_fn is Trainer.objective; use objective", DeprecationWarning, stacklevel=2)
+        return self.objective
 
     @property
     def log_z(self) -> float:
@@ -220,14 +237,15 @@ class Trainer:
         """The objective's estimate of log Z(c) at one context c."""
         return float(self.objective.log_z(self.env, self.policy, context))
 
-    def sample_trajectories(self, n: int | None = None) -> Trajectories:
+    def sample_trajectories(self, n: int | None = None, keep_activations: bool = False) -> Trajectories:
         """A batch of n (default batch_size) fresh trajectories, with contexts from the context
         sampler (trajectories_per_context share each) for a conditional GFlowNet. In data-parallel
         training, this rank's share of them: the same draws as one process sampling all n."""
         n = self.batch_size if n is None else n
         first, n_local = D.shard(n, self.topology)
         if not self.env.context_dim:
-            return self.sampler.sample(n_local, generator=self.generator, first_id=first)
+            return self.sampler.sample(n_local, generator=self.generator, first_id=first,
+                                       keep_activations=keep_activations)
         k = self.trajectories_per_context if n % self.trajectories_per_context == 0 else 1
         c = self.sampler.contexts(n // k, self.generator).repeat_interleave(k, 0)[first:first + n_local]
         self._last_context = c
@@ -244,7 +262,10 @@ class Trainer:
 
     def _batch(self) -> Trajectories:
         n_fresh, k = self.replay_split()
-        fresh = self.sample_trajectories(n_fresh)
+        # a batch wholly sampled on-policy keeps the rollout's activations for the loss (the sampler
+        # honours it only at temperature 1 without epsilon); replayed or weighted batches recompute
+        onp = k == 0 and self.objective.rollout_forward and not self.objective.importance_weights
+        fresh = self.sample_trajectories(n_fresh, keep_activations=onp)
         k_local = D.shard(k, self.topology)[1]
         if k_local == 0:
             return fresh
@@ -278,9 +299,9 @@ class Trainer:
             self.generator.set_state(gen_state)
             raise bad from e
         if self._reduce is None:
-            loss = self.loss_fn(self.env, self.policy, traj)
+            loss = self.objective(self.env, self.policy, traj)
         else:
-            loss = self.loss_fn(self.env, self.policy, traj, reduce=self._reduce)
+            loss = self.objective(self.env, self.policy, traj, reduce=self._reduce)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self._reduce is not None:
@@ -311,7 +332,8 @@ class Trainer:
             if self._pending_rows >= 65536:
                 self._scan_modes()
         self.train_seconds += time.perf_counter() - t0
-        return {"step": self.step_count, "loss": loss_value}
+        self.forward_path = onpolicy.path_of(traj)
+        return {"step": self.step_count, "loss": loss_value, "forward": self.forward_path}
 
     def _grads_finite(self) -> bool:
         # One fused pass over every gradient and one host sync: AMP's non-finite check with a
@@ -437,7 +459,7 @@ class Trainer:
             x = self.sample(n_samples, generator=g, context=context)
             # fewer than ~10 samples per object make an empirical L1 that measures the sample size
             if cap["terminals"] is not None and cap["terminals"] * 10 <= n_samples:
-                out["empirical_l1"] = M.empirical_l1(self.env, x)
+                out["empirical_l1"] = M.empirical_l1(self.env, x, context)
             if hasattr(self.env, "mode_mask"):
                 out["modes_found"] = M.modes_found(self.env, x)
         if hasattr(self.env, "mode_mask"):
@@ -449,48 +471,65 @@ class Trainer:
         self.stop_requested = True
 
     def fit(self, steps: int, *, progress: bool = True, eval_every: int = 0, log_path: str | None = None,
-            evaluate: bool = True, checkpoint_every: int = 0, checkpoint_path: str | None = None) -> list[dict]:
+            evaluate: bool = True, checkpoint_every: int = 0, checkpoint_path: str | None = None,
+            hooks: tuple = (), desc: str | None = None) -> list[dict]:
         """Train for `steps` more steps with a progress bar showing loss and log Z. With
         eval_every > 0 it evaluates (see evaluate()) every eval_every steps and at the end, and
         appends to history / log_path. With checkpoint_every > 0 it saves to checkpoint_path
-        (atomically) every checkpoint_every steps. Returns early, after a whole step, once
-        request_stop() was called."""
+        (atomically) every checkpoint_every steps. `hooks` (gfncore.train.hooks: a learning-rate
+        schedule, evaluations, checkpoint cadence, extra metrics) run around every step, after
+        those two. Returns early, after a whole step, once request_stop() was called or a hook set
+        should_stop."""
         from tqdm.auto import tqdm
+
+        from .hooks import Checkpoints, Evaluate
 
         steps = check(TrainConfig, "steps", steps)
         if checkpoint_every and not checkpoint_path:
             raise ValueError("checkpoint_every needs a checkpoint_path")
         main = self.is_main  # rank 0 evaluates and writes; the other ranks only train
-        bar = tqdm(total=steps, disable=not (progress and main), desc=f"{self.env.name} {self.loss_name}",
-                   dynamic_ncols=True)
-        log = open(log_path, "a") if log_path and main else None
+        own = []
+        if main and evaluate and eval_every and not self.env.context_dim:
+            own.append(Evaluate(eval_every, lambda t: t.evaluate(), self.history, log_path, show=("log_z", "l1"),
+                                extra=lambda t, rec: {**rec, "log_z": t.log_z, "seconds": t.train_seconds},
+                                global_steps=True))
+        if checkpoint_every:
+            own.append(Checkpoints(checkpoint_path, steps=checkpoint_every))
+        hooks = own + list(hooks)
+        # the bar counts the run's steps: a resumed run starts where its checkpoint left off
+        label = desc or f"{self.env.name} {self.loss_name}"
+        if self._resumed_from:
+            label += f" (resumed from step {self._resumed_from})"
+            self._resumed_from = 0
+        bar = tqdm(total=self.step_count + steps, initial=self.step_count, disable=not (progress and main),
+                   desc=label, dynamic_ncols=True)
+        self.should_stop = False
+        error = None
         try:
+            for h in hooks:
+                h.start(self, steps)
             for i in range(steps):
-                if self._stop_agreed if self._reduce is not None else self.stop_requested:
+                if self.should_stop or (self._stop_agreed if self._reduce is not None else self.stop_requested):
                     break
+                for h in hooks:
+                    h.before_step(self)
                 rec = self.train_step()
-                if i % 10 == 0 or i == steps - 1:
+                if (i % 10 == 0 or i == steps - 1) and not bar.disable:
                     rec["log_z"] = self.log_z
                     bar.set_postfix(loss=f"{rec['loss']:.3g}", log_z=f"{rec['log_z']:.3f}", refresh=False)
                 bar.update(1)
-                if main and evaluate and eval_every and not self.env.context_dim and (
-                        self.step_count % eval_every == 0 or i == steps - 1):
-                    ev = self.evaluate()
-                    ev.update(rec, log_z=self.log_z, seconds=self.train_seconds)
-                    self.history.append(ev)
-                    if log:
-                        log.write(_json_line(ev))
-                        log.flush()
-                    post = {"loss": f"{rec['loss']:.3g}", "log_z": f"{ev['log_z']:.3f}"}
-                    if "l1" in ev:
-                        post["l1"] = f"{ev['l1']:.3f}"
-                    bar.set_postfix(**post)
-                if checkpoint_every and self.step_count % checkpoint_every == 0:
-                    self.save(checkpoint_path)  # a collective: every rank calls it, rank 0 writes
+                for h in hooks:
+                    post = h.after_step(self, i, steps, rec)
+                    if post:
+                        bar.set_postfix(loss=f"{rec['loss']:.3g}", **post)
+        except BaseException as e:
+            error = e
+            raise
         finally:
             bar.close()
-            if log:
-                log.close()
+            self.should_stop = False
+            for h in hooks:
+                h.end(self, error)
         return self.history
 
     @torch.no_grad()
@@ -502,7 +541,7 @@ class Trainer:
         g = self.generator if generator is None else generator
         ctx = None
         if context is not None:
-            ctx = torch.as_tensor(context, dtype=torch.get_default_dtype()).reshape(1, -1).expand(n, -1)
+            ctx = context_rows(context, n, torch.get_default_dtype())
         traj = self.sampler.sample(n, generator=g, temperature=temperature, epsilon=0.0, context=ctx)
         return traj.terminal_states
 
@@ -546,6 +585,7 @@ class Trainer:
         except (RuntimeError, TypeError) as e:
             raise ValueError(f"the saved random generator state is damaged ({e})") from None
         self.step_count = int(sd["step"])
+        self._resumed_from = self.step_count  # the next fit's progress bar says so
         modes = sd.get("modes", [])
         self._modes = set(map(tuple, modes.tolist() if isinstance(modes, torch.Tensor) else modes))
         self._pending_x, self._pending_rows = [], 0
@@ -630,26 +670,22 @@ def _plain_attributes(obj) -> dict:
     return {k: v for k, v in vars(obj).items() if isinstance(v, (bool, int, float, str))}
 
 
-def _json_line(d: dict) -> str:
-    import json
-
-    return json.dumps(d) + "\n"
-
-
-def _policy_device(policy) -> torch.device:
-    for p in policy.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
 def describe_policy(policy) -> dict | None:
     """The constructor arguments that rebuild an MLPPolicy (None for any other policy class)."""
     if type(policy) is not MLPPolicy:
         return None
     trunk = policy.trunk
     layers = sum(isinstance(m, torch.nn.Linear) for m in trunk.modules())
-    return {"class": "MLPPolicy", "hidden": policy.pf_head.in_features, "layers": layers, "pb": policy.pb,
-            "flow": bool(policy.has_flow), "context_dim": policy.context_dim, "conditioning": policy.conditioning}
+    enc = policy.context_encoder
+    if enc is not None and type(enc) is not ContextScaler:
+        return None  # a context encoder of the user's: gfncore.load(path, policy=...) takes the policy
+    d = {"class": "MLPPolicy", "hidden": policy.pf_head.in_features, "layers": layers, "pb": policy.pb,
+         "flow": bool(policy.has_flow), "context_dim": policy.context_dim, "conditioning": policy.conditioning}
+    if policy.log_z_net is not None:
+        d["log_z_hidden"] = policy.log_z_net[0].out_features
+    if enc is not None:  # its centre and scale are buffers: the state dict restores them
+        d["context_encoder"] = "ContextScaler"
+    return d
 
 
 def policy_for(env: Env, cfg: TrainConfig) -> MLPPolicy:
