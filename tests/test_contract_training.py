@@ -166,16 +166,18 @@ def test_a_trajectory_without_end_raises_naming_the_environment(monkeypatch):
     lambda env: (lambda f: torch.zeros(f.shape[0], env.n_actions, dtype=torch.int64)),
 ])
 def test_a_policy_returning_a_list_or_integers_is_named(make):
-    env = PyHyperGrid(2, 4)
-    policy = MLPPolicy(env, hidden=8, layers=1)
-    policy.forward_logits = make(env)
-    with pytest.raises(TypeError, match="forward_logits returned"):
-        gfncore.Sampler(env, policy).sample(4, seed=0)
-    cenv = gfncore.envs.HyperGrid(2, 4)  # the compiled route says the same
-    policy = MLPPolicy(cenv, hidden=8, layers=1)
-    policy.forward_logits = make(cenv)
-    with pytest.raises(TypeError, match="forward_logits returned"):
-        gfncore.Sampler(cenv, policy).sample(4, seed=0)
+    class Policy(torch.nn.Module):  # a user's own policy: only forward_logits
+        def __init__(self, logits):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.logits = logits
+
+        def forward_logits(self, f, *context):
+            return self.logits(f)
+
+    for env in (PyHyperGrid(2, 4), gfncore.envs.HyperGrid(2, 4)):  # the generic and the compiled route
+        with pytest.raises(TypeError, match="forward_logits returned"):
+            gfncore.Sampler(env, Policy(make(env))).sample(4, seed=0)
 
 
 def test_nan_features_are_blamed_on_encode():
