@@ -24,7 +24,7 @@ MODULE_LAYER = {
     "gfncore.datafiles": "apps",
     "gfncore.trajectories": "learn", "gfncore.sampler": "learn", "gfncore.backward": "learn",
     "gfncore.losses": "learn", "gfncore.metrics": "learn", "gfncore.nn": "learn", "gfncore.replay": "learn",
-    "gfncore.plotting": "learn",
+    "gfncore.plotting": "learn", "gfncore.onpolicy": "learn",
     "gfncore.checkpoint": "train", "gfncore.distributed": "train", "gfncore.runfolder": "train",
     "gfncore": "face", "gfncore.__main__": "face",
 }
