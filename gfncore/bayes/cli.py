@@ -159,15 +159,21 @@ def load_problem(c: BayesDataConfig, hidden: int = 128) -> dict:
 
 
 def _write_csv(path: str, prob: dict) -> None:
+    """The synthetic data set (training and test rows) as a CSV that --data reads, written whole
+    or not at all (a full disk is one line naming the file, as for the run's other outputs)."""
     import csv
+    import io
+
+    from ..runfolder import write_text
 
     parts = [prob["train"]] + ([prob["test"]] if prob["test"] is not None else [])
     X = torch.cat([p[0] for p in parts]).double()
     y = torch.cat([p[1] for p in parts]).double()
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow([f"x{j}" for j in range(X.shape[1])] + ["y"])
-        w.writerows([*map(repr, xr), repr(yv)] for xr, yv in zip(X.tolist(), y.tolist()))
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow([f"x{j}" for j in range(X.shape[1])] + ["y"])
+    w.writerows([*map(repr, xr), repr(yv)] for xr, yv in zip(X.tolist(), y.tolist()))
+    write_text(path, buf.getvalue())
 
 
 def run_bayes(data_cfg: BayesDataConfig, cfg, overwrite: bool = False) -> dict:
