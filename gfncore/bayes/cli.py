@@ -23,7 +23,7 @@ import torch
 
 from ..runfolder import write_text
 
-OUTPUTS = ("summary.json", "samples.csv", "predictive.csv", "metrics.jsonl", "marginals.png")
+OUTPUTS = ("summary.json", "samples.csv", "predictive.csv", "metrics.jsonl", "marginals.png", "data.csv")
 ENUMERATE_MAX = 1_000_000  # grid settings (and, for the exact sampler distribution, 2x that many states)
 
 
@@ -159,21 +159,17 @@ def load_problem(c: BayesDataConfig, hidden: int = 128) -> dict:
 
 
 def _write_csv(path: str, prob: dict) -> None:
-    """The synthetic data set (training and test rows) as a CSV that --data reads, written whole
-    or not at all (a full disk is one line naming the file, as for the run's other outputs)."""
     import csv
-    import io
-
-    from ..runfolder import write_text
 
     parts = [prob["train"]] + ([prob["test"]] if prob["test"] is not None else [])
     X = torch.cat([p[0] for p in parts]).double()
     y = torch.cat([p[1] for p in parts]).double()
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow([f"x{j}" for j in range(X.shape[1])] + ["y"])
-    w.writerows([*map(repr, xr), repr(yv)] for xr, yv in zip(X.tolist(), y.tolist()))
-    write_text(path, buf.getvalue())
+    from ..runfolder import atomic_open
+
+    with atomic_open(path, "w", newline="") as f:  # a full disk: an error naming the path, no torn file
+        w = csv.writer(f)
+        w.writerow([f"x{j}" for j in range(X.shape[1])] + ["y"])
+        w.writerows([*map(repr, xr), repr(yv)] for xr, yv in zip(X.tolist(), y.tolist()))
 
 
 def run_bayes(data_cfg: BayesDataConfig, cfg, overwrite: bool = False) -> dict:
@@ -319,10 +315,12 @@ def plot_marginals(s: dict, names: list[str], path: str) -> str | None:
 
 def _add_flags(p: argparse.ArgumentParser) -> None:
     from ..cli.common import add_dataclass_args
+    from .joint_cli import JointCliConfig
     from .posterior import PosteriorConfig
 
     add_dataclass_args(p, BayesDataConfig)
     add_dataclass_args(p, PosteriorConfig)
+    add_dataclass_args(p, JointCliConfig)
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
 
 
@@ -341,8 +339,13 @@ def run(ns: argparse.Namespace) -> int:
 
     from ..cli.common import UsageError
     from ..runfolder import one_line
+    from .joint_cli import JointCliConfig, print_summary, run_joint
 
     try:
+        jcfg = from_args(JointCliConfig, ns)
+        if jcfg.joint_predictive:
+            print_summary(run_joint(from_args(BayesDataConfig, ns), from_args(PosteriorConfig, ns), jcfg))
+            return 0
         s = run_bayes(from_args(BayesDataConfig, ns), from_args(PosteriorConfig, ns), overwrite=ns.overwrite)
     except UsageError as e:
         print(str(e), file=sys.stderr)

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import sys
 
-from ..runfolder import FolderBusy
+from ..runfolder import FolderBusy, one_line
 from . import commands
 from .common import (FAILED, INTERRUPTED, RUN_FILES, USAGE, Parser, RunConfig, RunFailed, UsageError,  # noqa: F401
                      add_dataclass_args, from_args)
-from ..runfolder import FolderBusy, one_line
-from . import commands
 from .commands import CLI_DEFAULTS, ENVS, RESUMABLE, eval_command, sample_command, train_run  # noqa: F401
 
 

@@ -1,4 +1,4 @@
-"""Rebuilding a training run from its checkpoint file (gfncore.checkpoint reads and checks it)."""
+"""Rebuilding a training run from its checkpoint file (gfncore.checkpoint reads it)."""
 from __future__ import annotations
 
 from dataclasses import fields
