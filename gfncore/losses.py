@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from . import ops
+from . import onpolicy, ops
 from .ops.reference import segment_sum
 from .envs.base import Env, context_rows
 from .nn import PolicyOutput
@@ -43,7 +43,10 @@ def _forward(env: Env, policy, traj: Trajectories):
     """One batched policy forward over the packed states: (output, forward mask, log_pb)."""
     feats = traj.features if traj.features is not None else env.encode(traj.states)
     mask = traj.mask if traj.mask is not None else env.forward_mask(traj.states)
-    out = policy_output(policy, feats, traj.row_context())
+    # on-policy batches differentiate through the rollout's own forwards where it kept them
+    out = onpolicy.replayed_output(policy, traj)
+    if out is None:
+        out = policy_output(policy, feats, traj.row_context())
     if out.pb_logits is None:
         log_pb = uniform_log_pb(env, traj, out.pf_logits.dtype)
     else:
@@ -104,6 +107,9 @@ class Objective:
 
     name = "objective"
     needs_flow = False
+    # whether the loss's policy output is that of the packed rows alone (then an on-policy batch
+    # may differentiate through the rollout's own forwards: gfncore.onpolicy)
+    rollout_forward = True
 
     def __init__(self, importance_weights: bool = False):
         self.importance_weights = bool(importance_weights)
@@ -215,6 +221,7 @@ class FlowMatching(Objective):
     all parents (gfncore.ops.parents); log Z = log Σ_a F(s0->a)."""
 
     name = "fm"
+    rollout_forward = False  # its forward also covers every parent state
 
     def __call__(self, env, policy, traj, reduce=None):
         feats = traj.features if traj.features is not None else env.encode(traj.states)
