@@ -188,9 +188,13 @@ def test_cli_method_mcmc_writes_the_gfn_outputs(tmp_path):
     assert main(["--synthetic", "d=4,n=50,seed=0", "--method", "mcmc", "--resume", "--out", str(out)]) == 2
 
 
-def test_bench_causal_quality_fast(tmp_path):
+def test_bench_causal_quality_fast(tmp_path, monkeypatch):
     """The quality-per-second bench's smoke mode: both methods report at every checkpoint, MC^3
     is close to the exact DP at d = 6, and the plot and json are written."""
+    import pathlib
+
+    # bench/ is not installed: it runs from the repository root (`python -m bench.causal_quality`)
+    monkeypatch.syspath_prepend(str(pathlib.Path(__file__).resolve().parents[1]))
     from bench.causal_quality import main
 
     res = main(["--fast", "--out", str(tmp_path)])
