@@ -29,7 +29,7 @@ from gfncore.bayes import (AmortizedConfig, AmortizedPosterior, LinearRegression
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n")[0])
     p.add_argument("--weights", type=int, default=3)
     p.add_argument("--set-size", type=int, default=32)
     p.add_argument("--noise-std", type=float, default=2.0)

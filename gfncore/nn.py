@@ -93,6 +93,41 @@ class MLPPolicy(nn.Module):
             self.log_z_net = mlp(E, log_z_hidden, 2, 1)
             with torch.no_grad():
                 self.log_z_net[-1].bias.fill_(float(log_z_init))
+        # Trainer(seed=s) re-draws the weights of a policy that is exactly as this constructor left
+        # it (seed_weights): a snapshot of them, and the arguments that rebuild it. A subclass or a
+        # context encoder brought from outside draws weights this constructor cannot re-draw.
+        self._fresh = None
+        if type(self) is MLPPolicy and not any(True for _ in (context_encoder.parameters() if context_encoder
+                                                               is not None else ())):
+            self._fresh = ((env, hidden, layers, pb, flow, log_z_init, context_dim, conditioning, log_z_hidden,
+                            context_encoder), self._fingerprint())
+
+    def _fingerprint(self) -> list[float]:
+        with torch.no_grad():
+            return [float(p.double().sum()) for p in self.parameters()] + [
+                float(p.double().abs().sum()) for p in self.parameters()]
+
+    def __getstate__(self):  # the rebuild arguments hold the environment: not part of a pickled policy
+        d = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
+        d = dict(d)
+        d["_fresh"] = None
+        return d
+
+    def seed_weights(self, seed: int) -> bool:
+        """If this policy's weights are still exactly the constructor's (not trained, loaded or
+        edited since), re-draw them as `torch.manual_seed(seed)` just before the constructor would
+        have, without touching torch's global random state; return whether it did. Trainer(seed=s)
+        calls it, so a seeded Trainer seeds the initial weights too."""
+        if self._fresh is None or self._fingerprint() != self._fresh[1]:
+            self._fresh = None
+            return False
+        args = self._fresh[0]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            again = MLPPolicy(*args)
+        self.load_state_dict(again.state_dict())
+        self._fresh = None  # from here on the weights are the run's: a second Trainer keeps them
+        return True
 
     def _input(self, features: torch.Tensor, context: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(trunk input, the context as the networks see it: encoded, in the features' dtype)."""
@@ -191,6 +226,22 @@ class MLPPolicy(nn.Module):
     def network_parameters(self) -> list[nn.Parameter]:
         z = {id(p) for p in self.log_z_parameters()} | {id(self.log_z)}
         return [p for p in self.parameters() if id(p) not in z]
+
+
+class ContextScaler(nn.Module):
+    """The context encoder of a scalar-context policy: c -> (c − centre) / half-width of the training
+    range, so the log Z(c) head's and the trunk's first ReLU layers see inputs in [−1, 1] around 0
+    (raw inputs all of one sign leave many ReLUs dead across the whole range, and the head then
+    cannot bend to follow log S(c))."""
+
+    def __init__(self, low: float, high: float, dim: int = 1):
+        super().__init__()
+        self.out_dim = dim
+        self.register_buffer("centre", torch.tensor(0.5 * (low + high)))
+        self.register_buffer("scale", torch.tensor(2.0 / (high - low)))
+
+    def forward(self, context: torch.Tensor) -> torch.Tensor:
+        return (context - self.centre.to(context.dtype)) * self.scale.to(context.dtype)
 
 
 class SetEncoder(nn.Module):

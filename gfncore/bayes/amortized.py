@@ -175,8 +175,13 @@ class AmortizedPosterior:
         with torch.no_grad():
             return float(self.policy.log_z_of(self.context(X, y))[0])
 
-    def log_evidence_is(self, X: torch.Tensor, y: torch.Tensor, n: int = 1024, seed: int = 0) -> dict:
-        """log P(D) by importance sampling from the amortized sampler at D (no training)."""
+    def log_evidence_is(self, X: torch.Tensor, y: torch.Tensor, n: int = 1024, seed: int = 0) -> float:
+        """log P(D) by importance sampling (a float, as log_evidence): importance_evidence()["log_z"]."""
+        return self.importance_evidence(X, y, n, seed)["log_z"]
+
+    def importance_evidence(self, X: torch.Tensor, y: torch.Tensor, n: int = 1024, seed: int = 0) -> dict:
+        """log P(D) by importance sampling from the amortized sampler at D (no training):
+        {"log_z", "ess" (effective sample size of the weights), "n"}."""
         from ..metrics import importance_log_z
 
         return importance_log_z(self.env, self.policy, n, context=self.context(X, y),
@@ -207,7 +212,7 @@ class AmortizedPosterior:
                  "perplexity": math.exp(-float((post.probs * post.log_probs).sum()))}
             r["log_z_error"] = abs(r["log_z"] - r["true_log_z"])
             if is_samples:
-                est = self.log_evidence_is(X, y, is_samples)
+                est = self.importance_evidence(X, y, is_samples)
                 r["log_z_is"], r["log_z_is_error"] = est["log_z"], abs(est["log_z"] - r["true_log_z"])
             rows.append(r)
         return rows

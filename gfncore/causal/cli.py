@@ -27,7 +27,7 @@ import torch
 from ..runfolder import write_text
 
 OUTPUTS = ("edge_marginals.csv", "posterior_samples.csv", "summary.json", "edge_marginals.png", "checkpoint.pt",
-           "run.json")
+           "run.json", "data.csv")
 # Settings a resumed run may change: none alters what the training steps compute (--steps is the
 # total to reach). Every other PosteriorConfig field defines the model or its training (the
 # learning-rate schedule's --lr-final included) and must stay as saved.
@@ -278,7 +278,11 @@ def plot_marginals(post, path: str) -> None:
     for key, fmt in (("jsd", "JSD {:.4f}"), ("edge_corr", "edge corr {:.3f}"), ("expected_shd", "E[SHD] {:.2f}")):
         if m.get(key) is not None:
             bits.append(fmt.format(m[key]))
-    fig.suptitle(", ".join(bits))
+    # the title just above the panels: square panels in a figure sized for their labels leave
+    # empty space at the top, and a suptitle at the figure's top edge would sit above that band
+    fig.canvas.draw()
+    top = max(ax.title.get_window_extent().y1 for ax in axes[0]) / fig.bbox.height  # the panel titles' top
+    fig.suptitle(", ".join(bits), y=min(top + 8 / (72 * fig.get_figheight()), 0.99), va="bottom")
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
@@ -293,6 +297,11 @@ def _jsonable(x):
     if isinstance(x, torch.Tensor):
         return x.tolist()
     return x
+
+
+def _corr_text(v) -> str:
+    """An edge-marginal correlation, or why there is none (a constant marginal matrix)."""
+    return f"{v:.4f}" if v is not None and v == v else "undefined (constant marginals)"
 
 
 def run(ns: argparse.Namespace) -> int:
@@ -344,6 +353,10 @@ def _run(ns, out: str, folder) -> int:
                                                        "config": dataclasses.asdict(cfg)}), indent=2))
 
         record()
+        if source.get("kind") == "synthetic":  # the data, in the format --data reads
+            from .data import save_csv
+
+            save_csv(cd, os.path.join(out, "data.csv"), ns.intervention_column)
         if ns.method == "mcmc":
             from .mcmc_posterior import mcmc_posterior
 
@@ -374,12 +387,12 @@ def _run(ns, out: str, folder) -> int:
               f"{m['train_seconds']:.1f} s ({m['steps_per_second'] or 0:.3g} moves/s); mean log R = {m['mean_log_r']:.2f}")
         print(mc["message"])
         if "edge_rmse" in m:
-            print(f"exact: edge-marginal corr = {m['edge_corr']:.4f}   RMSE = {m['edge_rmse']:.4f}")
+            print(f"exact: edge-marginal corr = {_corr_text(m.get('edge_corr'))}   RMSE = {m['edge_rmse']:.4f}")
     else:
         print(f"{summary['env']}: {m['steps']} steps in {m['train_seconds']:.1f} s "
               f"({m['steps_per_second'] or 0:.1f} steps/s)")
     if "jsd" in m:
-        print(f"exact: JSD = {m['jsd']:.4f} nats   edge-marginal corr = {m['edge_corr']:.4f}   "
+        print(f"exact: JSD = {m['jsd']:.4f} nats   edge-marginal corr = {_corr_text(m.get('edge_corr'))}   "
               f"RMSE = {m['edge_rmse']:.4f}   |log Z error| = {m['log_z_error']:.3f}")
     line = [f"E[edges] = {m['expected_edges']:.2f}" if "expected_edges" in m else ""]
     if "expected_shd" in m:

@@ -252,6 +252,10 @@ def evaluate(env, trainer, samples: torch.Tensor, true_graph=None, exact=None):
                  edge_corr=M.edge_marginal_corr(marg, exact.edge_marginals), true_log_z=exact.log_z,
                  log_z_error=abs(m["log_z"] - exact.log_z), expected_edges=M.expected_edges(graphs, weights),
                  exact_expected_edges=M.expected_edges(exact.graphs, exact.probs))
+        if math.isnan(m["edge_corr"]):  # stored as null with the reason, never a bare NaN
+            m["edge_corr"] = None
+            m["edge_corr_undefined"] = ("a correlation needs both edge-marginal matrices to vary; one is constant "
+                                        "(e.g. observational data on 2 variables: X->Y and Y->X get equal mass)")
     elif samples.shape[0]:
         m["expected_edges"] = m["expected_edges_samples"]
     if true_graph is not None and (samples.shape[0] or exact is not None):
