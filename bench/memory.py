@@ -1,6 +1,6 @@
 """Peak resident memory one pipeline adds while training (run by report.py, one process each).
 
-    python -m bench.memory {gfncore,plain,floor} BATCH THREADS   -> prints MiB
+    python -m bench.memory {gfncore,plain,floor} BATCH THREADS [ITERS]   -> prints MiB
 
 After 3 warm-up iterations (optimizer state, cached buffers) the kernel's peak-RSS mark is reset
 to the current RSS (Linux: `echo 5 > /proc/self/clear_refs`); the figure is VmHWM after 30 more
@@ -17,6 +17,7 @@ from . import workloads as W
 
 def main() -> None:
     name, batch, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    iters = int(sys.argv[4]) if len(sys.argv) > 4 else 30
     torch.set_num_threads(threads)
     if name == "floor":
         gf = W.GfncorePipeline(batch)
@@ -34,7 +35,7 @@ def main() -> None:
     before = _status_kib("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
-    for _ in range(30):
+    for _ in range(iters):
         p.step()
     print(f"{(_status_kib('VmHWM') - before) / 1024:.1f}")
 

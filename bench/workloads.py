@@ -60,7 +60,10 @@ def active_sizes(traj) -> list[int]:
 
 # -- gfncore --------------------------------------------------------------------------------------
 class GfncorePipeline:
-    def __init__(self, batch_size: int, seed: int = 0, loss: str = "tb", route: str = "cpp"):
+    """recompute=True: the path before gfncore.onpolicy (the loss recomputes the rollout's
+    forwards), kept to measure the two side by side."""
+
+    def __init__(self, batch_size: int, seed: int = 0, loss: str = "tb", route: str = "cpp", recompute: bool = False):
         self.env = make_env(route)
         self.policy = make_policy(self.env, seed, flow=loss in ("db", "subtb"))
         self.trainer = gfn.Trainer(self.env, self.policy, loss=loss, batch_size=batch_size, lr=LR,
@@ -70,6 +73,8 @@ class GfncorePipeline:
         sample = self.trainer.sampler.sample
 
         def recording_sample(*a, **k):  # keeps a reference to each batch; no work in the timed step
+            if recompute:
+                k["keep_activations"] = False
             traj = sample(*a, **k)
             if self._record:
                 self.recorded.append(traj)
@@ -138,8 +143,8 @@ class PlainPipeline:
 class FloorPipeline:
     """Replays recorded (active batch sizes, T) of gfncore steps through the bare network work."""
 
-    def __init__(self, batch_size: int, seed: int = 0):
-        env = make_env("cpp")
+    def __init__(self, batch_size: int, seed: int = 0, env=None):
+        env = make_env("cpp") if env is None else env
         self.policy = make_policy(env, seed)
         self.optimizer = make_optimizer(self.policy)
         cap = batch_size * env.max_length

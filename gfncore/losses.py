@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from . import ops
+from . import onpolicy, ops
 from .ops.reference import segment_sum
 from .envs.base import Env, context_rows
 from .nn import PolicyOutput
@@ -43,7 +43,10 @@ def _forward(env: Env, policy, traj: Trajectories):
     """One batched policy forward over the packed states: (output, forward mask, log_pb)."""
     feats = traj.features if traj.features is not None else env.encode(traj.states)
     mask = traj.mask if traj.mask is not None else env.forward_mask(traj.states)
-    out = policy_output(policy, feats, traj.row_context())
+    # on-policy batches differentiate through the rollout's own forwards where it kept them
+    out = onpolicy.replayed_output(policy, traj)
+    if out is None:
+        out = policy_output(policy, feats, traj.row_context())
     if out.pb_logits is None:
         log_pb = uniform_log_pb(env, traj, out.pf_logits.dtype)
     else:
@@ -104,6 +107,9 @@ class Objective:
 
     name = "objective"
     needs_flow = False
+    # whether the loss's policy output is that of the packed rows alone (then an on-policy batch
+    # may differentiate through the rollout's own forwards: gfncore.onpolicy)
+    rollout_forward = True
 
     def __init__(self, importance_weights: bool = False):
         self.importance_weights = bool(importance_weights)
@@ -215,6 +221,7 @@ class FlowMatching(Objective):
     all parents (gfncore.ops.parents); log Z = log Σ_a F(s0->a)."""
 
     name = "fm"
+    rollout_forward = False  # its forward also covers every parent state
 
     def __call__(self, env, policy, traj, reduce=None):
         feats = traj.features if traj.features is not None else env.encode(traj.states)
@@ -253,13 +260,21 @@ class LogPartitionVariance(Objective):
 
     name = "zvar"
 
-    def __init__(self, importance_weights: bool = False):
+    def __init__(self, importance_weights: bool = False, head: bool = False):
         super().__init__(importance_weights)
         self._log_z = 0.0
+        # head=True: the policy's log Z (or log Z(c) head) is also trained, regressed on the batch
+        # mean of ζ (within each context), which is the value TB's log Z converges to on-policy.
+        # The policy's gradient is ZVar's, free of the head's error, which TB's shares.
+        self.head = bool(head)
 
     def __call__(self, env, policy, traj, reduce=None):
         log_pf, log_pb, _ = log_probs(env, policy, traj)
         lr = traj.log_reward.to(log_pf.dtype)
+        if self.head:
+            if reduce is not None:
+                raise ValueError("loss 'zvar' with head=True is not supported in data-parallel training")
+            return self._with_head(policy, traj, log_pf, log_pb, lr)
         if reduce is not None:
             return self._distributed(traj, log_pf, log_pb, lr, reduce)
         if traj.context is not None:
@@ -296,7 +311,28 @@ class LogPartitionVariance(Objective):
         d = zeta - (mean / counts.to(zeta.dtype))[group]
         return d * d
 
+    def _with_head(self, policy, traj, log_pf, log_pb, lr):
+        zeta = lr + segment_sum(log_pb - log_pf, traj.offsets)
+        if traj.context is None:
+            group = torch.zeros(traj.n, dtype=torch.int64, device=zeta.device)
+            counts = torch.tensor([traj.n], device=zeta.device)
+            head = policy.log_z.to(zeta.dtype).reshape(1)
+        else:
+            uniq, group, counts = torch.unique(traj.context, dim=0, return_inverse=True, return_counts=True)
+            head = policy.log_z_of(uniq).to(zeta.dtype)
+        if bool((counts < 2).all()):
+            raise ValueError("loss 'zvar' needs several trajectories per context (use "
+                             "Trainer(trajectories_per_context=k) with k >= 2)")
+        mean = torch.zeros(counts.shape[0], dtype=zeta.dtype, device=zeta.device).index_add(
+            0, group, zeta.detach()) / counts.to(zeta.dtype)
+        with torch.no_grad():
+            self._log_z = float(mean.mean())
+        d = zeta - mean[group]
+        return _weighted_mean(d * d, self.weights(traj, log_pf)) + ((head - mean) ** 2).mean()
+
     def log_z(self, env, policy, context=None):
+        if self.head:
+            return Objective.log_z(self, env, policy, context)
         if context is not None:
             raise ValueError("loss 'zvar' estimates log Z from a batch; it has no log Z(c) for a given context")
         return self._log_z

@@ -299,3 +299,45 @@ class SetEncoder(nn.Module):
             a, b = self._pairs
             pooled.append((elems[..., a] * elems[..., b]).mean(1))
         return self.rho(torch.cat(pooled, -1) if len(pooled) > 1 else pooled[0])
+
+
+class SetAttentionEncoder(SetEncoder):
+    """A permutation-invariant set encoder with attention (Set Transformer, Lee et al. 2019): the
+    elements are embedded, pass through `blocks` self-attention blocks (each element sees every
+    other, so interactions between examples are modelled before pooling), and are pooled by
+    attention from `seeds` learned queries (PMA); with ``moments`` the set's first and second
+    moments join the pooled vector as in :class:`SetEncoder`, and rho maps it to [out_dim].
+    Identical context rows are encoded once."""
+
+    def __init__(self, element_dim: int, set_size: int, hidden: int = 64, out_dim: int = 64, heads: int = 4,
+                 blocks: int = 1, seeds: int = 1, moments: int = 2):
+        super().__init__(element_dim, set_size, hidden=hidden, out_dim=out_dim, moments=moments)
+        for name, v in (("heads", heads), ("seeds", seeds)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"SetAttentionEncoder: {name} must be an int >= 1, got {v!r}")
+        if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0:
+            raise ValueError(f"SetAttentionEncoder: blocks must be an int >= 0, got {blocks!r}")
+        if hidden % heads:
+            raise ValueError(f"SetAttentionEncoder: hidden ({hidden}) must be a multiple of heads ({heads})")
+        self.phi = mlp(element_dim, hidden, 1, hidden)
+        self.blocks = nn.ModuleList(
+            nn.TransformerEncoderLayer(hidden, heads, dim_feedforward=2 * hidden, dropout=0.0, batch_first=True)
+            for _ in range(blocks))
+        self.seeds = nn.Parameter(torch.randn(1, seeds, hidden) / hidden ** 0.5)
+        self.pool = nn.MultiheadAttention(hidden, heads, batch_first=True)
+        n_mom = self.rho[0].in_features - hidden
+        self.rho = mlp(seeds * hidden + n_mom, hidden, 1, out_dim)
+
+    def _embed(self, context: torch.Tensor) -> torch.Tensor:
+        elems = context.reshape(context.shape[0], self.set_size, self.element_dim)
+        h = self.phi(elems)
+        for blk in self.blocks:
+            h = blk(h)
+        pooled, _ = self.pool(self.seeds.expand(h.shape[0], -1, -1), h, h, need_weights=False)
+        parts = [pooled.flatten(1)]
+        if self.moments >= 1:
+            parts.append(elems.mean(1))
+        if self.moments == 2:
+            a, b = self._pairs
+            parts.append((elems[..., a] * elems[..., b]).mean(1))
+        return self.rho(torch.cat(parts, -1))

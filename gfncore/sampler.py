@@ -6,7 +6,8 @@ import threading
 
 import torch
 
-from . import ops
+from . import onpolicy, ops
+from .ops.kernel import process_blas
 from .envs.base import Env
 from .envs.compiled import HandleEnv
 from .limits import available_memory, check_work
@@ -49,6 +50,10 @@ class Sampler:
     context, and the trajectories carry ``context``.
     """
 
+    # an MLPPolicy on a C++ environment runs its whole rollout in one compiled call (False: the
+    # per-step loop, which draws the same samples)
+    fused_rollout = True
+
     def __init__(self, env: Env, policy, temperature: float = 1.0, epsilon: float = 0.0, context_sampler=None):
         self.env, self.policy = env, policy
         self.temperature, self.epsilon = float(temperature), float(epsilon)
@@ -80,10 +85,16 @@ class Sampler:
         context: torch.Tensor | None = None,
         first_id: int = 0,
         compiled_path: bool = True,
+        keep_activations: bool = False,
     ) -> Trajectories:
         """n trajectories (seed drawn from `generator` if not given). Trajectory i draws Philox
         subsequence first_id + i: a process sampling its share [first_id, first_id + n) of a larger
-        batch draws exactly what one process sampling the whole batch would."""
+        batch draws exactly what one process sampling the whole batch would.
+
+        keep_activations: on-policy training asks the rollout to keep the policy's hidden
+        activations so that the loss differentiates through them instead of recomputing the
+        forward (gfncore.onpolicy); honoured where it applies (an unconditional MLPPolicy on the
+        compiled CPU path at temperature 1 without epsilon), ignored elsewhere."""
         try:
             n = operator.index(n)
         except TypeError:
@@ -112,7 +123,8 @@ class Sampler:
             ctx = ctx.to(dev, torch.get_default_dtype())
         kernel = ops.compiled_kernel(env, dev) if dev.type == "cpu" and compiled_path else None
         if kernel is not None:
-            traj = self._sample_cpu(kernel, n, seed, temp, eps, ctx, first_id)
+            keep = keep_activations and temp == 1.0 and eps == 0.0 and ctx is None
+            traj = self._sample_cpu(kernel, n, seed, temp, eps, ctx, first_id, keep)
         else:
             traj = self._sample_generic(n, seed, temp, eps, dev, ctx, first_id)
         traj.context = ctx
@@ -133,19 +145,31 @@ class Sampler:
             cached = self._cached = (kernel, kernel.recorder(max(n, 1) * min(self.env.max_length or 1, 16)))
         return cached[1]
 
-    def _sample_cpu(self, kernel, n: int, seed: int, temp: float, eps: float, ctx, first_id: int = 0) -> Trajectories:
+    def _sample_cpu(self, kernel, n: int, seed: int, temp: float, eps: float, ctx, first_id: int = 0,
+                    keep: bool = False) -> Trajectories:
         # One Python iteration per step: the policy forward on the active rows' features and one
         # call that samples, steps and compacts. A concurrent or re-entrant call gets its own buffers.
         if not self._lock.acquire(blocking=False):
             rec = kernel.recorder(max(n, 1) * min(self.env.max_length or 1, 16))
-            return self._rollout(rec, n, seed, temp, eps, ctx, first_id)
+            return self._rollout(rec, n, seed, temp, eps, ctx, first_id, keep)
         try:
-            return self._rollout(self._recorder(kernel, n), n, seed, temp, eps, ctx, first_id)
+            return self._rollout(self._recorder(kernel, n), n, seed, temp, eps, ctx, first_id, keep, cached=True)
         finally:
             self._lock.release()
 
-    def _rollout(self, rec, n: int, seed: int, temp: float, eps: float, ctx, first_id: int = 0) -> Trajectories:
+    def _rollout(self, rec, n: int, seed: int, temp: float, eps: float, ctx, first_id: int = 0,
+                 keep: bool = False, cached: bool = False) -> Trajectories:
         env, forward = self.env, self.policy.forward_logits
+        acts = None
+        if keep:
+            layers = onpolicy.trunk_layers(self.policy)
+            if layers is not None:
+                # rows of the last batch of this size, with some room: a rollout that outgrows it copies once
+                hint = self.__dict__.get("_rows_per_traj", min(env.max_length or 1, 16))
+                acts = forward = onpolicy.ActivationRecorder(self.policy, layers, int(n * hint * 1.25) + 16,
+                                                             self.__dict__.get("_acts") if cached else None)
+                if cached:
+                    self.__dict__["_acts"] = acts
         step = rec.step  # (the numba route's recorder diagnoses a failing callback itself)
         m = rec.start(n, seed, temp, eps, first_id)
         dtype = torch.float32
@@ -154,6 +178,22 @@ class Sampler:
             views = (rec, -1, None, None)
         _, gen, feats, ids = views
         pos = 0
+        # (the numba route's recorder, which diagnoses callbacks, keeps the per-step loop)
+        mlp = self._one_call_layers() if m and ctx is None and hasattr(rec, "run_mlp") else None
+        if mlp is not None:
+            # the whole rollout in one compiled call: MLP forward, sampling, steps, compaction
+            bufs = acts.buffers if acts is not None else None
+            while m:
+                m = rec.run_mlp(mlp, bufs)
+                if m:  # the activation rows are full: grow them and go on
+                    acts.pos = rec.position
+                    acts._grow(rec.position + 2 * m)
+                    bufs = acts.buffers
+            pos = rec.position
+            if acts is not None:
+                acts.pos = pos
+                for b in acts.buffers:  # written by the kernel: retire records of earlier rollouts
+                    torch.autograd.graph.increment_version(b)
         while m:
             if rec.generation != gen:  # the recorder grew: its arrays are new
                 gen, feats, ids = rec.generation, torch.from_numpy(rec.features), torch.from_numpy(rec.ids)
@@ -175,7 +215,31 @@ class Sampler:
         rec.pack(traj.states, traj.actions, traj.offsets, traj.mask, traj.features, traj.log_prob, log_pb, x)
         traj.remember_uniform_log_pb(env, log_pb)
         traj.__dict__["_terminal"] = x
+        if acts is not None and T:
+            self.__dict__["_rows_per_traj"] = T / max(n, 1)
+            # packed row j is rollout row perm[j]: rows sorted by trajectory id, stably (in step order)
+            rid = torch.from_numpy(rec.ids)[:T]
+            traj.__dict__["_activations"] = acts.finish(torch.argsort(rid, stable=True))
         return traj
+
+    def _one_call_layers(self):
+        """[(weight, bias), ...] of the trunk and P_F head where the whole rollout can run in one
+        compiled call (an unconditional float32 MLPPolicy on the CPU, torch's BLAS found), else None
+        (the per-step loop runs: the same draws, one Python iteration per step)."""
+        if not self.fused_rollout:
+            return None
+        layers = onpolicy.trunk_layers(self.policy)
+        if layers is None or not process_blas():
+            return None
+        mods = [*layers, self.policy.pf_head]
+        out = []
+        for lin in mods:
+            w, b = lin.weight, lin.bias
+            if b is None or w.dtype != torch.float32 or b.dtype != torch.float32 or w.device.type != "cpu" or \
+                    not (w.is_contiguous() and b.is_contiguous()):
+                return None
+            out.append((w.detach(), b.detach()))
+        return out
 
     # -- the generic path -----------------------------------------------------------------------
     def _sample_generic(self, n: int, seed: int, temp: float, eps: float, dev, ctx, first_id: int = 0) -> Trajectories:

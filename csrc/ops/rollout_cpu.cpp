@@ -9,6 +9,7 @@
 #include "common/registry.h"
 #include "common/tensor_arg.h"
 #include "envs/handle.h"
+#include "ops/mlp_rollout.h"
 #include "ops/rollout.h"
 
 namespace gfn {
@@ -114,6 +115,11 @@ class RolloutRecorder {
   virtual ~RolloutRecorder() = default;
   virtual int64_t start(int64_t n, uint64_t seed, double temperature, double epsilon, uint64_t first_id) = 0;
   virtual int64_t step(py::handle logits) = 0;
+  // Every remaining step in one call, the policy being an MLP run here (ops/mlp_rollout.h).
+  // With activation buffers (x [cap, F], then one [cap, width] per trunk layer) each row's input
+  // and hidden outputs are kept at its recorded row; it returns early, with the rows still active,
+  // when the next step would not fit in cap rows (the caller grows them and calls again).
+  virtual int64_t run_mlp(const MlpForward& mlp, float* x_rows, const std::vector<float*>& hidden, int64_t cap) = 0;
   virtual void pack(py::handle states, py::handle actions, py::handle offsets, py::handle mask, py::handle features,
                     py::handle log_prob, py::handle log_pb, py::handle terminal) = 0;
   int64_t capacity() const { return cap_; }
@@ -123,11 +129,13 @@ class RolloutRecorder {
   int64_t generation() const { return generation_; }
   py::object features() const { return features_; }
   py::object ids() const { return ids_; }
+  int64_t feature_dim() const { return feature_dim_; }
+  int64_t n_actions() const { return n_actions_; }
 
  protected:
   py::object env_obj_;            // the _C.Env: keeps the struct's pointees alive
   py::object features_, ids_;     // numpy arrays owned here (and by any view Python holds)
-  int64_t cap_ = 0, n_ = 0, pos_ = 0, m_ = 0, generation_ = 0;
+  int64_t cap_ = 0, n_ = 0, pos_ = 0, m_ = 0, generation_ = 0, feature_dim_ = 0, n_actions_ = 0;
   uint64_t seed_ = 0, t_ = 0, first_id_ = 0;
   double temperature_ = 1.0, epsilon_ = 0.0;
   bool started_ = false;
@@ -138,6 +146,7 @@ class RolloutRecorderImpl final : public RolloutRecorder {
  public:
   RolloutRecorderImpl(py::handle env_obj, const Env& env, int64_t capacity) : env_(env) {
     env_obj_ = py::reinterpret_borrow<py::object>(env_obj);
+    feature_dim_ = env.feature_dim(), n_actions_ = env.n_actions();
     neg_log_.resize(static_cast<size_t>(std::max(env.max_parents(), env.n_backward_actions())) + 1);
     for (size_t k = 0; k < neg_log_.size(); ++k) neg_log_[k] = k > 1 ? -std::log(static_cast<double>(k)) : 0.0;
     grow(std::max<int64_t>(capacity, 1));
@@ -172,13 +181,50 @@ class RolloutRecorderImpl final : public RolloutRecorder {
 
   int64_t step(py::handle logits_o) override {
     GFN_CHECK(started_ && m_ > 0, "rollout step called with no active trajectories (call start first)");
-    const int64_t D = env_.state_dim(), A = env_.n_actions(), F = env_.feature_dim();
+    const int64_t A = env_.n_actions();
     TensorArg logits = tensor_arg(logits_o, "logits");
     GFN_CHECK_TYPE(!logits.cuda, "logits must be on the CPU for the recording rollout");
     check_float(logits);
     check_dim(logits, 2);
     check_size(logits, 0, m_, "one row per active trajectory");
     check_size(logits, 1, A, "the environment's n_actions");
+    if (logits.dtype == DType::kFloat32) return advance(logits.data<float>());
+    return advance(logits.data<double>());
+  }
+
+  int64_t run_mlp(const MlpForward& mlp, float* x_rows, const std::vector<float*>& hidden, int64_t cap) override {
+    GFN_CHECK(started_, "run_mlp called before start");
+    const int64_t A = env_.n_actions(), F = env_.feature_dim();
+    const int nt = mlp.n_trunk();
+    std::vector<float*> hid(static_cast<size_t>(nt));
+    scratch_.resize(static_cast<size_t>(nt));
+    while (m_ > 0) {
+      if (x_rows && pos_ + m_ > cap) return m_;
+      logits_.resize(static_cast<size_t>(m_ * A));
+      for (int l = 0; l < nt; ++l) {
+        const int64_t w = mlp.layers[static_cast<size_t>(l)].out;
+        if (x_rows) {
+          hid[static_cast<size_t>(l)] = hidden[static_cast<size_t>(l)] + pos_ * w;
+        } else {
+          scratch_[static_cast<size_t>(l)].resize(static_cast<size_t>(m_ * w));
+          hid[static_cast<size_t>(l)] = scratch_[static_cast<size_t>(l)].data();
+        }
+      }
+      {
+        py::gil_scoped_release nogil;
+        const float* x = rf_ + pos_ * F;
+        if (x_rows) std::copy(x, x + m_ * F, x_rows + pos_ * F);
+        mlp.forward(x, m_, hid.data(), logits_.data());
+      }
+      advance(logits_.data());
+    }
+    return 0;
+  }
+
+  // One step from the active rows' logits: sample, compact, write the next rows.
+  template <typename scalar_t>
+  int64_t advance(const scalar_t* logits) {
+    const int64_t D = env_.state_dim(), A = env_.n_actions(), F = env_.feature_dim();
     grow(pos_ + 2 * m_);  // room for up to m_ next rows, with the GIL held (it may allocate arrays)
     const EnvHandle& h = env_arg(env_obj_);
     unsigned long long slot = kNoError;
@@ -186,8 +232,7 @@ class RolloutRecorderImpl final : public RolloutRecorder {
     const int64_t base = pos_ + m_;
     {
       py::gil_scoped_release nogil;  // once per step: sample, compact, then write the next rows
-      if (logits.dtype == DType::kFloat32) sample_rows(logits.data<float>(), &slot);
-      else sample_rows(logits.data<double>(), &slot);
+      sample_rows(logits, &slot);
       if (slot == kNoError) {
         // Stable compaction of the rows that continue (serial: one pass over m flags).
         src_.clear();
@@ -416,6 +461,8 @@ class RolloutRecorderImpl final : public RolloutRecorder {
   std::vector<int64_t> ract_, src_, dst_;
   std::vector<double> rlp_;
   std::vector<double> neg_log_;
+  std::vector<float> logits_;               // run_mlp: the active rows' logits
+  std::vector<std::vector<float>> scratch_;  // run_mlp without activation buffers: hidden rows
 };
 
 static std::unique_ptr<RolloutRecorder> make_recorder(py::handle env_obj, int64_t capacity) {
@@ -427,7 +474,57 @@ static std::unique_ptr<RolloutRecorder> make_recorder(py::handle env_obj, int64_
   });
 }
 
+// Recorder.run_mlp(layers, activations): validates the MLP's weights ([(weight [out, in], bias
+// [out]), ...], float32, CPU, contiguous, chained from the features to the actions) and the
+// optional activation buffers, then runs the rest of the rollout in one call.
+static int64_t run_mlp(RolloutRecorder& rec, py::list layers, py::object acts) {
+  const int64_t F = rec.feature_dim(), A = rec.n_actions();
+  MlpForward mlp;
+  mlp.sgemm = process_sgemm();
+  GFN_CHECK(mlp.sgemm != nullptr, "run_mlp: no BLAS sgemm_ in this process (torch's CPU library exports one)");
+  GFN_CHECK(layers.size() >= 2, "run_mlp: layers must hold at least one trunk layer and the head, got ", layers.size());
+  int64_t in = F;
+  for (size_t l = 0; l < layers.size(); ++l) {
+    py::tuple wb = layers[l].cast<py::tuple>();
+    GFN_CHECK(wb.size() == 2, "run_mlp: each layer is (weight, bias)");
+    TensorArg w = tensor_arg(wb[0], "weight"), b = tensor_arg(wb[1], "bias");
+    GFN_CHECK_TYPE(!w.cuda && !b.cuda, "run_mlp: weights must be on the CPU");
+    check_dtype(w, DType::kFloat32);
+    check_dtype(b, DType::kFloat32);
+    check_dim(w, 2);
+    check_dim(b, 1);
+    check_size(w, 1, in, "the previous layer's width");
+    check_size(b, 0, w.size(0), "the layer's outputs");
+    GFN_CHECK(w.size(0) >= 1 && w.size(0) <= (int64_t{1} << 20), "run_mlp: layer width out of range");
+    mlp.layers.push_back(MlpLayer{w.data<float>(), b.data<float>(), static_cast<int>(in), static_cast<int>(w.size(0))});
+    in = w.size(0);
+  }
+  GFN_CHECK(in == A, "run_mlp: the head must have n_actions = ", A, " outputs, got ", in);
+  float* x_rows = nullptr;
+  std::vector<float*> hidden;
+  int64_t cap = 0;
+  if (!acts.is_none()) {
+    py::list bufs = acts.cast<py::list>();
+    GFN_CHECK(static_cast<int>(bufs.size()) == mlp.n_trunk() + 1, "run_mlp: activations must be the inputs and one ",
+              "buffer per trunk layer (", mlp.n_trunk() + 1, " tensors), got ", bufs.size());
+    for (size_t l = 0; l < bufs.size(); ++l) {
+      TensorArg t = tensor_arg(bufs[l], "activations");
+      GFN_CHECK_TYPE(!t.cuda, "run_mlp: activations must be on the CPU");
+      check_dtype(t, DType::kFloat32);
+      check_dim(t, 2);
+      if (l == 0) cap = t.size(0);
+      check_size(t, 0, cap, "the same rows as the first buffer");
+      check_size(t, 1, l == 0 ? F : mlp.layers[l - 1].out, "the layer's width");
+      if (l == 0) x_rows = t.data<float>();
+      else hidden.push_back(t.data<float>());
+    }
+  }
+  return rec.run_mlp(mlp, x_rows, hidden, cap);
+}
+
 GFN_BINDINGS(bind_rollout) {
+  m.def("has_process_blas", [] { return process_sgemm() != nullptr; },
+        "Whether torch's BLAS (sgemm_) was found in this process: the one-call MLP rollout needs it.");
   m.def("rollout_step", &rollout_step, py::arg("env"), py::arg("states"), py::arg("mask"), py::arg("logits"), py::arg("ids"),
         py::arg("seed"), py::arg("offset"), py::arg("temperature"), py::arg("epsilon"), py::arg("actions"),
         py::arg("log_prob"), py::arg("next_states"), py::arg("next_mask"), py::arg("features"), py::arg("done"),
@@ -444,6 +541,9 @@ GFN_BINDINGS(bind_rollout) {
       .def("start", &RolloutRecorder::start, py::arg("n"), py::arg("seed"), py::arg("temperature"), py::arg("epsilon"),
            py::arg("first_id") = 0)
       .def("step", &RolloutRecorder::step, py::arg("logits"))
+      .def("run_mlp", &run_mlp, py::arg("layers"), py::arg("activations") = py::none(),
+           "every remaining step in one call for an MLP policy; returns the rows still active (non-zero "
+           "only when the activation buffers are full)")
       .def("pack", &RolloutRecorder::pack, py::arg("states"), py::arg("actions"), py::arg("offsets"), py::arg("mask"),
            py::arg("features"), py::arg("log_prob"), py::arg("log_pb"), py::arg("terminal") = py::none())
       .def_property_readonly("capacity", &RolloutRecorder::capacity)

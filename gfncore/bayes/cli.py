@@ -315,10 +315,12 @@ def plot_marginals(s: dict, names: list[str], path: str) -> str | None:
 
 def _add_flags(p: argparse.ArgumentParser) -> None:
     from ..cli.common import add_dataclass_args
+    from .joint_cli import JointCliConfig
     from .posterior import PosteriorConfig
 
     add_dataclass_args(p, BayesDataConfig)
     add_dataclass_args(p, PosteriorConfig)
+    add_dataclass_args(p, JointCliConfig)
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
 
 
@@ -337,8 +339,13 @@ def run(ns: argparse.Namespace) -> int:
 
     from ..cli.common import UsageError
     from ..runfolder import one_line
+    from .joint_cli import JointCliConfig, print_summary, run_joint
 
     try:
+        jcfg = from_args(JointCliConfig, ns)
+        if jcfg.joint_predictive:
+            print_summary(run_joint(from_args(BayesDataConfig, ns), from_args(PosteriorConfig, ns), jcfg))
+            return 0
         s = run_bayes(from_args(BayesDataConfig, ns), from_args(PosteriorConfig, ns), overwrite=ns.overwrite)
     except UsageError as e:
         print(str(e), file=sys.stderr)

@@ -141,6 +141,11 @@ class _DiagnosedRecorder:
         return self._rec.ids
 
 
+def process_blas() -> bool:
+    """Whether the recorder's one-call MLP rollout (``run_mlp``) found torch's BLAS in this process."""
+    return bool(_C.has_process_blas())
+
+
 def compiled_kernel(env, device) -> CompiledKernel | None:
     """env's compiled kernel for `device`, or None where its batched methods serve it."""
     k = env.kernel(torch.device(device))

@@ -11,6 +11,7 @@ import torch
 
 from .. import distributed as D
 from .. import metrics as M
+from .. import onpolicy
 from ..config import check, option, validate
 from ..envs.base import Env, NonFiniteRewardError, context_rows
 from ..losses import LOSSES, get_loss
@@ -235,14 +236,15 @@ class Trainer:
         """The objective's estimate of log Z(c) at one context c."""
         return float(self.objective.log_z(self.env, self.policy, context))
 
-    def sample_trajectories(self, n: int | None = None) -> Trajectories:
+    def sample_trajectories(self, n: int | None = None, keep_activations: bool = False) -> Trajectories:
         """A batch of n (default batch_size) fresh trajectories, with contexts from the context
         sampler (trajectories_per_context share each) for a conditional GFlowNet. In data-parallel
         training, this rank's share of them: the same draws as one process sampling all n."""
         n = self.batch_size if n is None else n
         first, n_local = D.shard(n, self.topology)
         if not self.env.context_dim:
-            return self.sampler.sample(n_local, generator=self.generator, first_id=first)
+            return self.sampler.sample(n_local, generator=self.generator, first_id=first,
+                                       keep_activations=keep_activations)
         k = self.trajectories_per_context if n % self.trajectories_per_context == 0 else 1
         c = self.sampler.contexts(n // k, self.generator).repeat_interleave(k, 0)[first:first + n_local]
         self._last_context = c
@@ -259,7 +261,10 @@ class Trainer:
 
     def _batch(self) -> Trajectories:
         n_fresh, k = self.replay_split()
-        fresh = self.sample_trajectories(n_fresh)
+        # a batch wholly sampled on-policy keeps the rollout's activations for the loss (the sampler
+        # honours it only at temperature 1 without epsilon); replayed or weighted batches recompute
+        onp = k == 0 and self.objective.rollout_forward and not self.objective.importance_weights
+        fresh = self.sample_trajectories(n_fresh, keep_activations=onp)
         k_local = D.shard(k, self.topology)[1]
         if k_local == 0:
             return fresh
@@ -326,7 +331,8 @@ class Trainer:
             if self._pending_rows >= 65536:
                 self._scan_modes()
         self.train_seconds += time.perf_counter() - t0
-        return {"step": self.step_count, "loss": loss_value}
+        self.forward_path = onpolicy.path_of(traj)
+        return {"step": self.step_count, "loss": loss_value, "forward": self.forward_path}
 
     def _grads_finite(self) -> bool:
         # One fused pass over every gradient and one host sync: AMP's non-finite check with a
