@@ -113,7 +113,7 @@ def train(problem, post, reward, loss: str, steps: int, seed: int, batch: int = 
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--batch-sizes", default="20", help="minibatch sizes of the noisy reward (comma-separated)")

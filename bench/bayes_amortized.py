@@ -29,7 +29,7 @@ from gfncore.bayes import (AmortizedConfig, AmortizedPosterior, LinearRegression
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n")[0])
     p.add_argument("--weights", type=int, default=3)
     p.add_argument("--set-size", type=int, default=32)
     p.add_argument("--noise-std", type=float, default=2.0)
@@ -37,6 +37,14 @@ def main(argv=None):
     p.add_argument("--held-out", type=int, default=16)
     p.add_argument("--per-dataset", type=int, default=3, help="held-out data sets also trained on alone")
     p.add_argument("--threads", type=int, default=1)
+    # the levers measured in the ablations (AmortizedConfig's fields)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--trajectories-per-dataset", type=int, default=16)
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--encoder", default="deepsets", choices=("deepsets", "attention"))
+    p.add_argument("--conditioning", default="concat", choices=("concat", "film"))
+    p.add_argument("--loss", default="tb", choices=("tb", "zvar"))
+    p.add_argument("--true-theta-fraction", type=float, default=0.0)
     p.add_argument("--json", default="")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -44,7 +52,10 @@ def main(argv=None):
 
     _C.set_num_threads(a.threads)
     model = LinearRegression(ParameterGrid.linspace(-1, 1, 5, a.weights), noise_std=a.noise_std)
-    am = AmortizedPosterior(model, AmortizedConfig(set_size=a.set_size, steps=a.steps, trajectories_per_dataset=16))
+    am = AmortizedPosterior(model, AmortizedConfig(
+        set_size=a.set_size, steps=a.steps, batch_size=a.batch_size, trajectories_per_dataset=a.trajectories_per_dataset,
+        hidden=a.hidden, encoder=a.encoder, conditioning=a.conditioning, loss=a.loss,
+        true_theta_fraction=a.true_theta_fraction))
     val = held_out_datasets(model, a.set_size, a.held_out)
     before = am.evaluate(val, is_samples=0)
     am.fit(progress=True)

@@ -41,7 +41,7 @@ def run(problem, post, cfg: PosteriorConfig, every: int, target: float) -> dict:
     q.fit(progress=False, exact=post)
     hit = next((h for h in q.history if h["l1"] < target and abs(h["log_z_error"]) < target), None)
     final = q.history[-1]
-    is_est = q.log_evidence_is(2048)
+    is_est = q.importance_evidence(2048)
     return {"minibatch": cfg.minibatch, "control_variate": cfg.control_variate, "steps": cfg.steps,
             "setup_s": setup, "train_s": q.train_seconds, "ms_per_step": 1e3 * q.train_seconds / cfg.steps,
             "final_l1": final["l1"], "final_log_z_error": final["log_z_error"],
@@ -77,7 +77,7 @@ def table(rows: list[dict], title: str) -> str:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n")[0])
     p.add_argument("--part", choices=["small", "tall"], default="small")
     p.add_argument("--n-examples", default="10000,100000", help="tall: data sizes")
     p.add_argument("--minibatch", type=int, default=0, help="tall: minibatch size (default |D|/100)")

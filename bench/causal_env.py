@@ -99,7 +99,7 @@ def bench(d: int, batch: int, rows: int, rounds: int, seed: int = 0) -> dict:
 def main(argv=None):
     import gfncore
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     ap.add_argument("--dims", type=int, nargs="+", default=[20, 50])
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--rows", type=int, default=100, help="samples N in the data")

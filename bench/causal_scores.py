@@ -158,7 +158,7 @@ def per_parent_count(d: int, kind: str, n_rows: int, repeats: int, ks=(0, 1, 2, 
 def main(argv=None):
     import gfncore
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     ap.add_argument("--dims", type=int, nargs="+", default=[20, 50])
     ap.add_argument("--kind", default="bge", choices=["bge", "lingauss"])
     ap.add_argument("--rows", type=int, default=100, help="samples N in the data")

@@ -101,7 +101,7 @@ def run_case(d: int, args) -> dict:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n")[0])
     p.add_argument("--d", type=int, nargs="+", default=[5, 20])
     p.add_argument("--n", type=int, default=50, help="observational rows")
     p.add_argument("--seed", type=int, default=0)

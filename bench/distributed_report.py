@@ -81,7 +81,7 @@ def run(world: int, batch: int, steps: int, warmup: int, check_steps: int) -> di
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     ap.add_argument("--world", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--batch", type=int, nargs="+", default=[256])
     ap.add_argument("--steps", type=int, default=60)

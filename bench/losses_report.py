@@ -190,7 +190,7 @@ def markdown(rows) -> str:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--objectives", default=",".join(OBJECTIVES))
     p.add_argument("--quick", action="store_true", help="only B = 64 and 1024")
     p.add_argument("--repeats", type=int, default=15)

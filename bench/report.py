@@ -147,7 +147,7 @@ def peak_memory(batch: int, threads: int) -> dict:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1, help="torch and gfncore kernel threads (default 1)")
     ap.add_argument("--batches", type=int, nargs="+", default=[16, 64, 256, 1024])
     ap.add_argument("--plain-batches", type=int, nargs="+", default=[16, 64])

@@ -84,7 +84,7 @@ def training_rows(batch: int, rounds: int, warmup: int, target_s: float) -> list
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1, help="torch and gfncore kernel threads (default 1)")
     ap.add_argument("--rollout-batches", type=int, nargs="+", default=[64, 1024, 16384])
     ap.add_argument("--train-batch", type=int, default=64)

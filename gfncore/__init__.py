@@ -13,7 +13,43 @@ if "torch" not in _sys.modules and "OMP_WAIT_POLICY" not in _os.environ and "GOM
 
 import torch  # noqa: E402  (torch first: it loads the OpenMP runtime the extension shares)
 
-from . import _C  # noqa: E402,F401
+
+def _extension():
+    """The compiled core: this package's own _C, else (when this is a source tree without a built
+    extension, e.g. Python started in the repository root after `pip install .`) the _C of the
+    gfncore installed on sys.path, else an ImportError that says what to run."""
+    import glob
+    import importlib.machinery
+    import importlib.util
+
+    here = _os.path.dirname(_os.path.abspath(__file__))
+    suffixes = importlib.machinery.EXTENSION_SUFFIXES
+    try:
+        from . import _C as ext
+        return ext
+    except ImportError:
+        if any(glob.glob(_os.path.join(here, "_C" + s)) for s in suffixes):
+            raise  # a built extension that does not load: its own error says why
+    for entry in _sys.path:
+        folder = _os.path.join(_os.path.abspath(entry or _os.getcwd()), "gfncore")
+        if _os.path.realpath(folder) == _os.path.realpath(here):
+            continue
+        for s in suffixes:
+            path = _os.path.join(folder, "_C" + s)
+            if _os.path.isfile(path):
+                spec = importlib.util.spec_from_file_location(f"{__name__}._C", path)
+                ext = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(ext)
+                _sys.modules[f"{__name__}._C"] = ext
+                return ext
+    root = _os.path.dirname(here)
+    raise ImportError(
+        f"gfncore: {here} is a source tree without a built extension (gfncore/_C), and no installed gfncore "
+        f"was found to take it from. Run `pip install .` in {root} (this source tree then uses the installed "
+        f"extension), or build it in place with `scripts/dev-build.sh`.") from None  # (not Python's "circular import" guess)
+
+
+_C = _extension()
 from .runtime import THREAD_CAP, __version__, build_info, default_threads, set_num_threads  # noqa: E402,F401
 from . import backward, distributed, envs, metrics, nn, ops, replay  # noqa: E402
 from .backward import BackwardSampler  # noqa: E402

@@ -34,6 +34,11 @@ def write(path: str, checkpoint: dict) -> None:
 
 def read(path: str) -> dict:
     """A checkpoint's contents, loaded with weights_only=True (tensors and plain containers only)."""
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if head != b"PK" and head[:1] != b"\x80":  # torch.save writes a zip archive (before torch 1.6: a pickle)
+        raise ValueError(f"{path} is not a checkpoint (a gfncore checkpoint is the checkpoint.pt that gfncore train, "
+                         f"Trainer.save or an application writes)")
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -45,7 +50,7 @@ def read(path: str) -> dict:
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise ValueError(f"{path} is not a gfncore checkpoint (written by Trainer.save or gfncore train)")
     version = ck.get("version", 0)
-    if not isinstance(version, int) or isinstance(version, bool):
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ValueError(f"{path} is a damaged gfncore checkpoint (version {version!r})")
     if version > VERSION:
         raise ValueError(f"{path} was written by a newer gfncore (checkpoint version {ck['version']}, this one "

@@ -2,6 +2,8 @@
 batched forward of the policy over every packed state, then calls a fused op."""
 from __future__ import annotations
 
+import sys
+
 import torch
 
 from . import onpolicy, ops
@@ -198,6 +200,8 @@ class SubTrajectoryBalance(Objective):
         super().__init__(importance_weights)
         if not (lam > 0):
             raise ValueError(f"lam (λ) must be > 0, got {lam}")
+        if lam < sys.float_info.min:  # subnormal: λ^k loses its digits
+            raise ValueError(f"lam (λ) must be >= {sys.float_info.min:.4g} (the smallest normal float64), got {lam}")
         self.lam = float(lam)
 
     def __call__(self, env, policy, traj, reduce=None):
@@ -260,13 +264,21 @@ class LogPartitionVariance(Objective):
 
     name = "zvar"
 
-    def __init__(self, importance_weights: bool = False):
+    def __init__(self, importance_weights: bool = False, head: bool = False):
         super().__init__(importance_weights)
         self._log_z = 0.0
+        # head=True: the policy's log Z (or log Z(c) head) is also trained, regressed on the batch
+        # mean of ζ (within each context), which is the value TB's log Z converges to on-policy.
+        # The policy's gradient is ZVar's, free of the head's error, which TB's shares.
+        self.head = bool(head)
 
     def __call__(self, env, policy, traj, reduce=None):
         log_pf, log_pb, _ = log_probs(env, policy, traj)
         lr = traj.log_reward.to(log_pf.dtype)
+        if self.head:
+            if reduce is not None:
+                raise ValueError("loss 'zvar' with head=True is not supported in data-parallel training")
+            return self._with_head(policy, traj, log_pf, log_pb, lr)
         if reduce is not None:
             return self._distributed(traj, log_pf, log_pb, lr, reduce)
         if traj.context is not None:
@@ -303,7 +315,28 @@ class LogPartitionVariance(Objective):
         d = zeta - (mean / counts.to(zeta.dtype))[group]
         return d * d
 
+    def _with_head(self, policy, traj, log_pf, log_pb, lr):
+        zeta = lr + segment_sum(log_pb - log_pf, traj.offsets)
+        if traj.context is None:
+            group = torch.zeros(traj.n, dtype=torch.int64, device=zeta.device)
+            counts = torch.tensor([traj.n], device=zeta.device)
+            head = policy.log_z.to(zeta.dtype).reshape(1)
+        else:
+            uniq, group, counts = torch.unique(traj.context, dim=0, return_inverse=True, return_counts=True)
+            head = policy.log_z_of(uniq).to(zeta.dtype)
+        if bool((counts < 2).all()):
+            raise ValueError("loss 'zvar' needs several trajectories per context (use "
+                             "Trainer(trajectories_per_context=k) with k >= 2)")
+        mean = torch.zeros(counts.shape[0], dtype=zeta.dtype, device=zeta.device).index_add(
+            0, group, zeta.detach()) / counts.to(zeta.dtype)
+        with torch.no_grad():
+            self._log_z = float(mean.mean())
+        d = zeta - mean[group]
+        return _weighted_mean(d * d, self.weights(traj, log_pf)) + ((head - mean) ** 2).mean()
+
     def log_z(self, env, policy, context=None):
+        if self.head:
+            return Objective.log_z(self, env, policy, context)
         if context is not None:
             raise ValueError("loss 'zvar' estimates log Z from a batch; it has no log Z(c) for a given context")
         return self._log_z

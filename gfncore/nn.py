@@ -93,6 +93,41 @@ class MLPPolicy(nn.Module):
             self.log_z_net = mlp(E, log_z_hidden, 2, 1)
             with torch.no_grad():
                 self.log_z_net[-1].bias.fill_(float(log_z_init))
+        # Trainer(seed=s) re-draws the weights of a policy that is exactly as this constructor left
+        # it (seed_weights): a snapshot of them, and the arguments that rebuild it. A subclass or a
+        # context encoder brought from outside draws weights this constructor cannot re-draw.
+        self._fresh = None
+        if type(self) is MLPPolicy and not any(True for _ in (context_encoder.parameters() if context_encoder
+                                                               is not None else ())):
+            self._fresh = ((env, hidden, layers, pb, flow, log_z_init, context_dim, conditioning, log_z_hidden,
+                            context_encoder), self._fingerprint())
+
+    def _fingerprint(self) -> list[float]:
+        with torch.no_grad():
+            return [float(p.double().sum()) for p in self.parameters()] + [
+                float(p.double().abs().sum()) for p in self.parameters()]
+
+    def __getstate__(self):  # the rebuild arguments hold the environment: not part of a pickled policy
+        d = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
+        d = dict(d)
+        d["_fresh"] = None
+        return d
+
+    def seed_weights(self, seed: int) -> bool:
+        """If this policy's weights are still exactly the constructor's (not trained, loaded or
+        edited since), re-draw them as `torch.manual_seed(seed)` just before the constructor would
+        have, without touching torch's global random state; return whether it did. Trainer(seed=s)
+        calls it, so a seeded Trainer seeds the initial weights too."""
+        if self._fresh is None or self._fingerprint() != self._fresh[1]:
+            self._fresh = None
+            return False
+        args = self._fresh[0]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            again = MLPPolicy(*args)
+        self.load_state_dict(again.state_dict())
+        self._fresh = None  # from here on the weights are the run's: a second Trainer keeps them
+        return True
 
     def _input(self, features: torch.Tensor, context: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(trunk input, the context as the networks see it: encoded, in the features' dtype)."""
@@ -193,6 +228,22 @@ class MLPPolicy(nn.Module):
         return [p for p in self.parameters() if id(p) not in z]
 
 
+class ContextScaler(nn.Module):
+    """The context encoder of a scalar-context policy: c -> (c − centre) / half-width of the training
+    range, so the log Z(c) head's and the trunk's first ReLU layers see inputs in [−1, 1] around 0
+    (raw inputs all of one sign leave many ReLUs dead across the whole range, and the head then
+    cannot bend to follow log S(c))."""
+
+    def __init__(self, low: float, high: float, dim: int = 1):
+        super().__init__()
+        self.out_dim = dim
+        self.register_buffer("centre", torch.tensor(0.5 * (low + high)))
+        self.register_buffer("scale", torch.tensor(2.0 / (high - low)))
+
+    def forward(self, context: torch.Tensor) -> torch.Tensor:
+        return (context - self.centre.to(context.dtype)) * self.scale.to(context.dtype)
+
+
 class SetEncoder(nn.Module):
     """A permutation-invariant encoder of a context that is a set (DeepSets, Zaheer et al. 2017):
     the context row [set_size * element_dim] is read as set_size elements, each mapped by an MLP
@@ -248,3 +299,45 @@ class SetEncoder(nn.Module):
             a, b = self._pairs
             pooled.append((elems[..., a] * elems[..., b]).mean(1))
         return self.rho(torch.cat(pooled, -1) if len(pooled) > 1 else pooled[0])
+
+
+class SetAttentionEncoder(SetEncoder):
+    """A permutation-invariant set encoder with attention (Set Transformer, Lee et al. 2019): the
+    elements are embedded, pass through `blocks` self-attention blocks (each element sees every
+    other, so interactions between examples are modelled before pooling), and are pooled by
+    attention from `seeds` learned queries (PMA); with ``moments`` the set's first and second
+    moments join the pooled vector as in :class:`SetEncoder`, and rho maps it to [out_dim].
+    Identical context rows are encoded once."""
+
+    def __init__(self, element_dim: int, set_size: int, hidden: int = 64, out_dim: int = 64, heads: int = 4,
+                 blocks: int = 1, seeds: int = 1, moments: int = 2):
+        super().__init__(element_dim, set_size, hidden=hidden, out_dim=out_dim, moments=moments)
+        for name, v in (("heads", heads), ("seeds", seeds)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"SetAttentionEncoder: {name} must be an int >= 1, got {v!r}")
+        if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0:
+            raise ValueError(f"SetAttentionEncoder: blocks must be an int >= 0, got {blocks!r}")
+        if hidden % heads:
+            raise ValueError(f"SetAttentionEncoder: hidden ({hidden}) must be a multiple of heads ({heads})")
+        self.phi = mlp(element_dim, hidden, 1, hidden)
+        self.blocks = nn.ModuleList(
+            nn.TransformerEncoderLayer(hidden, heads, dim_feedforward=2 * hidden, dropout=0.0, batch_first=True)
+            for _ in range(blocks))
+        self.seeds = nn.Parameter(torch.randn(1, seeds, hidden) / hidden ** 0.5)
+        self.pool = nn.MultiheadAttention(hidden, heads, batch_first=True)
+        n_mom = self.rho[0].in_features - hidden
+        self.rho = mlp(seeds * hidden + n_mom, hidden, 1, out_dim)
+
+    def _embed(self, context: torch.Tensor) -> torch.Tensor:
+        elems = context.reshape(context.shape[0], self.set_size, self.element_dim)
+        h = self.phi(elems)
+        for blk in self.blocks:
+            h = blk(h)
+        pooled, _ = self.pool(self.seeds.expand(h.shape[0], -1, -1), h, h, need_weights=False)
+        parts = [pooled.flatten(1)]
+        if self.moments >= 1:
+            parts.append(elems.mean(1))
+        if self.moments == 2:
+            a, b = self._pairs
+            parts.append((elems[..., a] * elems[..., b]).mean(1))
+        return self.rho(torch.cat(parts, -1))

@@ -1,5 +1,7 @@
 """The compiled core's run-time settings: its build, and the CPU threads that torch and the kernels
 share (one OpenMP runtime). Every other module sets threads through set_num_threads here."""
+from __future__ import annotations
+
 import os
 from contextlib import contextmanager
 
@@ -22,8 +24,25 @@ def set_num_threads(n: int) -> None:
     from .limits import check_threads
 
     check_threads(n, "threads")  # libgomp cannot start 100,000 threads: one line, not a crash
+    global _chosen
     torch.set_num_threads(n)
     _C.set_num_threads(n)
+    _chosen = n
+
+
+# torch's own count at import (its default, or OMP_NUM_THREADS): a different count later means the
+# user called torch.set_num_threads
+_TORCH_DEFAULT = torch.get_num_threads()
+_chosen: int | None = None  # the count set_num_threads applied last
+
+
+def ensure_threads() -> int:
+    """Apply default_threads() unless the user chose a count (gfncore.set_num_threads,
+    torch.set_num_threads or OMP_NUM_THREADS); return the count in use. The Trainer calls it, so
+    a Python run gets the thread count `gfncore train` would pick."""
+    if _chosen is None and "OMP_NUM_THREADS" not in os.environ and torch.get_num_threads() == _TORCH_DEFAULT:
+        set_num_threads(default_threads())
+    return torch.get_num_threads()
 
 
 THREAD_CAP = 4  # beyond a few threads the small matmuls of a GFlowNet step gain little (not measured above 2 cores)
@@ -62,10 +81,12 @@ def pinned_threads(n: int):
     if not n:
         yield
         return
-    old = torch.get_num_threads()
+    global _chosen
+    old, chosen = torch.get_num_threads(), _chosen
     set_num_threads(n)
     try:
         yield
     finally:
         torch.set_num_threads(old)
         _C.set_num_threads(0)
+        _chosen = chosen  # a pinned block is not the user's choice for what follows

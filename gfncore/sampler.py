@@ -10,11 +10,37 @@ from . import onpolicy, ops
 from .ops.kernel import process_blas
 from .envs.base import Env
 from .envs.compiled import HandleEnv
+from .envs.check import check_trajectories
+from .envs.numba_env import NumbaEnv
+from .envs.python_env import PythonEnv
 from .limits import available_memory, check_work
 from .trajectories import Trajectories
 
 MAX_BATCH = 2**40
 _FLOATS = (torch.float32, torch.float64)
+CONTRACT_BATCHES = 2  # first batches of a Python or numba environment checked against the contract
+DEFAULT_MAX_LENGTH = 100_000  # steps of a trajectory when the environment declares no max_length
+
+
+def _checked_logits(policy, logits, n: int):
+    """The policy's P_F logits, or a TypeError naming what it returned instead (a list, integers):
+    they would otherwise fail later with a message about something else."""
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"{type(policy).__name__}.forward_logits returned a {type(logits).__name__}; it must return a "
+                        f"float tensor [n, n_actions] of logits")
+    if not logits.is_floating_point():
+        raise TypeError(f"{type(policy).__name__}.forward_logits returned {logits.dtype} logits; they must be floating "
+                        f"point (float32 or float64)")
+    return logits
+
+
+def _nan_features_first(env, features: torch.Tensor, e: Exception):
+    """A kernel's complaint about NaN logits, re-raised as the real cause when the environment's
+    encode produced the NaN."""
+    bad = ~torch.isfinite(features)
+    if bool(bad.any()):
+        raise ValueError(f"{type(env).__name__}.encode returned non-finite features (NaN or inf) for "
+                         f"{int(bad.any(-1).sum())} state(s); the policy's logits are NaN because of them") from e
 
 
 def policy_device(policy) -> torch.device:
@@ -61,6 +87,9 @@ class Sampler:
         self._cached = None
         self._lock = threading.Lock()
         self._work_checked = None  # the environment whose trajectory work check_work passed
+        # a user's environment (Python or numba route) meets the contract check on its first
+        # batches (envs.check.check_trajectories); afterwards it costs nothing
+        self._contract_batches = CONTRACT_BATCHES if isinstance(env, (PythonEnv, NumbaEnv)) else 0
 
     def contexts(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
         """n contexts from the context sampler (None for an unconditional environment)."""
@@ -128,6 +157,9 @@ class Sampler:
         else:
             traj = self._sample_generic(n, seed, temp, eps, dev, ctx, first_id)
         traj.context = ctx
+        if self._contract_batches and n:
+            check_trajectories(env, traj)
+            self._contract_batches -= 1
         if n:
             x = traj.__dict__.pop("_terminal", None)
             x = traj.terminal_states if x is None else x
@@ -194,15 +226,25 @@ class Sampler:
                 acts.pos = pos
                 for b in acts.buffers:  # written by the kernel: retire records of earlier rollouts
                     torch.autograd.graph.increment_version(b)
+        steps, limit = 0, env.max_length or DEFAULT_MAX_LENGTH
         while m:
+            steps += 1
+            if steps > limit:
+                raise ValueError(f"{env!r}: trajectories are longer than {limit} steps ("
+                                 + ("its max_length" if env.max_length else "the default cap: the environment has no "
+                                    "max_length") + "): its steps never reach a state where only stop is legal")
             if rec.generation != gen:  # the recorder grew: its arrays are new
                 gen, feats, ids = rec.generation, torch.from_numpy(rec.features), torch.from_numpy(rec.ids)
                 self.__dict__["_views"] = (rec, gen, feats, ids)
             f = feats[pos:pos + m]
-            logits = forward(f) if ctx is None else forward(f, ctx[ids[pos:pos + m]])
+            logits = _checked_logits(self.policy, forward(f) if ctx is None else forward(f, ctx[ids[pos:pos + m]]), m)
             dtype = logits.dtype
             # a policy may hand back transposed or expanded logits: the kernel reads rows
-            m_next = step((logits if dtype in _FLOATS else logits.float()).contiguous())
+            try:
+                m_next = step((logits if dtype in _FLOATS else logits.float()).contiguous())
+            except ValueError as e:
+                _nan_features_first(env, f, e)
+                raise
             pos, m = pos + m, m_next
         T = pos
         empty = torch.empty
@@ -249,15 +291,22 @@ class Sampler:
         mask, feats = env.forward_mask(states), env.encode(states)
         ids = torch.arange(n, device=states.device)
         rec = []
-        t, limit = 0, env.max_length
+        t, limit = 0, env.max_length or DEFAULT_MAX_LENGTH
         while ids.numel() > 0:
-            if limit is not None and t >= limit:
-                raise ValueError(f"{env.name}: trajectories are longer than max_length = {limit}: the environment's "
-                                 f"steps never reach a state where only stop is legal")
-            logits = policy_logits(policy, feats.to(dev), None if ctx is None else ctx[ids.to(dev)])
-            a, lp, ns, nm, nf, done = ops.rollout_step(env, states, mask.to(states.device), logits.to(states.device),
-                                                       seed=seed, offset=t, ids=ids + first_id if first_id else ids,
-                                                       temperature=temp, epsilon=eps)
+            if t >= limit:
+                raise ValueError(f"{env!r}: trajectories are longer than "
+                                 + (f"max_length = {limit}" if env.max_length else f"{limit} steps (the default cap: "
+                                    f"the environment has no max_length)")
+                                 + ": its steps never reach a state where only stop is legal")
+            logits = _checked_logits(policy, policy_logits(policy, feats.to(dev), None if ctx is None else
+                                                           ctx[ids.to(dev)]), ids.numel())
+            try:
+                a, lp, ns, nm, nf, done = ops.rollout_step(env, states, mask.to(states.device), logits.to(states.device),
+                                                           seed=seed, offset=t, ids=ids + first_id if first_id else ids,
+                                                           temperature=temp, epsilon=eps)
+            except ValueError as e:
+                _nan_features_first(env, feats, e)
+                raise
             rec.append((states, a, ids, mask, feats, lp))
             keep = ~done
             states, mask, feats, ids = ns[keep], nm[keep], nf[keep], ids[keep]

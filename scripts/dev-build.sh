@@ -5,6 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${BUILD_DIR:-build/dev}
+# its build dependencies (pyproject.toml's build-system.requires; pip install . fetches them itself)
+if ! python -c 'import pybind11' 2>/dev/null; then
+  echo "dev-build: installing pybind11 (a build dependency) into $(command -v python)"
+  python -m pip install -q "pybind11>=2.12"
+fi
+if ! command -v cmake >/dev/null 2>&1; then
+  echo "dev-build: installing cmake (a build dependency) into $(command -v python)"
+  python -m pip install -q "cmake>=3.18"
+fi
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DGFN_CUDA="${GFN_CUDA:-OFF}" \
   -Dpybind11_DIR="$(python -c 'import pybind11; print(pybind11.get_cmake_dir())')" \
   -DPython_EXECUTABLE="$(command -v python)" >/dev/null

@@ -1007,6 +1007,221 @@ def run_trainer(case: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
+# Files a user hands the CLIs: CSV data sets (gfncore.datafiles, causal.load_csv, bayes read_csv)
+# and checkpoints (gfncore.load). Each must read correctly or be refused with a one-line error
+# that names the file; nothing may be accepted silently wrong.
+CSV_BENIGN = ("bom", "crlf", "blank_lines", "no_final_newline", "spaces", "quotes")
+CSV_HOSTILE = ("utf16", "latin1", "no_header", "dup_name", "ragged", "nan", "text_cell", "empty", "nul",
+               "empty_name", "bytes")
+
+
+def _csv_case_strategy(target: str):
+    from hypothesis import strategies as st
+
+    return st.fixed_dictionaries({
+        "target": st.just(target), "seed": st.integers(0, 2**31 - 1), "rows": st.integers(1, 6),
+        "cols": st.integers(2, 5), "header": st.booleans(),
+        "mutations": st.lists(st.sampled_from(CSV_BENIGN + CSV_HOSTILE), max_size=3),
+        "p": st.integers(0, 2**16)})
+
+
+def _csv_bytes(case):
+    """(file bytes, expected [rows][cols] or None when a hostile mutation makes the file invalid,
+    the column names it should give)."""
+    import random
+
+    r = random.Random(case["seed"])
+    R, C, muts = case["rows"], case["cols"], set(case["mutations"])
+    names = [f"c{j}" for j in range(C)]
+    vals = [[round(r.uniform(-5, 5), 3) for _ in range(C)] for _ in range(R)]
+    header = case["header"] or "no_header" not in muts
+    if "dup_name" in muts:
+        names[-1] = names[0]
+    if "empty_name" in muts:
+        names[0] = ""
+    cells = [[repr(v) for v in row] for row in vals]
+    if "nan" in muts:
+        cells[0][0] = "nan"
+    if "text_cell" in muts:
+        cells[-1][-1] = "abc"
+    if "ragged" in muts:
+        cells[-1] = cells[-1][:-1]
+    if "spaces" in muts:
+        cells = [[f" {c} " for c in row] for row in cells]
+    if "quotes" in muts:
+        cells = [[f'"{c}"' for c in row] for row in cells]
+    lines = ([",".join(names)] if "no_header" not in muts else []) + [",".join(row) for row in cells]
+    if "blank_lines" in muts:
+        lines.insert(1, "")
+    nl = "\r\n" if "crlf" in muts else "\n"
+    text = nl.join(lines) + ("" if "no_final_newline" in muts else nl)
+    if "empty" in muts:
+        text = ""
+    data = text.encode("utf-8")
+    if "bom" in muts:
+        data = b"\xef\xbb\xbf" + data
+    if "utf16" in muts:
+        data = text.encode("utf-16")
+    if "latin1" in muts:
+        data = text.replace("c0", "Gr\u00f6\u00dfe", 1).encode("latin-1") if "c0" in text else b"\xe9" + data
+    if "nul" in muts:
+        data = data[:1] + b"\x00" + data[1:]
+    if "bytes" in muts:
+        data = bytes(r.getrandbits(8) for _ in range(1 + case["p"] % 64))
+    hostile = muts & set(CSV_HOSTILE)
+    if "no_header" in muts and not case["header"]:
+        hostile -= {"no_header", "dup_name", "empty_name"}  # read as headerless, as asked: no names to judge
+    if "empty" not in muts and "bytes" not in muts and "utf16" not in muts and not hostile:
+        return data, vals, names
+    return data, None, names
+
+
+def run_data_file(case: dict) -> dict:
+    import tempfile
+
+    import torch
+
+    from gfncore.bayes.cli import read_csv
+    from gfncore.causal.data import load_csv
+
+    data, want, names = _csv_bytes(case)
+    header = case["header"] or "no_header" not in case["mutations"]
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "data.csv")
+        with open(path, "wb") as f:
+            f.write(data)
+        def bayes_read():  # the target is the last column: X then y give the file's columns back
+            X, y, _ = read_csv(path, header=header)
+            return torch.cat([X, y.unsqueeze(1)], 1)
+
+        for what, read in (("causal.load_csv", lambda: load_csv(path, header=header).data),
+                           ("bayes.read_csv", bayes_read)):
+            status, out = _call(read)
+            if status == "ok":
+                if want is None:
+                    if out.numel() == 0:
+                        continue  # a lone row read as the header: no data accepted (the score wants rows)
+                    if "bytes" in case["mutations"] or "latin1" in case["mutations"]:
+                        continue  # random bytes may happen to be a valid table; latin-1 of ASCII is UTF-8
+                    raise Wrong(f"{what} accepted a hostile file ({case['mutations']}): {out.tolist()}")
+                got = out.tolist()
+                if len(got) != len(want) or any(abs(a - b) > 1e-9 for ga, wa in zip(got, want) for a, b in zip(ga, wa)):
+                    raise Wrong(f"{what} read {got}, the file holds {want}")
+            elif status == "unclear" or (isinstance(out, BaseException) and (path not in str(out) and
+                                                                             "--data" not in str(out))):
+                return {"kind": "unclear", "detail": f"{what}: {_describe(out)}"}
+            elif want is not None:
+                raise Wrong(f"{what} refused a valid file ({case['mutations']}): {_describe(out)}")
+            elif "\n" in str(out):
+                return {"kind": "unclear", "detail": f"{what}: a message of several lines: {_describe(out)}"}
+    return {"kind": "correct" if want is not None else "error"}
+
+
+CKPT_MUTATIONS = ("none", "flip_byte", "truncate", "drop_key", "shape", "negative_step", "env_class", "step_type",
+                  "version", "format", "junk", "config_key")
+_CKPT_CACHE: dict = {}
+
+
+def _ckpt_case_strategy(target: str):
+    from hypothesis import strategies as st
+
+    return st.fixed_dictionaries({"target": st.just(target), "mutation": st.sampled_from(CKPT_MUTATIONS),
+                                  "p": st.integers(0, 2**30), "which": st.integers(0, 7)})
+
+
+def _base_checkpoint():
+    """One small checkpoint per worker: (its bytes, its contents)."""
+    if "bytes" not in _CKPT_CACHE:
+        import io
+
+        import torch
+
+        import gfncore
+
+        env = gfncore.envs.HyperGrid(2, 3)
+        torch.manual_seed(0)
+        t = gfncore.Trainer(env, gfncore.nn.MLPPolicy(env, hidden=4, layers=1), batch_size=2, seed=0)
+        t.fit(1, progress=False, evaluate=False)
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            path = t.save(os.path.join(d, "c.pt"))
+            with open(path, "rb") as f:
+                _CKPT_CACHE["bytes"] = f.read()
+        _CKPT_CACHE["ck"] = torch.load(io.BytesIO(_CKPT_CACHE["bytes"]), weights_only=True)
+    return _CKPT_CACHE["bytes"], _CKPT_CACHE["ck"]
+
+
+def run_checkpoint(case: dict) -> dict:
+    import copy
+    import io
+    import tempfile
+
+    import torch
+
+    import gfncore
+    from gfncore.checkpoint import checksum
+
+    raw, ck = _base_checkpoint()
+    m, p, k = case["mutation"], case["p"], case["which"]
+    hostile = m != "none"
+    if m in ("flip_byte", "truncate", "junk"):
+        b = bytearray(raw)
+        if m == "flip_byte":
+            b[p % len(b)] ^= 1 << (k % 8)
+        elif m == "truncate":
+            b = b[: p % len(b)]
+        else:
+            b += bytes([p % 256]) * (1 + k)
+        data = bytes(b)
+    else:
+        c = copy.deepcopy(ck)
+        st = c["state"]
+        if m == "drop_key":
+            key = ["policy", "optimizer", "generator", "step"][k % 4]
+            (st if k < 4 else c).pop(key if k < 4 else ["state", "config", "env", "policy"][k % 4], None)
+        elif m == "shape":
+            name = sorted(st["policy"])[k % len(st["policy"])]
+            st["policy"][name] = torch.zeros([s + 1 for s in st["policy"][name].shape] or [2])
+        elif m == "negative_step":
+            st["step"] = -1 - p % 100
+        elif m == "env_class":
+            c["env"]["class"] = ["this:Zen", "os:system", "helpers:Env", "gfncore.__main__:Env", "gfncore.envs:nope",
+                                 "builtins:dict", "gfncore.envs.hypergrid:HyperGrid.__init__", ""][k % 8]
+        elif m == "step_type":
+            st["step"] = ["3", 3.5, None, True, [3]][k % 5]
+        elif m == "version":
+            c["version"] = [99, "2", -1, None][k % 4]
+        elif m == "format":
+            c["format"] = "something-else"
+        elif m == "config_key":
+            c["config"]["batch_size"] = ["x", -5, 0, None][k % 4]
+        c["checksum"] = checksum(c)  # sealed: the loader must judge the contents themselves
+        buf = io.BytesIO()
+        torch.save(c, buf)
+        data = buf.getvalue()
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "c.pt")
+        with open(path, "wb") as f:
+            f.write(data)
+        status, out = _call(lambda: gfncore.load(path))
+    if status == "ok":
+        env, policy, trainer = out
+        same = (trainer.step_count == ck["state"]["step"] and all(
+            torch.equal(v, ck["state"]["policy"][name]) for name, v in policy.state_dict().items()))
+        if not same:
+            raise Wrong(f"gfncore.load accepted a changed checkpoint ({m}) and loaded something else")
+        if m in ("drop_key", "shape", "negative_step", "env_class", "step_type", "format"):
+            raise Wrong(f"gfncore.load accepted a checkpoint with {m} ({case})")
+        return {"kind": "correct"}
+    if not hostile:
+        raise Wrong(f"gfncore.load refused an intact checkpoint: {_describe(out)}")
+    if status == "unclear" or "\n" in str(out).strip():
+        return {"kind": "unclear", "detail": f"gfncore.load ({m}): {_describe(out)}"}
+    return {"kind": "error"}
+
+
+# ---------------------------------------------------------------------------------------------
 # The table: target -> (case strategy, runner). One entry per public op.
 @dataclass(frozen=True)
 class Target:
@@ -1037,6 +1252,8 @@ TARGETS = {
     "env_methods": Target(lambda: _api_case_strategy("env_methods"), run_env_method),
     "sampler": Target(lambda: _api_case_strategy("sampler"), run_sampler),
     "trainer": Target(lambda: _api_case_strategy("trainer"), run_trainer),
+    "data_files": Target(lambda: _csv_case_strategy("data_files"), run_data_file),
+    "checkpoint_loader": Target(lambda: _ckpt_case_strategy("checkpoint_loader"), run_checkpoint),
 }
 
 

@@ -10,7 +10,7 @@ import gfncore as gfn
 from gfncore.bayes import LinearRegression, ParameterGrid, exact_posterior
 from gfncore.bayes.amortized import (AmortizedConfig, AmortizedPosterior, DatasetPosteriorEnv, held_out_datasets,
                                      prior_datasets)
-from gfncore.nn import MLPPolicy, SetEncoder
+from gfncore.nn import MLPPolicy, SetAttentionEncoder, SetEncoder
 
 
 @pytest.fixture(scope="module")
@@ -18,10 +18,11 @@ def model():
     return LinearRegression(ParameterGrid.linspace(-1, 1, 3, 2), noise_std=1.0)
 
 
-@pytest.mark.parametrize("moments", [0, 1, 2])
-def test_set_encoder_is_permutation_invariant(moments):
+@pytest.mark.parametrize("moments,attention", [(0, False), (1, False), (2, False), (0, True), (2, True)])
+def test_set_encoder_is_permutation_invariant(moments, attention):
     torch.manual_seed(0)
-    enc = SetEncoder(3, 7, hidden=16, out_dim=5, moments=moments)
+    enc = (SetAttentionEncoder(3, 7, hidden=16, out_dim=5, moments=moments) if attention
+           else SetEncoder(3, 7, hidden=16, out_dim=5, moments=moments))
     c = torch.randn(4, 21)
     perm = torch.randperm(7)
     shuffled = c.reshape(4, 7, 3)[:, perm].reshape(4, 21)
@@ -44,6 +45,30 @@ def test_set_encoder_encodes_each_distinct_context_once_with_the_same_result():
     torch.testing.assert_close(e, enc._embed(rows))
     e.sum().backward()  # gradients reach the encoder through the de-duplication
     assert enc.phi[0].weight.grad is not None and bool(enc.phi[0].weight.grad.abs().sum() > 0)
+
+
+def test_zvar_with_a_head_trains_log_z_on_each_contexts_mean(model):
+    """loss zvar with head=True: the policy's part is ZVar's within each data set, and the log Z(D)
+    head's part is (log Z(D) − mean ζ over D's trajectories)², so its gradient moves the head to that mean."""
+    from gfncore.losses import get_loss, log_probs
+    from gfncore.ops.reference import segment_sum
+
+    am = AmortizedPosterior(model, AmortizedConfig(set_size=6, steps=1, batch_size=8, trajectories_per_dataset=4,
+                                                   loss="zvar"))
+    traj = am.trainer.sample_trajectories()
+    obj = get_loss("zvar", head=True)
+    loss = obj(am.env, am.policy, traj)
+    log_pf, log_pb, _ = log_probs(am.env, am.policy, traj)
+    zeta = traj.log_reward.to(log_pf.dtype) + segment_sum(log_pb - log_pf, traj.offsets)
+    uniq, group = torch.unique(traj.context, dim=0, return_inverse=True)
+    mean = torch.stack([zeta[group == u].mean() for u in range(uniq.shape[0])])
+    want = ((zeta - mean[group]) ** 2).mean() + ((am.policy.log_z_of(uniq) - mean.detach()) ** 2).mean()
+    torch.testing.assert_close(loss, want)
+    head = float(am.policy.log_z_of(traj.context[:1]).detach())
+    assert obj.log_z(am.env, am.policy, traj.context[0]) == pytest.approx(head)
+    one = AmortizedPosterior(model, AmortizedConfig(set_size=6, steps=1, batch_size=4, trajectories_per_dataset=1))
+    with pytest.raises(ValueError, match="several trajectories per context"):
+        obj(one.env, one.policy, one.trainer.sample_trajectories())
 
 
 def test_set_encoder_rejects_bad_arguments():

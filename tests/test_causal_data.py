@@ -111,3 +111,31 @@ def test_csv_with_too_few_rows_is_refused_by_the_score(tmp_path):
     p.write_text("A,B\n1,2\n")
     with pytest.raises(ValueError, match="at least 2 rows"):
         CausalScore(load_csv(p), "bge")
+
+
+def test_transform_log_and_standardize(tmp_path):
+    from gfncore.causal.data import CausalData, load_csv, save_csv, transform
+
+    x = torch.tensor([[1.0, 10.0], [2.0, 20.0], [4.0, 50.0]], dtype=torch.float64)
+    cd = CausalData(data=x, node_names=["a", "b"])
+    assert torch.allclose(transform(cd, log=True).data, x.log())
+    z = transform(cd, standardize=True).data
+    assert torch.allclose(z.mean(0), torch.zeros(2, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(z.std(0), torch.ones(2, dtype=torch.float64))
+    both = transform(cd, log=True, standardize=True).data
+    assert torch.allclose(both, (x.log() - x.log().mean(0)) / x.log().std(0))
+    with pytest.raises(ValueError, match="positive.*'b'"):
+        transform(CausalData(data=torch.tensor([[1.0, 0.0], [2.0, 3.0]]), node_names=["a", "b"]), log=True)
+    with pytest.raises(ValueError, match="constant"):
+        transform(CausalData(data=torch.tensor([[1.0, 5.0], [2.0, 5.0]]), node_names=["a", "b"]), standardize=True)
+    # the fast loader keeps values, interventions and its messages
+    p = tmp_path / "d.csv"
+    save_csv(CausalData(data=x, node_names=["a", "b"], interventions=torch.tensor([[1, 0], [0, 0], [0, 1]]).bool()), p)
+    back = load_csv(p)
+    assert torch.equal(back.data, x) and back.interventions[0, 0] and back.interventions[2, 1]
+    p.write_text("a,b\n1,2\n3,x\n")
+    with pytest.raises(ValueError, match="line 3: column 'b' holds 'x'"):
+        load_csv(p)
+    p.write_text("a,b\n1,2\n3,inf\n")
+    with pytest.raises(ValueError, match="line 3: column 'b'.*finite"):
+        load_csv(p)

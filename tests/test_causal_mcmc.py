@@ -22,9 +22,18 @@ def capped_exact(score, max_parents=None):
     return (p[:, None, None] * G.double()).sum(0), float(torch.logsumexp(log_r, 0))
 
 
-def brute_force_moves(a: torch.Tensor, K: int) -> int:
+def brute_force_moves(a: torch.Tensor, K: int, swaps: bool = False) -> int:
     d = a.shape[0]
     n = 0
+    if swaps:  # replace parent i of j by a non-parent k
+        for j in range(d):
+            for i in a[:, j].nonzero().flatten().tolist():
+                for k in range(d):
+                    if k != j and not a[k, j]:
+                        b = a.clone()
+                        b[i, j] = False
+                        b[k, j] = True
+                        n += bool(is_dag(b))
     for i in range(d):
         for j in range(d):
             if i == j:
@@ -51,6 +60,7 @@ def test_neighbourhood_sizes_match_brute_force(K):
         if int(a.sum(0).max()) > K:
             continue
         assert count_moves(a, K) == brute_force_moves(a, K)
+        assert count_moves(a, K, swaps=True) == brute_force_moves(a, K, swaps=True)
     assert count_moves(torch.zeros(5, 5, dtype=torch.bool)) == 20  # every ordered pair may be added
 
 
@@ -59,15 +69,16 @@ def test_bitset_round_trip():
     assert torch.equal(parents_to_adjacency(adjacency_to_parents(G), 4), G)
 
 
-@pytest.mark.parametrize("d,interventions,K", [(4, False, None), (5, False, 2), (5, True, None)])
-def test_mcmc_matches_exact_enumeration(d, interventions, K):
+@pytest.mark.parametrize("d,interventions,K,swaps", [(4, False, None, False), (5, False, 2, False), (5, True, None, True),
+                                                     (5, False, 2, True)])
+def test_mcmc_matches_exact_enumeration(d, interventions, K, swaps):
     ivs = [Intervention(nodes=j, n=8) for j in range(d)] if interventions else []
     cd = sample_erdos_renyi_sem(d, 30, expected_edges=d, seed=d, interventions=ivs)
     score = CausalScore(cd)
     exact, _ = capped_exact(score, K)
     # MC^3 moves between Markov equivalence classes slowly: the error falls as 1 / sqrt(steps)
     # (0.015, 0.006, 0.0017 at 150k, 600k, 2.4M steps on the d = 4 case), so 600k.
-    res = sample_mcmc(score, chains=4, steps=600_000, max_parents=-1 if K is None else K, seed=1)
+    res = sample_mcmc(score, chains=4, steps=600_000, max_parents=-1 if K is None else K, seed=1, swaps=swaps)
     rmse = M.edge_marginal_rmse(res.edge_marginals, exact)
     assert rmse < 0.01, (rmse, res.diagnostics)
     assert res.diagnostics["agree"], res.diagnostics["message"]
@@ -152,10 +163,10 @@ def test_bad_input_raises():
     from gfncore import _C
 
     with pytest.raises(ValueError, match="samples"):
-        _C.causal_mcmc(score._c, 2, 0, 10, 1, -1, 0, None, torch.empty(2, 9, 4, dtype=torch.int64),
+        _C.causal_mcmc(score._c, 2, 0, 10, 1, -1, 0, True, None, torch.empty(2, 9, 4, dtype=torch.int64),
                        torch.empty(2, 10, dtype=torch.float64), torch.empty(2, 4, 4, dtype=torch.float64))
     with pytest.raises(TypeError):
-        _C.causal_mcmc(object(), 2, 0, 10, 1, -1, 0, None, None, None, None)
+        _C.causal_mcmc(object(), 2, 0, 10, 1, -1, 0, True, None, None, None, None)
     with pytest.raises(ValueError, match="cycle"):
         count_moves(cyc)
     assert MCMCConfig().resolved(20).steps == 800_000
@@ -175,3 +186,59 @@ def test_cli_method_mcmc_writes_the_gfn_outputs(tmp_path):
     assert m["method"] == "mcmc" and m["edge_rmse"] < 0.02 and m["mcmc"]["agree"]
     assert main(["--synthetic", "d=4,n=50,seed=0", "--method", "mcmc", "--chains", "0", "--out", str(tmp_path / "x")]) == 2
     assert main(["--synthetic", "d=4,n=50,seed=0", "--method", "mcmc", "--resume", "--out", str(out)]) == 2
+
+
+def test_bench_causal_quality_fast(tmp_path, monkeypatch):
+    """The quality-per-second bench's smoke mode: both methods report at every checkpoint, MC^3
+    is close to the exact DP at d = 6, and the plot and json are written."""
+    import pathlib
+
+    # bench/ is not installed: it runs from the repository root (`python -m bench.causal_quality`)
+    monkeypatch.syspath_prepend(str(pathlib.Path(__file__).resolve().parents[1]))
+    from bench.causal_quality import main
+
+    res = main(["--fast", "--out", str(tmp_path)])
+    r = res[6]
+    assert r["reference"]["kind"] == "exact DP"
+    assert len(r["mcmc"]) == len(r["gfn"]) == 3
+    assert r["mcmc"][-1]["rmse"] < 0.02
+    assert all(x["rmse"] is not None and x["distinct"] >= 1 for x in r["gfn"])
+    assert (tmp_path / "causal_quality.json").exists()
+
+
+def test_replay_seeded_from_mcmc():
+    """PosteriorConfig.replay_mcmc fills the replay buffer with distinct MC^3 graphs under the cap,
+    with their log R, before the first step."""
+    from gfncore.causal.posterior import PosteriorConfig, make_env, make_trainer
+
+    cd = sample_erdos_renyi_sem(5, 50, expected_edges=5, seed=0)
+    cfg = PosteriorConfig(max_parents=2, replay_mcmc=5000, hidden=16, batch_size=8)
+    env = make_env(cd, cfg)
+    trainer = make_trainer(env, cfg)
+    buf = trainer.replay
+    assert buf is not None and len(buf) > 5
+    g = env.adjacency(buf.x)
+    assert bool(is_dag(g).all()) and int(g.sum(1).max()) <= 2
+    assert torch.allclose(buf.log_reward, env.log_reward(buf.x).double(), atol=1e-3)
+    trainer.train_step()  # a replayed batch trains
+    assert make_trainer(env, PosteriorConfig(max_parents=2, hidden=16)).replay is None
+
+
+def test_cli_log_and_standardize(tmp_path):
+    import json
+
+    from gfncore.causal.cli import main
+    from gfncore.causal.data import save_csv
+
+    cd = sample_erdos_renyi_sem(4, 60, seed=0)
+    cd.data = cd.data.exp()  # positive, multiplicative noise: what --log is for
+    path = tmp_path / "pos.csv"
+    save_csv(cd, path)
+    out = tmp_path / "run"
+    assert main(["--data", str(path), "--log", "--standardize", "--method", "mcmc", "--mcmc-steps", "20000",
+                 "--samples", "100", "--out", str(out), "--threads", "1"]) == 0
+    summ = json.loads((out / "summary.json").read_text())
+    assert summ["data"]["log"] and summ["data"]["standardize"]
+    cd.data[0, 0] = -1.0
+    save_csv(cd, path)
+    assert main(["--data", str(path), "--log", "--method", "mcmc", "--out", str(tmp_path / "bad")]) == 2

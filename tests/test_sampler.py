@@ -313,6 +313,10 @@ def test_evaluate_and_empirical_metrics():
     assert ev["log_z_error"] == pytest.approx(abs(env.true_log_z()))
     # at height 4 no coordinate lies in the ring band (|x/3 - 1/2| is 1/6 or 1/2): no mode
     assert 0.0 <= ev["empirical_l1"] <= 2.0 and ev["n_modes"] == 0 and ev["modes_found"] == 0
+    assert ev["empirical_l1_samples"] == 2000
+    # fewer than 10 samples per object: an empirical L1 would measure the sample size, so none
+    few = gfncore.metrics.evaluate(env, policy, 0.0, gfncore.Sampler(env, policy).sample(150, seed=1).terminal_states)
+    assert "empirical_l1" not in few and "modes_found" in few
     # samples drawn from R/Z itself are close to it empirically
     q = env.true_distribution()
     x = env.all_terminal_states()[torch.multinomial(q, 50_000, replacement=True, generator=torch.Generator().manual_seed(0))]

@@ -13,10 +13,11 @@ namespace gfn {
 namespace causal {
 namespace {
 
-enum MoveKind : int { kAdd = 0, kDelete = 1, kReverse = 2 };
+enum MoveKind : int { kAdd = 0, kDelete = 1, kReverse = 2, kSwap = 3 };
 
 struct Move {
-  int kind, i, j;  // the edge i -> j added, deleted or reversed
+  int kind, i, j;  // the edge i -> j added, deleted or reversed (swap: i -> j replaced by k -> j)
+  int k;
 };
 
 inline uint64_t bit(int i) { return uint64_t(1) << i; }
@@ -90,11 +91,13 @@ struct Graph {
 };
 
 // |N(G)|, counted in the order `select_move` walks.
-int64_t count_graph_moves(const Graph& g, int K) {
+int64_t count_graph_moves(const Graph& g, int K, bool swaps) {
   int64_t n = 0;
   for (int j = 0; j < g.d; ++j) {
     n += g.npa[j];
-    if (g.npa[j] < K) n += popcount(g.add_candidates(j));
+    const int a = popcount(g.add_candidates(j));
+    if (g.npa[j] < K) n += a;
+    if (swaps) n += static_cast<int64_t>(g.npa[j]) * a;
     for (uint64_t x = g.pa[j]; x; x &= x - 1) {
       const int i = __builtin_ctzll(x);
       if (g.npa[i] < K && g.reversible(i, j)) ++n;
@@ -105,25 +108,30 @@ int64_t count_graph_moves(const Graph& g, int K) {
 
 // The u-th legal move (0 <= u < count_graph_moves): node by node, its deletions, additions,
 // then reversals of its in-edges.
-Move select_move(const Graph& g, int K, int64_t u) {
+Move select_move(const Graph& g, int K, bool swaps, int64_t u) {
   for (int j = 0; j < g.d; ++j) {
-    if (u < g.npa[j]) return Move{kDelete, kth_bit(g.pa[j], u), j};
+    if (u < g.npa[j]) return Move{kDelete, kth_bit(g.pa[j], u), j, 0};
     u -= g.npa[j];
+    const uint64_t cand = g.add_candidates(j);
+    const int c = popcount(cand);
     if (g.npa[j] < K) {
-      const uint64_t cand = g.add_candidates(j);
-      const int c = popcount(cand);
-      if (u < c) return Move{kAdd, kth_bit(cand, u), j};
+      if (u < c) return Move{kAdd, kth_bit(cand, u), j, 0};
       u -= c;
+    }
+    if (swaps) {
+      const int64_t ns = static_cast<int64_t>(g.npa[j]) * c;
+      if (u < ns) return Move{kSwap, kth_bit(g.pa[j], u / c), j, kth_bit(cand, u % c)};
+      u -= ns;
     }
     for (uint64_t x = g.pa[j]; x; x &= x - 1) {
       const int i = __builtin_ctzll(x);
       if (g.npa[i] < K && g.reversible(i, j)) {
-        if (u == 0) return Move{kReverse, i, j};
+        if (u == 0) return Move{kReverse, i, j, 0};
         --u;
       }
     }
   }
-  return Move{-1, 0, 0};  // unreachable for u < |N(G)|
+  return Move{-1, 0, 0, 0};  // unreachable for u < |N(G)|
 }
 
 struct EdgeClock {
@@ -138,13 +146,13 @@ struct EdgeClock {
 
 }  // namespace
 
-int64_t count_moves(const uint64_t* pa, int d, int max_parents) {
+int64_t count_moves(const uint64_t* pa, int d, int max_parents, bool swaps) {
   Graph g;
   g.d = d;
   g.all = d == 64 ? ~uint64_t(0) : bit(d) - 1;
   for (int j = 0; j < d; ++j) g.pa[j] = pa[j];
   if (!g.rebuild()) return -1;
-  return count_graph_moves(g, max_parents < 0 ? d : max_parents);
+  return count_graph_moves(g, max_parents < 0 ? d : max_parents, swaps);
 }
 
 int64_t run_mcmc(const CausalScore& score, const McmcParams& p) {
@@ -161,10 +169,10 @@ int64_t run_mcmc(const CausalScore& score, const McmcParams& p) {
     cur.rebuild();  // the binding checked that the start graphs are DAGs
     double ls[64];
     for (int j = 0; j < d; ++j) ls[j] = score.local_score(j, cur.pa[j]);
-    int64_t n_cur = count_graph_moves(cur, K);
-    int64_t* prop = p.proposed + 3 * c;
-    int64_t* acc = p.accepted + 3 * c;
-    for (int q = 0; q < 3; ++q) prop[q] = acc[q] = 0;
+    int64_t n_cur = count_graph_moves(cur, K, p.swaps);
+    int64_t* prop = p.proposed + kMoveKinds * c;
+    int64_t* acc = p.accepted + kMoveKinds * c;
+    for (int q = 0; q < kMoveKinds; ++q) prop[q] = acc[q] = 0;
     double* counts = p.edge_counts + c * d * d;
     for (int q = 0; q < d * d; ++q) counts[q] = 0;
     EdgeClock clock{std::vector<int64_t>(static_cast<size_t>(d * d), 0), counts, d};
@@ -181,7 +189,7 @@ int64_t run_mcmc(const CausalScore& score, const McmcParams& p) {
         const double u_move = uniform53(r.x[0], r.x[1]), u_acc = uniform53(r.x[2], r.x[3]);
         int64_t idx = static_cast<int64_t>(u_move * static_cast<double>(n_cur));
         if (idx >= n_cur) idx = n_cur - 1;
-        const Move m = select_move(cur, K, idx);
+        const Move m = select_move(cur, K, p.swaps, idx);
         nxt.copy_from(cur);
         double ls_j, ls_i = 0, delta;
         if (m.kind == kAdd) {
@@ -190,6 +198,10 @@ int64_t run_mcmc(const CausalScore& score, const McmcParams& p) {
           delta = ls_j - ls[m.j];
         } else if (m.kind == kDelete) {
           nxt.pa[m.j] &= ~bit(m.i);
+          ls_j = score.local_score(m.j, nxt.pa[m.j]);
+          delta = ls_j - ls[m.j];
+        } else if (m.kind == kSwap) {
+          nxt.pa[m.j] = (nxt.pa[m.j] & ~bit(m.i)) | bit(m.k);
           ls_j = score.local_score(m.j, nxt.pa[m.j]);
           delta = ls_j - ls[m.j];
         } else {
@@ -204,7 +216,7 @@ int64_t run_mcmc(const CausalScore& score, const McmcParams& p) {
           break;
         }
         nxt.rebuild();  // acyclic by construction of the move set
-        const int64_t n_new = count_graph_moves(nxt, K);
+        const int64_t n_new = count_graph_moves(nxt, K, p.swaps);
         ++prop[m.kind];
         const double log_alpha = delta + std::log(static_cast<double>(n_cur)) - std::log(static_cast<double>(n_new));
         if (log_alpha >= 0 || u_acc < std::exp(log_alpha)) {
@@ -212,7 +224,10 @@ int64_t run_mcmc(const CausalScore& score, const McmcParams& p) {
           if (t >= 0) {
             if (m.kind == kAdd) clock.open(m.i, m.j, t);
             else if (m.kind == kDelete) clock.close(m.i, m.j, t);
-            else {
+            else if (m.kind == kSwap) {
+              clock.close(m.i, m.j, t);
+              clock.open(m.k, m.j, t);
+            } else {
               clock.close(m.i, m.j, t);
               clock.open(m.j, m.i, t);
             }

@@ -11,7 +11,7 @@ from .library import RegressorConfig
 def _parser():
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m gfncore.amortize",
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m gfncore.amortize",
                                 description="Amortized expectations vs Monte Carlo on a problem with an exact answer")
     for cls in (DemoConfig, RegressorConfig):
         for f in dataclasses.fields(cls):

@@ -26,7 +26,8 @@ def format_tables(s: dict) -> str:
         e = eq[mode]
         if e["K_at_equal_time"] is None:
             lines.append(f"- {mode}: the amortized query ({e['amortized_us']:.2f} us) is outside the measured MC "
-                         f"time range (MC K=1 costs {e['mc1_over_amortized_time']:.2f}x the amortized query).")
+                         f"time range (MC K={e['mc_smallest_K']}, the smallest K measured, costs "
+                         f"{e['mc1_over_amortized_time']:.2f}x the amortized query).")
         else:
             lines.append(f"- {mode}: at the amortized query's time ({e['amortized_us']:.2f} us) MC affords "
                          f"K ≈ {e['K_at_equal_time']:.1f}, mean rel. error ≈ {e['mc_rel_err_at_equal_time']:.4f} "
@@ -101,6 +102,9 @@ def plot_demo(s: dict, path: str) -> str | None:
         for r, c in zip(mc_lines, ("C0", "C1", "C2")):
             ax.axhline(r["rel_err_mean"], color=c, ls=":", label=f"MC K={r['K']} (per query)")
         ax.set_yscale("log")
+        # ticks at the measured points: a range within one decade would otherwise get a single label
+        xs = sorted({r[key] for r in rows})
+        ax.set_xticks(xs, [f"{x:,}" for x in xs])
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels collide on short ranges
         ax.set_xlabel(xlabel)
         ax.set_ylabel("mean relative error")

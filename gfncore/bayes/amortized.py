@@ -79,10 +79,10 @@ class DatasetPosteriorEnv(Assignment):
         raise NotImplementedError("DatasetPosteriorEnv holds a model object: rebuild it with the model")
 
 
-def prior_datasets(model, set_size: int, feature_std: float = 1.0):
+def prior_datasets(model, set_size: int, feature_std: float = 1.0, with_theta: bool = False):
     """A context sampler (n, generator) -> [n, C]: n data sets from the model's prior predictive,
     θ ~ P(θ) on the grid, x ~ N(0, feature_std²) per feature, y ~ P(y | x, θ); packed as
-    `DatasetPosteriorEnv.pack` does."""
+    `DatasetPosteriorEnv.pack` does. with_theta: (contexts, the generating θ's grid indices [n, p])."""
     if not (math.isfinite(feature_std) and feature_std > 0):
         raise ValueError(f"feature_std must be a finite float > 0, got {feature_std!r}")
     grid = model.grid
@@ -91,7 +91,8 @@ def prior_datasets(model, set_size: int, feature_std: float = 1.0):
         idx = model.prior.sample_index(n, generator)
         X = feature_std * torch.randn(n, set_size, grid.n, generator=generator, dtype=torch.float64)
         y = torch.stack([model.sample_y(grid.values[idx[i]], X[i], generator) for i in range(n)])
-        return torch.cat([X, y[..., None]], -1).reshape(n, -1).float()
+        c = torch.cat([X, y[..., None]], -1).reshape(n, -1).float()
+        return (c, idx) if with_theta else c
 
     return sample
 
@@ -109,11 +110,18 @@ class AmortizedConfig:
     layers: int = field(default=2, metadata={"help": "policy MLP hidden layers"})
     encoder_hidden: int = field(default=64, metadata={"help": "set encoder width"})
     encoder_dim: int = field(default=64, metadata={"help": "data-set embedding width"})
+    encoder: str = field(default="deepsets", metadata={
+        "help": "set encoder: deepsets (pooled MLP and moments) or attention (self-attention, attention pooling)"})
     conditioning: str = field(default="concat", metadata={"help": "concat or film"})
     epsilon: float = field(default=0.05, metadata={
         "help": "behaviour policy mixes in this share of uniform actions, so that posteriors far from the "
                 "ones the sampler already proposes get visited"})
-    loss: str = field(default="tb", metadata={"help": "objective (tb, or zvar: variance within each data set)"})
+    true_theta_fraction: float = field(default=0.0, metadata={
+        "help": "share of each batch replayed backward from the θ* that generated recent training data sets "
+                "(exact posterior samples; gfncore.bayes.simulated)"})
+    loss: str = field(default="tb", metadata={
+        "help": "objective: tb, or zvar (the variance of ζ within each data set for the policy, and the log Z(D) "
+                "head regressed on each data set's mean ζ)"})
     lr: float = field(default=3e-3, metadata={"help": "Adam learning rate (cosine-decayed)"})
     lr_log_z: float = field(default=1e-2, metadata={"help": "Adam learning rate of the log Z(D) head"})
     lr_final: float = field(default=0.02, metadata={"help": "final learning rate as a fraction of the first"})
@@ -125,20 +133,38 @@ class AmortizedPosterior:
     conditional GFlowNet trained on data sets drawn from the model's prior predictive."""
 
     def __init__(self, model, config: AmortizedConfig | None = None):
-        from ..nn import MLPPolicy, SetEncoder
+        from ..nn import MLPPolicy, SetAttentionEncoder, SetEncoder
         from ..train import Trainer, initialise_log_z
 
         cfg = config if config is not None else AmortizedConfig()
         self.config, self.model = cfg, model
         self.env = DatasetPosteriorEnv(model, cfg.set_size)
         torch.manual_seed(cfg.seed)
-        enc = SetEncoder(self.env.element_dim, cfg.set_size, hidden=cfg.encoder_hidden, out_dim=cfg.encoder_dim)
+        if cfg.encoder not in ("deepsets", "attention"):
+            raise ValueError(f"encoder must be 'deepsets' or 'attention', got {cfg.encoder!r}")
+        enc = (SetEncoder if cfg.encoder == "deepsets" else SetAttentionEncoder)(
+            self.env.element_dim, cfg.set_size, hidden=cfg.encoder_hidden, out_dim=cfg.encoder_dim)
         self.policy = MLPPolicy(self.env, hidden=cfg.hidden, layers=cfg.layers, conditioning=cfg.conditioning,
                                 context_encoder=enc)
-        self.datasets = prior_datasets(model, cfg.set_size, cfg.feature_std)
+        replay = None
+        if cfg.true_theta_fraction:
+            from .simulated import TrueParameterReplay, simulated_datasets
+
+            k = round(cfg.batch_size * cfg.true_theta_fraction)
+            if not 0 < k < cfg.batch_size or (cfg.batch_size - k) % cfg.trajectories_per_dataset:
+                raise ValueError(f"true_theta_fraction x batch_size ({k}) must be in (0, batch_size) and leave a "
+                                 f"multiple of trajectories_per_dataset ({cfg.trajectories_per_dataset}) for fresh "
+                                 f"data sets")
+            replay = TrueParameterReplay(self.env, capacity=2 * k)
+            self.datasets = simulated_datasets(prior_datasets(model, cfg.set_size, cfg.feature_std, with_theta=True),
+                                               replay)
+        else:
+            self.datasets = prior_datasets(model, cfg.set_size, cfg.feature_std)
         self.trainer = Trainer(self.env, self.policy, loss=cfg.loss, batch_size=cfg.batch_size, lr=cfg.lr,
+                               loss_options={"head": True} if cfg.loss == "zvar" else None,
                                lr_log_z=cfg.lr_log_z, seed=cfg.seed, context_sampler=self.datasets,
-                               trajectories_per_context=cfg.trajectories_per_dataset, epsilon=cfg.epsilon)
+                               trajectories_per_context=cfg.trajectories_per_dataset, epsilon=cfg.epsilon,
+                               replay=replay, replay_fraction=cfg.true_theta_fraction or 0.5)
         gen = torch.Generator().manual_seed(cfg.seed + 1)
         initialise_log_z(self.env, self.policy, self.datasets(8, gen), n=64, generator=gen)
         self._schedule = None
@@ -175,8 +201,13 @@ class AmortizedPosterior:
         with torch.no_grad():
             return float(self.policy.log_z_of(self.context(X, y))[0])
 
-    def log_evidence_is(self, X: torch.Tensor, y: torch.Tensor, n: int = 1024, seed: int = 0) -> dict:
-        """log P(D) by importance sampling from the amortized sampler at D (no training)."""
+    def log_evidence_is(self, X: torch.Tensor, y: torch.Tensor, n: int = 1024, seed: int = 0) -> float:
+        """log P(D) by importance sampling (a float, as log_evidence): importance_evidence()["log_z"]."""
+        return self.importance_evidence(X, y, n, seed)["log_z"]
+
+    def importance_evidence(self, X: torch.Tensor, y: torch.Tensor, n: int = 1024, seed: int = 0) -> dict:
+        """log P(D) by importance sampling from the amortized sampler at D (no training):
+        {"log_z", "ess" (effective sample size of the weights), "n"}."""
         from ..metrics import importance_log_z
 
         return importance_log_z(self.env, self.policy, n, context=self.context(X, y),
@@ -207,7 +238,7 @@ class AmortizedPosterior:
                  "perplexity": math.exp(-float((post.probs * post.log_probs).sum()))}
             r["log_z_error"] = abs(r["log_z"] - r["true_log_z"])
             if is_samples:
-                est = self.log_evidence_is(X, y, is_samples)
+                est = self.importance_evidence(X, y, is_samples)
                 r["log_z_is"], r["log_z_is_error"] = est["log_z"], abs(est["log_z"] - r["true_log_z"])
             rows.append(r)
         return rows

@@ -23,7 +23,7 @@ import torch
 
 from ..runfolder import write_text
 
-OUTPUTS = ("summary.json", "samples.csv", "predictive.csv", "metrics.jsonl", "marginals.png")
+OUTPUTS = ("summary.json", "samples.csv", "predictive.csv", "metrics.jsonl", "marginals.png", "data.csv")
 ENUMERATE_MAX = 1_000_000  # grid settings (and, for the exact sampler distribution, 2x that many states)
 
 
@@ -158,6 +158,20 @@ def load_problem(c: BayesDataConfig, hidden: int = 128) -> dict:
             "features": names, "source": os.path.abspath(c.data)}
 
 
+def _write_csv(path: str, prob: dict) -> None:
+    import csv
+
+    parts = [prob["train"]] + ([prob["test"]] if prob["test"] is not None else [])
+    X = torch.cat([p[0] for p in parts]).double()
+    y = torch.cat([p[1] for p in parts]).double()
+    from ..runfolder import atomic_open
+
+    with atomic_open(path, "w", newline="") as f:  # a full disk: an error naming the path, no torn file
+        w = csv.writer(f)
+        w.writerow([f"x{j}" for j in range(X.shape[1])] + ["y"])
+        w.writerows([*map(repr, xr), repr(yv)] for xr, yv in zip(X.tolist(), y.tolist()))
+
+
 def run_bayes(data_cfg: BayesDataConfig, cfg, overwrite: bool = False) -> dict:
     """A `gfncore bayes` run: train, evaluate, write outputs into data_cfg.out (a folder that holds
     a run only with overwrite=True, locked for the run); returns the summary."""
@@ -197,6 +211,8 @@ def _train_and_write(data_cfg: BayesDataConfig, cfg, prob: dict, q, out: str) ->
 
     model, train = prob["model"], prob["train"]
     grid = model.grid
+    if prob["source"] == "synthetic":  # the data, in the format --data reads (target column "y", last)
+        _write_csv(os.path.join(out, "data.csv"), prob)
     exact = None
     if grid.size <= ENUMERATE_MAX and (grid.K + 1) ** grid.n <= 2 * ENUMERATE_MAX:
         with q._pinned_threads():
@@ -209,7 +225,7 @@ def _train_and_write(data_cfg: BayesDataConfig, cfg, prob: dict, q, out: str) ->
     if "theta_true" in prob:
         summary["theta_true"] = prob["theta_true"]
     if cfg.evidence_samples:
-        est = q.log_evidence_is()
+        est = q.importance_evidence()
         summary.update(log_z_is=est["log_z"], log_z_is_ess=est["ess"])
     if exact is not None:
         ev = q.evaluate(exact, evidence_samples=0)
@@ -299,10 +315,12 @@ def plot_marginals(s: dict, names: list[str], path: str) -> str | None:
 
 def _add_flags(p: argparse.ArgumentParser) -> None:
     from ..cli.common import add_dataclass_args
+    from .joint_cli import JointCliConfig
     from .posterior import PosteriorConfig
 
     add_dataclass_args(p, BayesDataConfig)
     add_dataclass_args(p, PosteriorConfig)
+    add_dataclass_args(p, JointCliConfig)
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
 
 
@@ -321,8 +339,13 @@ def run(ns: argparse.Namespace) -> int:
 
     from ..cli.common import UsageError
     from ..runfolder import one_line
+    from .joint_cli import JointCliConfig, print_summary, run_joint
 
     try:
+        jcfg = from_args(JointCliConfig, ns)
+        if jcfg.joint_predictive:
+            print_summary(run_joint(from_args(BayesDataConfig, ns), from_args(PosteriorConfig, ns), jcfg))
+            return 0
         s = run_bayes(from_args(BayesDataConfig, ns), from_args(PosteriorConfig, ns), overwrite=ns.overwrite)
     except UsageError as e:
         print(str(e), file=sys.stderr)
@@ -355,7 +378,7 @@ def run(ns: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gfncore.bayes.cli", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m gfncore.bayes.cli", description=__doc__.split("\n\n")[0])
     _add_flags(p)
     return run(p.parse_args(argv))
 

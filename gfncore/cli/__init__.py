@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import sys
 
-from ..runfolder import FolderBusy
+from ..runfolder import FolderBusy, one_line
 from . import commands
 from .common import (FAILED, INTERRUPTED, RUN_FILES, USAGE, Parser, RunConfig, RunFailed, UsageError,  # noqa: F401
                      add_dataclass_args, from_args)
-from ..runfolder import FolderBusy, one_line
-from . import commands
 from .commands import CLI_DEFAULTS, ENVS, RESUMABLE, eval_command, sample_command, train_run  # noqa: F401
 
 
@@ -44,6 +42,8 @@ def _version() -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        if commands.env_spec(argv) is not None:  # `gfncore train --env MODULE:CLASS`: its flags are the class's
+            return commands.train_user_env(argv)
         ns = build_parser().parse_args(argv)
         apps = _applications()
         return apps[ns.command].run(ns) if ns.command in apps else commands.run(ns, argv)

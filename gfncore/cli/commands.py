@@ -76,6 +76,87 @@ def _env_table() -> dict:
     return {c.kind: _env_entry(c) for c in sorted(classes, key=lambda c: list(envs.KINDS).index(c.kind))}
 
 
+def _user_env_entry(spec: str) -> tuple:
+    """`gfncore train --env module:Class`: the same entry as a built-in's, from the class's
+    constructor: one flag per parameter whose default is a number, switch or string (a parameter
+    without a default becomes a required flag, typed by its annotation). Raises UsageError."""
+    import inspect
+
+    from ..envs.resolve import class_from_spec
+    from ..train import TrainConfig
+
+    try:
+        cls = class_from_spec(spec)
+    except ValueError as e:
+        raise UsageError(f"gfncore train: error: {e}") from None
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)} | {f.name for f in dataclasses.fields(RunConfig)}
+    flds, required = [], []
+    kinds = {bool: "bool", int: "int", float: "float", str: "str"}
+    for prm in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+        if prm.kind not in (prm.POSITIONAL_OR_KEYWORD, prm.KEYWORD_ONLY):
+            continue
+        if prm.name in train_fields or prm.name == "env":
+            raise UsageError(f"gfncore train: error: --env {spec}: its parameter {prm.name!r} has the name of a "
+                             f"training flag; rename it")
+        if prm.default is prm.empty:
+            ann = prm.annotation if isinstance(prm.annotation, str) else getattr(prm.annotation, "__name__", "")
+            if ann not in kinds.values():
+                raise UsageError(f"gfncore train: error: --env {spec}: its parameter {prm.name!r} has no default and "
+                                 f"no int/float/bool/str annotation, so no flag can set it")
+            required.append(prm.name)
+            flds.append((prm.name, ann, dataclasses.field(default=None, metadata={"help": "required"})))
+        elif type(prm.default) in kinds:
+            flds.append((prm.name, kinds[type(prm.default)], dataclasses.field(default=prm.default,
+                                                                              metadata={"help": ""})))
+    cfg_cls = dataclasses.make_dataclass(f"{cls.__name__}Config", flds)
+    cfg_cls._required = required
+    doc = " ".join((cls.__doc__ or cls.__name__).strip().split("\n\n")[0].split())
+    return cfg_cls, lambda c, cls=cls: cls(**dataclasses.asdict(c)), doc, {}
+
+
+def user_env_parser(spec: str, entry: tuple, suppress: bool = False) -> Parser:
+    from ..train import TrainConfig
+
+    cfg_cls, _, doc, _ = entry
+    p = Parser(prog=f"gfncore train --env {spec}", description=doc)
+    p.add_argument("--env", required=True, help="module:Class of your environment (its module importable, from "
+                                                "the current folder too)")
+    add_dataclass_args(p, cfg_cls, suppress=suppress)
+    for a in p._actions:
+        if a.dest in cfg_cls._required:
+            a.required = True
+    add_dataclass_args(p, TrainConfig, suppress=suppress)
+    add_dataclass_args(p, RunConfig, suppress=suppress)
+    return p
+
+
+def env_spec(argv: list[str]) -> str | None:
+    """The SPEC of `gfncore train --env SPEC ...` (None for a built-in environment's command)."""
+    if not argv or argv[0] != "train":
+        return None
+    for i, a in enumerate(argv[1:], 1):
+        if a == "--env":
+            return argv[i + 1] if i + 1 < len(argv) else ""
+        if a.startswith("--env="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def train_user_env(argv: list[str]) -> int:
+    """`gfncore train --env MODULE:CLASS [flags]`: a user's environment class, trained as a built-in."""
+    from ..train import TrainConfig
+
+    spec = env_spec(argv)
+    entry = _user_env_entry(spec)
+    ns = user_env_parser(spec, entry).parse_args(argv[1:])
+    given = set(vars(user_env_parser(spec, entry, suppress=True).parse_args(argv[1:])))
+    prog = f"gfncore train --env {spec}"
+    env_cfg = from_args(entry[0], ns, prog)
+    cfg = from_args(TrainConfig, ns, prog)
+    run = from_args(RunConfig, ns, prog)
+    return _run_train(spec, env_cfg, cfg, run, given, make_env=entry[1])
+
+
 # name -> (config dataclass, constructor, help, TrainConfig overrides for the default run).
 # Environment parameters are checked by the environment's constructor (ValueError/TypeError),
 # which the CLI turns into its one-line error before it writes anything.
@@ -88,6 +169,10 @@ def add_parser(sub, suppress: bool = False) -> None:
     from ..train import TrainConfig
 
     t = sub.add_parser("train", help="train a sampler", description="Train a sampler on an environment.")
+    t.add_argument("--env", dest="env_spec", metavar="MODULE:CLASS",
+                   help="your own environment class (any route: PythonEnv, NumbaEnv or CompiledEnv), e.g. "
+                        "myenvs:Chain; its constructor's parameters become flags (gfncore train --env MODULE:CLASS "
+                        "--help)")
     envs = t.add_subparsers(dest="env", required=True)
     for name, (cfg_cls, _, help_, overrides) in ENVS.items():
         e = envs.add_parser(name, help=help_, description=help_)
@@ -108,6 +193,8 @@ def add_parser(sub, suppress: bool = False) -> None:
         s.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1)")
         s.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
         s.add_argument("--threads", type=int, default=0, help="CPU threads (0: gfncore's default)")
+        s.add_argument("--context", default="", metavar="VALUE[,VALUE...]",
+                       help="a conditional run's context c (e.g. --context 0.35 for HyperGridR0's R0)")
         s.add_argument("--env", default="", metavar="MODULE:CLASS",
                        help="your own environment class, imported from your module and rebuilt from the "
                             "checkpoint's parameters (gfncore never imports a class named inside a checkpoint)")
@@ -140,8 +227,12 @@ def run(ns, argv: list[str]) -> int:
         from ..conditional.cli import conditional_command
 
         return conditional_command(ns, env_cfg, cfg, run_cfg, prog)
+    return _run_train(ns.env, env_cfg, cfg, run_cfg, _given(argv))
+
+
+def _run_train(env_name: str, env_cfg, cfg, run_cfg: RunConfig, given: set[str], make_env=None) -> int:
     try:
-        s = train_run(ns.env, env_cfg, cfg, run_cfg, given=_given(argv))
+        s = train_run(env_name, env_cfg, cfg, run_cfg, given=given, make_env=make_env)
     except RunFailed as e:
         print(f"gfncore train: {e}", file=sys.stderr)
         return FAILED
@@ -164,7 +255,8 @@ def _resumed_configs(env_name: str, env_cfg, cfg, saved: dict, given: set[str]):
     from ..train import TrainConfig
 
     saved_env = saved.get("env") or {}
-    if saved_env.get("name") != env_name:
+    # (--env module:Class: the saved config names the class's own name, or is empty without config())
+    if ":" not in env_name and saved_env.get("name") != env_name:
         raise UsageError(f"gfncore train: error: --resume: the checkpoint trained {saved_env.get('name')!r}, "
                          f"not {env_name!r}")
     env_kw = {}
@@ -190,16 +282,16 @@ def _resumed_configs(env_name: str, env_cfg, cfg, saved: dict, given: set[str]):
         raise UsageError(f"gfncore train: error: --resume: {e}") from None
 
 
-def train_run(env_name: str, env_cfg, cfg, run: RunConfig, given: set[str] = frozenset()) -> dict:
+def train_run(env_name: str, env_cfg, cfg, run: RunConfig, given: set[str] = frozenset(), make_env=None) -> dict:
     """Train a sampler on one environment; write metrics.jsonl, checkpoint.pt, summary.json and,
     for 2-D HyperGrids, distribution.png into run.out. Returns the summary (with "partial": True
     when a signal stopped it). Raises UsageError before writing anything on bad input. The run
     holds run.out's lock from its first write to its last (gfncore.runfolder)."""
     with RunFolder() as folder:
-        return _train(env_name, env_cfg, cfg, run, given, folder)
+        return _train(env_name, env_cfg, cfg, run, given, folder, make_env)
 
 
-def _train(env_name: str, env_cfg, cfg, run: RunConfig, given, folder: RunFolder) -> dict:
+def _train(env_name: str, env_cfg, cfg, run: RunConfig, given, folder: RunFolder, make_env=None) -> dict:
     import torch
 
     from ..runtime import default_threads, set_num_threads
@@ -208,7 +300,7 @@ def _train(env_name: str, env_cfg, cfg, run: RunConfig, given, folder: RunFolder
     from ..envs import from_config
     from ..train import NonFiniteError, Trainer, config_dict, policy_for
 
-    out = run.out or os.path.join("runs", env_name)
+    out = run.out or os.path.join("runs", env_name.split(":")[-1].lower())  # --env module:Class: runs/class
     check_out(out, run)
     # torchrun --nproc_per_node N -m gfncore train ...: every rank trains its share of each batch,
     # rank 0 alone writes (metrics, checkpoints, summary, picture)
@@ -223,7 +315,10 @@ def _train(env_name: str, env_cfg, cfg, run: RunConfig, given, folder: RunFolder
             raise UsageError(f"gfncore train: error: --resume: {e}") from None
         env_cfg, cfg = _resumed_configs(env_name, env_cfg, cfg, saved, given)
     try:
-        env = from_config(saved["env"]) if saved else ENVS[env_name][1](env_cfg)
+        # a user's environment (--env module:Class; make_env) is rebuilt from its flags, which a
+        # resume has checked against the saved parameters above
+        make = make_env or ENVS[env_name][1]
+        env = from_config(saved["env"]) if saved and saved.get("env") and not make_env else make(env_cfg)
     except (ValueError, TypeError, OverflowError) as e:
         raise UsageError(f"gfncore train {env_name}: error: {e}") from None
 
@@ -344,8 +439,10 @@ def _final_summary(trainer, base: dict, cfg) -> dict:
 
 
 def _print_summary(s: dict) -> None:
+    w = s.get("world_size", 1)
+    procs = f"{w} processes x " if w > 1 else ""  # data-parallel (torchrun): threads are per process
     print(f"{s['env']}  loss={s['loss']}  steps={s['steps']}  ({s['iters_per_s']:.1f} it/s, {s['train_s']:.1f} s training, "
-          f"{s['threads']} thread{'s' if s['threads'] != 1 else ''}, {s['device']})")
+          f"{procs}{s['threads']} thread{'s' if s['threads'] != 1 else ''}, {s['device']})")
     _print_quality(s, s.get("empirical_l1_10k"), 10_000)
     modes = f"modes found = {s['modes_found']}   " if s.get("has_modes") else ""
     print(f"{modes}outputs in {s['out']}/")
@@ -392,8 +489,48 @@ def _load_checkpoint(ns):
     try:
         env, policy, trainer = load(ns.checkpoint, env=env_cls, device=ns.device)
     except (ValueError, TypeError) as e:
-        raise UsageError(f"gfncore {ns.command}: error: {e}") from None
+        raise UsageError(f"gfncore {ns.command}: error: {_other_run(ns.checkpoint) or e}") from None
+    ns.context_values = _context(ns, env)
     return env, policy, trainer, torch.Generator().manual_seed(ns.seed)
+
+
+def _context(ns, env) -> list[float] | None:
+    """--context VALUE[,VALUE...] as a list of C floats for a conditional run, None otherwise."""
+    C = env.context_dim
+    if not C:
+        if ns.context:
+            raise UsageError(f"gfncore {ns.command}: error: --context: {env!r} is not conditional")
+        return None
+    if not ns.context:
+        raise UsageError(f"gfncore {ns.command}: error: {env!r} is conditional: pass its context with --context "
+                         f"VALUE{'[,VALUE...]' if C > 1 else ''} ({C} value{'s' if C > 1 else ''})")
+    try:
+        values = [float(v) for v in ns.context.split(",")]
+    except ValueError:
+        raise UsageError(f"gfncore {ns.command}: error: --context must be {C} comma-separated numbers, got "
+                         f"{ns.context!r}") from None
+    if len(values) != C or not all(math.isfinite(v) for v in values):
+        raise UsageError(f"gfncore {ns.command}: error: --context must be {C} finite number(s), got {ns.context!r}")
+    return values
+
+
+def _other_run(path: str) -> str | None:
+    """What to do with a checkpoint that sample/eval cannot load because another application
+    wrote it (None when it is not one of those, or no checkpoint at all: a CSV beside one)."""
+    with open(path, "rb") as f:
+        if f.read(2) != b"PK":  # torch.save's zip archive
+            return None
+    folder = os.path.dirname(path) or "."
+    for app, files, how in (
+            ("causal", ("edge_marginals.csv", "posterior_samples.csv"),
+             "its posterior samples are in {f}/posterior_samples.csv and its metrics in {f}/summary.json; "
+             "continue training with `gfncore causal ... --out {f} --resume`"),
+            ("bayes", ("samples.csv",), "its posterior samples are in {f}/samples.csv and its metrics in "
+             "{f}/summary.json")):
+        if all(os.path.exists(os.path.join(folder, x)) for x in files):
+            return (f"--checkpoint {path} is a `gfncore {app}` run, which `gfncore sample`/`eval` do not read: "
+                    + how.format(f=folder))
+    return None
 
 
 def sample_command(ns) -> int:
@@ -406,9 +543,16 @@ def sample_command(ns) -> int:
     if not ns.out:
         raise UsageError("gfncore sample: error: --out is required (a .pt file for the objects)")
     env, _, trainer, g = _load_checkpoint(ns)
-    x = trainer.sample(ns.n, temperature=ns.temperature, generator=g).cpu()
-    data = {"x": x, "log_reward": env.log_reward(x), "checkpoint": os.path.abspath(ns.checkpoint),
+    c = ns.context_values
+    x = trainer.sample(ns.n, temperature=ns.temperature, generator=g, context=c).cpu()
+    if c is None:
+        log_r = env.log_reward(x)
+    else:
+        log_r = env.log_reward(x, torch.tensor(c, dtype=torch.get_default_dtype()).reshape(1, -1).expand(len(x), -1))
+    data = {"x": x, "log_reward": log_r, "checkpoint": os.path.abspath(ns.checkpoint),
             "step": trainer.step_count, "seed": ns.seed, "temperature": ns.temperature}
+    if c is not None:
+        data["context"] = c
     buf = io.BytesIO()  # serialised first: a full disk is then an OSError naming --out, the old file intact
     torch.save(data, buf)
     write_bytes(ns.out, buf.getvalue())
@@ -419,10 +563,11 @@ def sample_command(ns) -> int:
 
 def eval_command(ns) -> int:
     env, _, trainer, g = _load_checkpoint(ns)
-    ev = trainer.evaluate(ns.n, generator=g)
-    print(f"{env!r}  step {trainer.step_count}  ({ns.checkpoint})")
+    ev = trainer.evaluate(ns.n, generator=g, context=ns.context_values)
+    at = f"  context {ns.context_values}" if ns.context_values is not None else ""
+    print(f"{env!r}{at}  step {trainer.step_count}  ({ns.checkpoint})")
     _print_quality(ev, ev.get("empirical_l1"), ns.n)
     if ns.out:
         write_json(ns.out, {"env": repr(env), "steps": trainer.step_count, "checkpoint": ns.checkpoint,
-                             "samples": ns.n, "seed": ns.seed, **ev})
+                            "samples": ns.n, "seed": ns.seed, "context": ns.context_values, **ev})
     return 0

@@ -32,10 +32,38 @@ class RunFailed(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in one line (no usage dump) through UsageError."""
+    """argparse that reports a bad flag in one line (no usage dump) through UsageError, takes no
+    abbreviations (`--step 100` is not silently `--steps 100`) and suggests the nearest flag."""
+
+    _innermost = None  # the (sub)command parser that parsed last: the one whose flags a typo missed
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):
+        Parser._innermost = self
+        return super().parse_known_args(args, namespace)
 
     def error(self, message):
-        raise UsageError(f"{self.prog}: error: {message}")
+        raise UsageError(f"{self.prog}: error: {message}{_suggestion(message, Parser._innermost or self)}")
+
+
+def _suggestion(message: str, parser: argparse.ArgumentParser) -> str:
+    """' (--stpes: did you mean --steps?)' for each unrecognized flag close to one the parser knows."""
+    import difflib
+
+    if "unrecognized arguments" not in message:
+        return ""
+    known = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    hints = []
+    for word in message.split(":", 1)[1].split():
+        flag = word.split("=", 1)[0]
+        if flag.startswith("--"):
+            close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
+            if close:
+                hints.append(f"{flag}: did you mean {close[0]}?")
+    return " (" + "; ".join(hints) + ")" if hints else ""
 
 
 @dataclass

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import option, validate
+from ..nn import ContextScaler
 from ..train import Evaluate, LRSchedule, initialise_log_z
 from .report import format_table, plot_curve
 
@@ -134,20 +135,6 @@ def held_out_contexts(rng: ContextRange, spec: str) -> list[float]:
     return vals
 
 
-class ContextScaler(torch.nn.Module):
-    """The context encoder of a scalar-context policy: c -> (c − centre) / half-width of the training
-    range, so the log Z(c) head's and the trunk's first ReLU layers see inputs in [−1, 1] around 0
-    (raw inputs all of one sign leave many ReLUs dead across the whole range, and the head then
-    cannot bend to follow log S(c))."""
-
-    def __init__(self, low: float, high: float, dim: int = 1):
-        super().__init__()
-        self.out_dim = dim
-        self.register_buffer("centre", torch.tensor(0.5 * (low + high)))
-        self.register_buffer("scale", torch.tensor(2.0 / (high - low)))
-
-    def forward(self, context: torch.Tensor) -> torch.Tensor:
-        return (context - self.centre.to(context.dtype)) * self.scale.to(context.dtype)
 
 
 def evaluate_at(env, trainer, c: float, samples: int = 0, enumerable: bool = True) -> dict:

@@ -134,7 +134,8 @@ def plot_curves(path: str, results: dict, title: str) -> None:
                 ax.plot(x, g, ":", color=f"C{k}", alpha=0.7)
             ax.set_xlabel("budget spent")
             ax.set_ylabel(label)
-    axes[0].legend(fontsize=8)
+    for ax in axes:  # each panel its own legend: the panels are read one at a time
+        ax.legend(fontsize=7)
     fig.suptitle(title + ("  (solid: exact posterior of the data; dotted: the GFlowNet's P_T)"
                           if any("gfn_entropy" in r.metrics for recs in results.values() for r in recs) else ""),
                  fontsize=10)
@@ -302,7 +303,7 @@ def _rank(ns, cfg, model, out: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gfncore")
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="gfncore")
     add_parser(p.add_subparsers(dest="command", required=True))
     return p
 

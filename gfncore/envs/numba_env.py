@@ -237,8 +237,33 @@ def _compile_now(cls_name: str, fns: dict, params, D: int, A: int, F: int, bound
             w = _wrapper(method, jf, P, D, A, F, carray)
             out[method] = numba.cfunc(sigs[method])(w)
         except Exception as e:  # numba's typing/lowering errors: shown whole, with the method's name
+            cause = _captured_container(fn)
+            if cause:  # the usual reason, said first: numba's own message is long and points elsewhere
+                raise TypeError(f"{cls_name}.{method}: numba could not compile it: it captures {cause}; numba methods "
+                                f"may read only numbers, tuples and numpy arrays from outside (pass the data in the "
+                                f"environment's params array)\n{e}") from None
             raise TypeError(f"{cls_name}.{method}: numba could not compile it:\n{e}") from None
     return out
+
+
+def _captured_container(fn) -> str | None:
+    """The first global or closure variable of fn that numba cannot type as a constant (a dict,
+    list or set), as "the global 'name', a dict", or None."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return None
+    seen = []
+    glb = getattr(fn, "__globals__", {})
+    seen += [("global", n, glb[n]) for n in code.co_names if n in glb]
+    for name, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or ()):
+        try:
+            seen.append(("closure variable", name, cell.cell_contents))
+        except ValueError:
+            continue
+    for kind, name, value in seen:
+        if isinstance(value, (dict, list, set)):
+            return f"the {kind} {name!r}, a {type(value).__name__}"
+    return None
 
 
 def _check_arity(cls_name: str, method: str, fn) -> None:

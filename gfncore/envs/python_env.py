@@ -156,7 +156,12 @@ def _wrap_step(fn):
                 i = _first(bad)
                 _fail(self, "step", f"action {int(a[i])} at row {i} is not a move (moves are 0..{self.stop_action - 1}; "
                                     f"{self.stop_action} stops and is never stepped)")
+        before = s.clone()  # a step that writes into its input corrupts the sampler's parent rows
         out = _int_states(self, "step", fn(self, s, a), tuple(s.shape))
+        if not torch.equal(s, before):
+            i = _first((s != before).any(-1))
+            _fail(self, "step", f"modifies its input in place: state {before[i].tolist()} (row {i}) became "
+                                f"{s[i].tolist()}; return a new tensor (e.g. s = s.clone() first)")
         same = (out == s).all(-1)
         if bool(same.any()):
             i = _first(same)

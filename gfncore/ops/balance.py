@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 
 import torch
 
@@ -224,6 +225,8 @@ def _check_lam(lam) -> float:
     lam = float(lam)
     if not (math.isfinite(lam) and lam > 0):
         raise ValueError(f"lam must be a finite number > 0, got {lam}")
+    if lam < sys.float_info.min:  # subnormal: lam**k loses its digits (1e-320 was off in the 4th digit)
+        raise ValueError(f"lam must be >= {sys.float_info.min:.4g} (the smallest normal float64), got {lam}")
     return lam
 
 

@@ -8,7 +8,11 @@ periodic evaluation, checkpoints every so many steps or seconds, extra logged me
 
 Each hook sees the trainer before the first step (start), around every step (before_step,
 after_step) and when fit returns or raises (end). after_step may return a dict of progress-bar
-entries, and may set trainer.should_stop = True to end fit after that step."""
+entries, and may set trainer.should_stop = True to end fit after that step.
+
+In data-parallel training every rank runs the hooks: a hook that stops fit must decide alike on
+every rank (or call trainer.request_stop(), which the ranks agree on at the next step), and one
+that writes should check trainer.is_main."""
 from __future__ import annotations
 
 import json
@@ -112,7 +116,8 @@ def _step_record(trainer, rec: dict) -> dict:
 class Checkpoints(Hook):
     """Saves the trainer to `path` every `steps` steps (of its step count) and/or every `seconds`
     seconds, and with at_end when fit returns or is interrupted (KeyboardInterrupt), so a run
-    resumes where it stopped. on_save() runs after each save."""
+    resumes where it stopped. on_save() runs after each save. A save is a collective in data-parallel
+    training, so there use steps (every rank counts the same), not seconds."""
 
     def __init__(self, path: str, steps: int = 0, seconds: float = 0.0, at_end: bool = False,
                  on_save: Callable | None = None):

@@ -1,4 +1,4 @@
-"""Rebuilding a training run from its checkpoint file (gfncore.checkpoint reads and checks it)."""
+"""Rebuilding a training run from its checkpoint file (gfncore.checkpoint reads it)."""
 from __future__ import annotations
 
 from dataclasses import fields
@@ -20,7 +20,7 @@ def load(path: str, env=None, policy=None, device: str = "cpu"):
     than MLPPolicy. device: where the policy goes (the saved tensors are loaded onto the CPU first).
     """
     from ..envs import from_config
-    from ..nn import MLPPolicy
+    from ..nn import ContextScaler, MLPPolicy
 
     ck = read(path)
     saved_env = ck.get("env")
@@ -43,9 +43,15 @@ def load(path: str, env=None, policy=None, device: str = "cpu"):
     if policy is None:
         if desc is None:
             raise ValueError(f"{path}: its policy is not an MLPPolicy; pass it: gfncore.load(path, policy=...)")
+        C = desc.get("context_dim", 0) if isinstance(desc, dict) else 0
+        # (checkpoints written before the description named it hold its buffers all the same)
+        scaler = (isinstance(desc, dict) and desc.get("context_encoder") == "ContextScaler") \
+            or "context_encoder.centre" in ck["state"]["policy"]
         try:
+            enc = ContextScaler(0.0, 1.0, C) if scaler else None
             policy = MLPPolicy(env, hidden=desc["hidden"], layers=desc["layers"], pb=desc["pb"], flow=desc["flow"],
-                               context_dim=desc.get("context_dim", 0), conditioning=desc.get("conditioning", "concat"))
+                               context_dim=C, conditioning=desc.get("conditioning", "concat"),
+                               log_z_hidden=desc.get("log_z_hidden", 64), context_encoder=enc)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ValueError(f"{path} is a damaged gfncore checkpoint: its policy description {desc!r} does not "
                              f"build an MLPPolicy ({type(e).__name__}: {e})") from None
@@ -54,10 +60,18 @@ def load(path: str, env=None, policy=None, device: str = "cpu"):
         cfg = TrainConfig(**{**{k: v for k, v in ck["config"].items() if k in known}, "device": device})
     except TypeError as e:
         raise ValueError(f"{path} is a damaged gfncore checkpoint: its config does not fit TrainConfig ({e})") from None
-    trainer = Trainer.from_config(env, policy, cfg)
+    # a conditional run's training distribution of contexts is not in the checkpoint: the loaded
+    # trainer samples and evaluates at given contexts, and says what to pass to train further
+    trainer = Trainer.from_config(env, policy, cfg, context_sampler=_no_training_contexts if env.context_dim else None)
     try:
         trainer.load_state_dict(ck["state"])
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
     trainer.last_checkpoint = (str(path), trainer.step_count)
     return env, policy, trainer
+
+
+def _no_training_contexts(n, generator=None):
+    raise ValueError("this conditional trainer was loaded from a checkpoint, which does not hold its training "
+                     "distribution of contexts: set trainer.sampler.context_sampler = fn(n, generator) -> [n, C] "
+                     "to train it further (sampling and evaluating at a context need none)")

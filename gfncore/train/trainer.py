@@ -15,8 +15,9 @@ from .. import onpolicy
 from ..config import check, option, validate
 from ..envs.base import Env, NonFiniteRewardError, context_rows
 from ..losses import LOSSES, get_loss
-from ..nn import MLPPolicy
+from ..nn import ContextScaler, MLPPolicy
 from ..replay import ReplayBuffer
+from ..runtime import ensure_threads
 from ..sampler import Sampler, policy_device
 from ..trajectories import Trajectories
 
@@ -58,7 +59,8 @@ class TrainConfig:
     checked in one place (gfncore.config) for both."""
 
     loss: str = option("tb", "objective", choices=tuple(LOSSES))
-    lam: float = option(0.9, "SubTB lambda: weight lambda^(k-j) of sub-trajectory j..k", gt=0)
+    lam: float = option(0.9, "SubTB lambda: weight lambda^(k-j) of sub-trajectory j..k",
+                        min=2.2250738585072014e-308)  # the smallest normal float64: a subnormal lambda loses digits
     importance_weights: bool = option(False, "weight exploratory samples by P_F(tau)/P_behaviour(tau) (self-normalised)")
     replay_capacity: int = option(0, "replay buffer size (0: no replay)", min=0)
     replay_fraction: float = option(0.5, "share of each batch re-expanded from the replay buffer: round(batch_size * "
@@ -111,6 +113,11 @@ class Trainer:
             **({k: desc[k] for k in ("hidden", "layers", "pb")} if desc else {}))
         if device is not None:
             policy.to(torch.device(self.config.device))
+        # what `gfncore train` does, so that the same settings give the same run from Python: the
+        # CLI's thread count unless the user chose one, the initial weights drawn from the seed
+        ensure_threads()
+        if hasattr(policy, "seed_weights"):
+            policy.seed_weights(self.config.seed)
         self.env, self.policy = env, policy
         self.loss_name = loss
         self.loss_options = opts
@@ -136,6 +143,7 @@ class Trainer:
         self._params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.generator = torch.Generator().manual_seed(self.config.seed)
         self.step_count = 0
+        self._resumed_from = 0
         self.history: list[dict] = []
         self.last_checkpoint: tuple[str, int] | None = None  # (path, step) written or loaded
         self.stop_requested = False
@@ -191,14 +199,14 @@ class Trainer:
         return self.topology.is_main
 
     @classmethod
-    def from_config(cls, env: Env, policy, cfg: TrainConfig) -> "Trainer":
+    def from_config(cls, env: Env, policy, cfg: TrainConfig, context_sampler=None) -> "Trainer":
         opts = {"importance_weights": cfg.importance_weights}
         if cfg.loss == "subtb":
             opts["lam"] = cfg.lam
         replay = ReplayBuffer(env, cfg.replay_capacity, prioritized=cfg.prioritized) if cfg.replay_capacity > 0 else None
         t = cls(env, policy, loss=cfg.loss, batch_size=cfg.batch_size, lr=cfg.lr, lr_log_z=cfg.lr_log_z,
                 temperature=cfg.temperature, epsilon=cfg.epsilon, seed=cfg.seed, loss_options=opts,
-                replay=replay, replay_fraction=cfg.replay_fraction, device=cfg.device)
+                replay=replay, replay_fraction=cfg.replay_fraction, device=cfg.device, context_sampler=context_sampler)
         t.config = cfg
         return t
 
@@ -451,7 +459,7 @@ class Trainer:
             x = self.sample(n_samples, generator=g, context=context)
             # fewer than ~10 samples per object make an empirical L1 that measures the sample size
             if cap["terminals"] is not None and cap["terminals"] * 10 <= n_samples:
-                out["empirical_l1"] = M.empirical_l1(self.env, x)
+                out["empirical_l1"] = M.empirical_l1(self.env, x, context)
             if hasattr(self.env, "mode_mask"):
                 out["modes_found"] = M.modes_found(self.env, x)
         if hasattr(self.env, "mode_mask"):
@@ -488,8 +496,13 @@ class Trainer:
         if checkpoint_every:
             own.append(Checkpoints(checkpoint_path, steps=checkpoint_every))
         hooks = own + list(hooks)
-        bar = tqdm(total=steps, disable=not (progress and main), desc=desc or f"{self.env.name} {self.loss_name}",
-                   dynamic_ncols=True)
+        # the bar counts the run's steps: a resumed run starts where its checkpoint left off
+        label = desc or f"{self.env.name} {self.loss_name}"
+        if self._resumed_from:
+            label += f" (resumed from step {self._resumed_from})"
+            self._resumed_from = 0
+        bar = tqdm(total=self.step_count + steps, initial=self.step_count, disable=not (progress and main),
+                   desc=label, dynamic_ncols=True)
         self.should_stop = False
         error = None
         try:
@@ -572,6 +585,7 @@ class Trainer:
         except (RuntimeError, TypeError) as e:
             raise ValueError(f"the saved random generator state is damaged ({e})") from None
         self.step_count = int(sd["step"])
+        self._resumed_from = self.step_count  # the next fit's progress bar says so
         modes = sd.get("modes", [])
         self._modes = set(map(tuple, modes.tolist() if isinstance(modes, torch.Tensor) else modes))
         self._pending_x, self._pending_rows = [], 0
@@ -662,8 +676,16 @@ def describe_policy(policy) -> dict | None:
         return None
     trunk = policy.trunk
     layers = sum(isinstance(m, torch.nn.Linear) for m in trunk.modules())
-    return {"class": "MLPPolicy", "hidden": policy.pf_head.in_features, "layers": layers, "pb": policy.pb,
-            "flow": bool(policy.has_flow), "context_dim": policy.context_dim, "conditioning": policy.conditioning}
+    enc = policy.context_encoder
+    if enc is not None and type(enc) is not ContextScaler:
+        return None  # a context encoder of the user's: gfncore.load(path, policy=...) takes the policy
+    d = {"class": "MLPPolicy", "hidden": policy.pf_head.in_features, "layers": layers, "pb": policy.pb,
+         "flow": bool(policy.has_flow), "context_dim": policy.context_dim, "conditioning": policy.conditioning}
+    if policy.log_z_net is not None:
+        d["log_z_hidden"] = policy.log_z_net[0].out_features
+    if enc is not None:  # its centre and scale are buffers: the state dict restores them
+        d["context_encoder"] = "ContextScaler"
+    return d
 
 
 def policy_for(env: Env, cfg: TrainConfig) -> MLPPolicy:
